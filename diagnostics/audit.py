@@ -1,0 +1,88 @@
+"""An audit: load one account file, build the context (live or sandbox), run the checks,
+and write the report folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from diagnostics.checks.config import schema_failures
+from diagnostics.config import load_config
+from diagnostics.context import Context, Timeouts, live_resolver, system_trust
+from diagnostics.errors import ConfigError
+from diagnostics.registry import run_checks, select
+from diagnostics.report.json import write_json
+from diagnostics.report.model import Report
+from diagnostics.sandbox.world import Sandbox
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The report, and the configuration error that cut the audit short, if any."""
+
+    report: Report
+    config_error: ConfigError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """2 for a configuration error, else 1 when any finding is fail/error, else 0."""
+        return 2 if self.config_error is not None else self.report.exit_code
+
+
+async def run_audit(
+    config_path: Path,
+    *,
+    sandbox: Sandbox | None = None,
+    only: Iterable[str] | None = None,
+    timeouts: Timeouts | None = None,
+    environ: Mapping[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> AuditResult:
+    """Audit the account file at ``config_path``; in ``sandbox`` when given, else live.
+
+    ValueError when ``only`` names an unknown check (before anything runs).
+    """
+    specs = select(only)
+    mode = "sandbox" if sandbox is not None else "live"
+    scenario = sandbox.scenario.name if sandbox is not None else None
+    try:
+        config = load_config(config_path, environ=sandbox.environ if sandbox else environ)
+    except ConfigError as error:
+        report = Report(
+            findings=tuple(schema_failures(error, config_path.stem)),
+            account="",
+            company=config_path.stem,
+            mode=mode,
+            config_file=str(config_path),
+            scenario=scenario,
+        )
+        return AuditResult(report, error)
+    context: Context
+    if sandbox is not None:
+        context = sandbox.context(config, config_path=config_path, timeouts=timeouts)
+    else:
+        timeouts = timeouts or Timeouts()
+        context = Context(
+            config=config,
+            resolver=live_resolver(timeouts.dns),
+            trust=system_trust(ca_file),
+            timeouts=timeouts,
+            config_path=config_path,
+        )
+    findings = await run_checks(context, specs)
+    report = Report(
+        findings=tuple(findings),
+        account=config.platform.account,
+        company=config.company.name,
+        mode=mode,
+        config_file=str(config_path),
+        scenario=scenario,
+    )
+    return AuditResult(report)
+
+
+def write_report(report: Report, directory: Path) -> Path:
+    """Write the report folder; returns the path of ``report.json``."""
+    return write_json(report, directory)

@@ -1,0 +1,250 @@
+"""Checks of the configuration itself: ``config.schema``, ``config.account_matches_address``,
+``config.port_encryption``.
+
+Pure tier: :func:`classify_account` and :func:`classify_port_encryption` turn settings into
+outcomes; the registered checks turn outcomes into findings, one per company or subcompany.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diagnostics.config import AccountConfig, SmtpSettings
+from diagnostics.context import Context
+from diagnostics.errors import ConfigError
+from diagnostics.findings import Cause, Finding, Status
+from diagnostics.profiles import PlatformProfile
+from diagnostics.registry import check
+
+# Port -> the encryption that port is defined for (RFC 8314 for 465, RFC 6409 for 587).
+STANDARD_PORTS = {465: "tls", 587: "starttls", 25: "starttls"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A classification: status, cause, one-line title, detail and remediation."""
+
+    status: Status
+    title: str
+    detail: str = ""
+    cause: Cause | None = None
+    remediation: str = ""
+
+
+def _smtp_path(profile: PlatformProfile) -> str:
+    ui = profile.ui
+    return f"{ui.settings_path} > {ui.use_custom_address} Yes > {ui.use_for_sending} Yes"
+
+
+def classify_account(
+    custom_address: str | None, smtp: SmtpSettings, profile: PlatformProfile
+) -> Outcome:
+    """Whether the SMTP account is the custom address it sends as."""
+    ui = profile.ui
+    if custom_address is None:
+        return Outcome(
+            Status.FAIL,
+            "SMTP settings without a custom address",
+            f"SMTP account {smtp.account} is set, but no custom address: the platform only "
+            "sends through your server as the custom address.",
+            Cause.SENDER_NOT_OWNED,
+            f"In {ui.settings_path}, select Yes for '{ui.use_custom_address}' and enter "
+            f"{smtp.account} as {ui.custom_address_label}.",
+        )
+    if smtp.account.casefold() == custom_address.casefold():
+        return Outcome(
+            Status.PASS,
+            "SMTP account is the custom address",
+            f"Account {smtp.account} sends as {custom_address}.",
+        )
+    return Outcome(
+        Status.FAIL,
+        "SMTP account differs from the custom address",
+        f"Account {smtp.account} would send as {custom_address}. Servers that enforce sender "
+        "ownership (Microsoft 365, Google Workspace, Postfix with "
+        "reject_sender_login_mismatch) refuse this with 'Sender address rejected' or "
+        "'SendAsDenied'.",
+        Cause.SENDER_NOT_OWNED,
+        f"In {_smtp_path(profile)}, set Account to {custom_address} (the "
+        f"{ui.custom_address_label}) and enter that mailbox's password. If the mail must come "
+        f"from {smtp.account}, make that the {ui.custom_address_label} instead.",
+    )
+
+
+def classify_port_encryption(smtp: SmtpSettings, profile: PlatformProfile) -> Outcome:
+    """Whether port and encryption agree (465 <-> implicit TLS, 587/25 <-> STARTTLS)."""
+    label = profile.encryption_label
+    path = _smtp_path(profile)
+    port, encryption = smtp.port, smtp.encryption
+    setting = f"Port {port} with Encryption {label(encryption)}"
+    if encryption == "none":
+        return Outcome(
+            Status.WARN,
+            f"{setting}: the password travels unencrypted",
+            "Without encryption the account's password and every candidate mail cross the "
+            "internet in clear text; many servers refuse AUTH without TLS.",
+            remediation=f"In {path}, choose Port 587 with Encryption {label('starttls')}, or "
+            f"Port 465 with Encryption {label('tls')}.",
+        )
+    expected = STANDARD_PORTS.get(port)
+    if expected is None:
+        return Outcome(
+            Status.WARN,
+            f"{setting}: a non-standard port",
+            f"Port {port} is not a standard submission port, so the encryption it speaks cannot "
+            "be known from the settings alone; smtp.tls tries it.",
+            remediation=f"Confirm with the mail server's administrator that port {port} speaks "
+            f"{label(encryption)}; the standard choices are 587 with {label('starttls')} and "
+            f"465 with {label('tls')}.",
+        )
+    if expected != encryption:
+        if encryption == "tls":
+            speaks = f"port {port} speaks plain SMTP first and upgrades with STARTTLS"
+            fix = (
+                f"choose Encryption {label('starttls')} on port {port}, or Port 465 with "
+                f"Encryption {label('tls')}"
+            )
+        else:
+            speaks = "port 465 expects TLS from the first byte (implicit TLS, RFC 8314)"
+            fix = (
+                f"choose Encryption {label('tls')} on port 465, or Port 587 with Encryption "
+                f"{label('starttls')}"
+            )
+        return Outcome(
+            Status.FAIL,
+            f"{setting} do not match",
+            f"{setting}: {speaks}. The connection test fails with a TLS handshake error or "
+            "a timeout.",
+            Cause.TLS_MISMATCH,
+            f"In {path}, {fix}.",
+        )
+    if port == 25:
+        return Outcome(
+            Status.WARN,
+            f"{setting}: port 25 is meant for server-to-server relay",
+            "Port 25 is often blocked between networks and many servers do not offer AUTH "
+            "there; 587 is the submission port (RFC 6409).",
+            remediation=f"In {path}, prefer Port 587 with Encryption {label('starttls')} if "
+            "your server offers it.",
+        )
+    return Outcome(Status.PASS, f"{setting} agree")
+
+
+def _identities(config: AccountConfig) -> list[tuple[str, str | None, SmtpSettings | None]]:
+    identities: list[tuple[str, str | None, SmtpSettings | None]] = [
+        (config.company.name, config.company.custom_address, config.company.smtp)
+    ]
+    identities += [(s.name, s.custom_address, s.smtp) for s in config.subcompanies]
+    return identities
+
+
+def _finding(check_id: str, subject: str, outcome: Outcome, **evidence: object) -> Finding:
+    return Finding(
+        check=check_id,
+        status=outcome.status,
+        subject=subject,
+        title=outcome.title,
+        detail=outcome.detail,
+        evidence=evidence,
+        cause=outcome.cause,
+        remediation=outcome.remediation,
+    )
+
+
+def _no_smtp(check_id: str, subject: str) -> Finding:
+    return Finding(
+        check=check_id,
+        status=Status.SKIP,
+        subject=subject,
+        title="No SMTP settings of its own",
+        detail="Nothing to compare: this (sub)company has no SMTP settings; "
+        "sender.resolution shows which route its mail takes.",
+    )
+
+
+@check("config.schema", flow="configuration", title="Configuration file")
+async def schema(context: Context) -> list[Finding]:
+    """The file loaded: every key valid and every reference resolved (else no context)."""
+    config = context.config
+    where = str(context.config_path) if context.config_path else "the configuration"
+    return [
+        Finding(
+            check="config.schema",
+            status=Status.PASS,
+            subject=config.company.name,
+            title="Configuration is valid",
+            detail=f"{where}: platform {config.profile.display_name}, account "
+            f"{config.platform.account} (inbound address {config.inbound_address}), "
+            f"{len(config.subcompanies)} subcompanies, {len(config.positions)} positions, "
+            f"{len(config.employees)} employees; every reference resolves.",
+            evidence={
+                "file": where,
+                "inbound_address": config.inbound_address,
+                "subcompanies": [s.name for s in config.subcompanies],
+            },
+        )
+    ]
+
+
+def schema_failures(error: ConfigError, subject: str) -> list[Finding]:
+    """One ``config.schema`` fail per problem of a configuration that did not load."""
+    return [
+        Finding(
+            check="config.schema",
+            status=Status.FAIL,
+            subject=subject,
+            title=f"Configuration key '{problem.key}' is invalid",
+            detail=problem.render(error.file),
+            evidence=problem.as_dict(),
+            cause=Cause.UNKNOWN,
+            remediation=f"In {error.file}, set '{problem.key}' to {problem.expected}.",
+        )
+        for problem in error.problems
+    ]
+
+
+@check(
+    "config.account_matches_address",
+    flow="configuration",
+    title="SMTP account equals the custom address",
+)
+async def account_matches_address(context: Context) -> list[Finding]:
+    config = context.config
+    findings = []
+    for subject, custom_address, smtp in _identities(config):
+        if smtp is None:
+            findings.append(_no_smtp("config.account_matches_address", subject))
+            continue
+        outcome = classify_account(custom_address, smtp, config.profile)
+        findings.append(
+            _finding(
+                "config.account_matches_address",
+                subject,
+                outcome,
+                account=smtp.account,
+                custom_address=custom_address,
+            )
+        )
+    return findings
+
+
+@check("config.port_encryption", flow="configuration", title="Port and encryption agree")
+async def port_encryption(context: Context) -> list[Finding]:
+    config = context.config
+    findings = []
+    for subject, _, smtp in _identities(config):
+        if smtp is None:
+            findings.append(_no_smtp("config.port_encryption", subject))
+            continue
+        outcome = classify_port_encryption(smtp, config.profile)
+        findings.append(
+            _finding(
+                "config.port_encryption",
+                subject,
+                outcome,
+                host=smtp.host,
+                port=smtp.port,
+                encryption=smtp.encryption,
+            )
+        )
+    return findings

@@ -1,0 +1,95 @@
+"""The context every check receives: configuration, resolver, trust, endpoints, timeouts.
+
+Live and sandbox runs differ only in this object. In live mode the resolver is the system's,
+trust is the system store (plus ``--ca-file``) and endpoints are the addresses DNS gives. In
+sandbox mode the resolver points at the sandbox's DNS server, trust is the sandbox CA, and
+:class:`Endpoints` maps each world address and port to the loopback socket that plays it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+import dns.asyncresolver
+
+from diagnostics.config import AccountConfig
+from diagnostics.errors import SandboxError
+
+Mode = Literal["live", "sandbox"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed per network step, and for a whole check."""
+
+    dns: float = 5.0
+    connect: float = 10.0
+    # Postfix's postscreen and Exchange's tarpitting delay the greeting by design.
+    banner: float = 30.0
+    command: float = 30.0
+    data: float = 60.0
+    check: float = 120.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where to connect for a world address and port.
+
+    ``routes`` maps ``(address, port)`` to the ``(host, port)`` to dial. With ``strict`` (the
+    sandbox) an address without a route is refused, so that no test ever leaves loopback.
+    """
+
+    routes: Mapping[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "routes", MappingProxyType(dict(self.routes)))
+
+    def dial(self, address: str, port: int) -> tuple[str, int]:
+        """The socket address to connect to for ``address``:``port``."""
+        key = (str(ipaddress.ip_address(address)), port)
+        if key in self.routes:
+            return self.routes[key]
+        if self.strict:
+            raise SandboxError(
+                f"no sandbox server plays {address} port {port}; the sandbox never dials out"
+            )
+        return key
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a check may use; checks never reach for module globals."""
+
+    config: AccountConfig
+    resolver: dns.asyncresolver.Resolver
+    trust: ssl.SSLContext
+    mode: Mode = "live"
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    # Platform egress IP -> local source address that stands for it (sandbox only).
+    egress_sources: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    config_path: Path | None = None
+    scenario: str | None = None
+
+
+def live_resolver(timeout: float) -> dns.asyncresolver.Resolver:
+    """The system's resolver with a bounded lifetime per query."""
+    resolver = dns.asyncresolver.Resolver()
+    resolver.lifetime = timeout
+    return resolver
+
+
+def system_trust(ca_file: Path | None = None) -> ssl.SSLContext:
+    """The system trust store (honouring ``SSL_CERT_FILE``), plus ``ca_file`` when given."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context

@@ -1,0 +1,73 @@
+"""Opening TCP connections: bounded in time, optionally from a chosen source address.
+
+Checks and the sandbox's own clients connect through :func:`connect_socket`, handing the
+connected socket to aiosmtplib (``sock=``) so that the TLS host name stays the server's name
+while the socket goes wherever :class:`~diagnostics.context.Endpoints` says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiosmtplib
+
+from diagnostics.errors import ProbeError, StepTimeout
+
+
+async def connect_socket(
+    host: str, port: int, *, timeout: float, source: str | None = None
+) -> socket.socket:
+    """A connected, non-blocking TCP socket to ``host``:``port`` (an IP address).
+
+    ``source`` binds the local end (the sandbox plays each platform egress IP with its own
+    loopback address). StepTimeout or ProbeError (step ``connect``) on failure.
+    """
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        if source is not None:
+            sock.bind((source, 0))
+        async with asyncio.timeout(timeout):
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except TimeoutError:
+        sock.close()
+        raise StepTimeout("connect", timeout) from None
+    except OSError as exc:
+        sock.close()
+        raise ProbeError("connect", f"{host} port {port}: {exc.strerror or exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def smtp_session(sock: socket.socket, **options: Any) -> AsyncIterator[aiosmtplib.SMTP]:
+    """An aiosmtplib client on the connected ``sock``, greeted and, on exit, quit politely.
+
+    The client's transport owns the socket once it exists: closing the socket ourselves
+    while a TLS transport is still shutting down would free its descriptor under the event
+    loop's feet (and the next socket would get the same number).
+    """
+    client = aiosmtplib.SMTP(sock=sock, **options)
+    try:
+        await client.connect()
+    except BaseException:
+        client.close()
+        await asyncio.sleep(0)  # a transport that took the socket closes it on this tick
+        if sock.fileno() != -1:
+            sock.close()
+        raise
+    try:
+        yield client
+        if client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+    finally:
+        client.close()

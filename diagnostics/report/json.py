@@ -1,0 +1,59 @@
+"""The JSON report (``report.json``, schema ``maildiag.report/1``), written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diagnostics.errors import ReportError
+from diagnostics.redact import redact
+
+if TYPE_CHECKING:
+    from diagnostics.report.model import Report
+
+SCHEMA = "maildiag.report/1"
+
+
+def render_json(report: Report) -> str:
+    """The report as JSON text, every known secret masked."""
+    return redact(json.dumps(report.to_dict(), indent=2, ensure_ascii=False)) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename.
+
+    A reader sees the old file or the new one, never half of one; the data is on disk
+    before the rename.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def write_json(report: Report, directory: Path) -> Path:
+    """Write ``report.json`` into ``directory`` atomically; return its path."""
+    return write_atomic(directory / "report.json", render_json(report))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A report written by :func:`write_json`; ReportError when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read report {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ReportError(f"{path} is not a {SCHEMA} report")
+    return data

@@ -1,0 +1,238 @@
+"""The platform: its inbound mailbox per account, and its outbound client.
+
+Inbound, mail for an account's inbound address is filed under ``candidates/<id>`` when its
+From address belongs to a known candidate and under ``unassigned`` otherwise, as the
+platform's "Unassigned messages" does. Outbound, :class:`PlatformClient` sends as the platform
+does: through the company's SMTP server with the configured settings, or from its own address
+when there are none, always connecting from one of the platform's egress IPs.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import dns.asyncresolver
+
+from diagnostics.config import SmtpSettings
+from diagnostics.context import Endpoints, Timeouts
+from diagnostics.net import connect_socket, smtp_session
+from diagnostics.sandbox.maildir import Maildir
+from diagnostics.sandbox.smtpserver import SandboxSMTP, protocol_name, queue_id, received_header
+
+log = logging.getLogger("diagnostics.sandbox")
+
+
+@dataclass(frozen=True)
+class InboundAccount:
+    """One platform account's inbound address, known candidates and mailbox root."""
+
+    account: str
+    inbound_address: str
+    candidates: Mapping[str, str]
+    root: Path
+
+    def folder(self, sender: str) -> str:
+        """Where a message from ``sender`` is filed: ``candidates/<id>`` or ``unassigned``."""
+        candidate = {a.casefold(): c for a, c in self.candidates.items()}.get(sender.casefold())
+        return f"candidates/{candidate}" if candidate else "unassigned"
+
+    def mailbox(self, folder: str = "unassigned") -> Maildir:
+        return Maildir(self.root / folder)
+
+
+class PlatformInboundHandler:
+    """aiosmtpd handler of the platform's inbound MX."""
+
+    def __init__(self, *, hostname: str, accounts: Mapping[str, InboundAccount]) -> None:
+        self.hostname = hostname
+        self.by_address = {a.inbound_address.casefold(): a for a in accounts.values()}
+
+    async def handle_RCPT(
+        self,
+        server: SandboxSMTP,
+        session: Any,
+        envelope: Any,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address.casefold() not in self.by_address:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content
+        parsed = message_from_bytes(content, policy=email.policy.compat32)
+        _, sender = email.utils.parseaddr(str(parsed.get("From", "")))
+        ident = queue_id()
+        for rcpt in envelope.rcpt_tos:
+            account = self.by_address[rcpt.casefold()]
+            received = received_header(
+                helo=session.host_name,
+                peer=server.world_peer,
+                by=self.hostname,
+                protocol=protocol_name(
+                    extended=session.extended_smtp, tls=server.encrypted, authenticated=False
+                ),
+                recipient=rcpt,
+                ident=ident,
+            )
+            folder = account.folder(sender)
+            await account.mailbox(folder).adeliver(received + content)
+            log.info("platform %s: message for %s filed in %s", ident, account.account, folder)
+        return f"250 2.0.0 Ok: queued as {ident}"
+
+
+class CandidateHandler:
+    """aiosmtpd handler of the candidates' mail server: every address has a mailbox."""
+
+    def __init__(self, *, hostname: str, domains: set[str], root: Path) -> None:
+        self.hostname = hostname
+        self.domains = {d.lower() for d in domains}
+        self.root = root
+
+    def mailbox(self, address: str) -> Maildir:
+        return Maildir(self.root / address.lower())
+
+    async def handle_RCPT(
+        self,
+        server: SandboxSMTP,
+        session: Any,
+        envelope: Any,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address.rsplit("@", 1)[-1].lower() not in self.domains:
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
+        ident = queue_id()
+        for rcpt in envelope.rcpt_tos:
+            received = received_header(
+                helo=session.host_name,
+                peer=server.world_peer,
+                by=self.hostname,
+                protocol=protocol_name(
+                    extended=session.extended_smtp, tls=server.encrypted, authenticated=False
+                ),
+                recipient=rcpt,
+                ident=ident,
+            )
+            # The envelope sender is what a bounce goes to; the final MTA records it.
+            return_path = f"Return-Path: <{envelope.mail_from}>\r\n".encode()
+            await self.mailbox(rcpt).adeliver(return_path + received + envelope.original_content)
+        return f"250 2.0.0 Ok: queued as {ident}"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the platform's client saw: the route taken and the server's last reply."""
+
+    route: str
+    egress_ip: str
+    server: str
+    reply: str
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+
+class PlatformClient:
+    """Sends as the platform does, from one of its egress IPs."""
+
+    def __init__(
+        self,
+        *,
+        resolver: dns.asyncresolver.Resolver,
+        endpoints: Endpoints,
+        trust: ssl.SSLContext,
+        egress_sources: Mapping[str, str],
+        helo: str,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self.resolver = resolver
+        self.endpoints = endpoints
+        self.trust = trust
+        self.egress_sources = dict(egress_sources)
+        self.helo = helo
+        self.timeouts = timeouts or Timeouts(connect=5, banner=10, command=10, data=20)
+
+    def _source(self, egress_ip: str | None) -> tuple[str, str]:
+        if egress_ip is None:
+            egress_ip = next(iter(self.egress_sources))
+        if egress_ip not in self.egress_sources:
+            raise ValueError(f"{egress_ip} is not an egress IP of the platform")
+        return egress_ip, self.egress_sources[egress_ip]
+
+    async def _address(self, host: str) -> str:
+        answer = await self.resolver.resolve(host, "A")
+        return str(answer[0].to_text())
+
+    # Both senders let aiosmtplib's exceptions through: a caller (a test, a check) wants the
+    # server's reply code and text, which they carry.
+    async def send_via(
+        self,
+        smtp: SmtpSettings,
+        *,
+        mail_from: str,
+        rcpt_tos: list[str],
+        data: bytes,
+        egress_ip: str | None = None,
+    ) -> SendResult:
+        """Send through the company's server with ``smtp``, as the platform does."""
+        egress_ip, source = self._source(egress_ip)
+        address = await self._address(smtp.host)
+        host, port = self.endpoints.dial(address, smtp.port)
+        sock = await connect_socket(host, port, timeout=self.timeouts.connect, source=source)
+        async with smtp_session(
+            sock,
+            hostname=smtp.host,
+            local_hostname=self.helo,
+            use_tls=smtp.encryption == "tls",
+            start_tls=smtp.encryption == "starttls",
+            tls_context=self.trust,
+            timeout=self.timeouts.command,
+        ) as client:
+            await client.login(smtp.account, smtp.password.reveal())
+            refused, reply = await client.sendmail(mail_from, rcpt_tos, data)
+        return SendResult(
+            "smtp",
+            egress_ip,
+            f"{smtp.host}:{smtp.port}",
+            reply,
+            {r: f"{c.code} {c.message}" for r, c in refused.items()},
+        )
+
+    async def send_direct(
+        self, *, mail_from: str, rcpt_tos: list[str], data: bytes, egress_ip: str | None = None
+    ) -> SendResult:
+        """Send from the platform's own address straight to the recipient's MX."""
+        egress_ip, source = self._source(egress_ip)
+        domain = rcpt_tos[0].rsplit("@", 1)[-1]
+        answer = await self.resolver.resolve(domain, "MX")
+        exchange = sorted(answer, key=lambda r: r.preference)[0].exchange.to_text().rstrip(".")
+        host, port = self.endpoints.dial(await self._address(exchange), 25)
+        sock = await connect_socket(host, port, timeout=self.timeouts.connect, source=source)
+        async with smtp_session(
+            sock,
+            hostname=exchange,
+            local_hostname=self.helo,
+            start_tls=False,
+            timeout=self.timeouts.command,
+        ) as client:
+            refused, reply = await client.sendmail(mail_from, rcpt_tos, data)
+        return SendResult(
+            "platform",
+            egress_ip,
+            f"{exchange}:25",
+            reply,
+            {r: f"{c.code} {c.message}" for r, c in refused.items()},
+        )

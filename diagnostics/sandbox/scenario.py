@@ -1,0 +1,211 @@
+"""Sandbox scenarios: the local mail world's settings and faults, one YAML file each.
+
+A scenario names the DNS zones, the company's MX (redirection rules and forwarding faults),
+its submission server (ports, certificate, users, allowlist), the platform's inbound side,
+the candidates' mail server, and the findings an audit of it must produce (``expect``).
+Files live in ``fixtures/scenarios/``; :func:`load_scenario` takes a name or a path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from diagnostics.errors import ConfigError, ConfigProblem
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+
+ForwardingStyle = Literal["redirect", "forward_inline", "forward_attachment"]
+CertVariant = Literal[
+    "valid", "expired", "self_signed", "wrong_host", "expiring_soon", "not_yet_valid"
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Record(_Model):
+    """A DNS record in zone-file order: owner, type, rdata."""
+
+    name: str
+    rtype: str
+    value: str
+    ttl: int = 300
+
+
+def _parse_record(item: Any) -> Any:
+    # "mx MX 10 mx.acme.example." reads like a zone file line; a mapping works too.
+    if isinstance(item, str):
+        parts = item.split(maxsplit=2)
+        if len(parts) != 3:
+            raise ValueError(f"expected 'NAME TYPE VALUE', found {item!r}")
+        return {"name": parts[0], "rtype": parts[1].upper(), "value": parts[2]}
+    return item
+
+
+class MXFaults(_Model):
+    """What the company MX does wrong (nothing, by default)."""
+
+    style: ForwardingStyle = "redirect"
+    strip_headers: tuple[str, ...] = ()
+    rewrite_from: bool = False
+    subject_tag: str = ""
+    footer: str = ""
+    local_copy: bool = True
+    delay_s: float = Field(default=0.0, ge=0, le=600)
+    srs: bool = False
+
+
+class CompanyMX(_Model):
+    """The company's inbound mail server: local mailboxes and redirection rules."""
+
+    address: str
+    hostname: str
+    mailboxes: tuple[str, ...] = ()
+    # Custom address -> where the redirection sends it (the platform's inbound address).
+    redirects: dict[str, str] = Field(default_factory=dict)
+    faults: MXFaults = Field(default_factory=MXFaults)
+    max_hops: int = Field(default=20, ge=2, le=100)
+
+
+class SubmissionUser(_Model):
+    """An account of the submission server; ``password`` is a ``${ENV}`` reference."""
+
+    account: str
+    password: str
+    # The server holds a different password than the environment gives (a wrong password).
+    wrong_password: bool = False
+    # Extra addresses this account may send as (Send-As rights).
+    send_as: tuple[str, ...] = ()
+
+
+class SubmissionPorts(_Model):
+    starttls: tuple[int, ...] = (587, 25)
+    tls: tuple[int, ...] = (465,)
+
+
+class Submission(_Model):
+    """The company's submission server."""
+
+    address: str
+    hostname: str
+    banner: str = "ESMTP Postfix"
+    ports: SubmissionPorts = Field(default_factory=SubmissionPorts)
+    starttls: Literal["required", "offered", "absent"] = "required"
+    # Offer AUTH before STARTTLS on the plain ports (a server a client must not downgrade to).
+    plaintext_auth: bool = False
+    certificate: CertVariant = "valid"
+    users: tuple[SubmissionUser, ...] = ()
+    # None: every client may connect; otherwise only these networks (platform egress IPs).
+    allowlist: tuple[str, ...] | None = None
+    allowlist_action: Literal["reject", "drop"] = "reject"
+
+    @field_validator("allowlist")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            for item in value:
+                ipaddress.ip_network(item, strict=True)
+        return value
+
+
+class PlatformSide(_Model):
+    """The platform's inbound side: which accounts exist and which candidates it knows."""
+
+    address: str
+    hostname: str = "inbound.m.personio.de"
+    profile: str = "personio"
+    # Account -> candidate address -> candidate id (mail from them is filed in their profile).
+    accounts: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class CandidateSide(_Model):
+    """The candidates' mail server: every address in its domains has a mailbox."""
+
+    address: str
+    hostname: str = "mx.candidates.example"
+    domains: tuple[str, ...] = ("candidates.example",)
+
+
+class Expectation(_Model):
+    """A finding the audit of this scenario must produce."""
+
+    check: str
+    status: Literal["pass", "warn", "fail", "error", "skip"]
+    subject: str | None = None
+    cause: str | None = None
+
+
+class Scenario(_Model):
+    """The local mail world's settings and faults."""
+
+    name: str
+    summary: str
+    config: str = "acme.yaml"
+    dns: dict[str, tuple[Record, ...]]
+    dns_faults: dict[str, Literal["servfail", "timeout", "refused"]] = Field(default_factory=dict)
+    company_mx: CompanyMX
+    submission: Submission
+    platform: PlatformSide
+    candidates: CandidateSide
+    expect: tuple[Expectation, ...] = ()
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _records(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {
+            zone: [_parse_record(r) for r in records] if isinstance(records, list) else records
+            for zone, records in value.items()
+        }
+
+    def config_path(self, base: Path | None = None) -> Path:
+        """The account file this scenario is played against by default."""
+        root = base or SCENARIO_DIR.parent / "configs"
+        return root / self.config
+
+
+def scenario_names() -> list[str]:
+    """The names of the scenarios shipped in ``fixtures/scenarios/``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def scenario_path(name_or_path: str | Path) -> Path:
+    """The file of a scenario given by name (``healthy``) or path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return SCENARIO_DIR / f"{name_or_path}.yaml"
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario; ConfigError names the file, key and problem."""
+    path = scenario_path(name_or_path)
+    if not path.exists():
+        known = ", ".join(scenario_names()) or "none"
+        raise ConfigError(
+            path,
+            [ConfigProblem("(file)", f"a scenario name or file (known: {known})", "no such file")],
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [ConfigProblem("(file)", "valid YAML", str(exc))]) from None
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            ConfigProblem(
+                ".".join(str(p) for p in error["loc"]) or "(top level)",
+                error["msg"],
+                repr(error.get("input"))[:80],
+            )
+            for error in exc.errors(include_url=False)
+        ]
+        raise ConfigError(path, problems) from None

@@ -1,0 +1,119 @@
+"""The company's submission server: AUTH PLAIN and LOGIN against the scenario's users, and
+``MAIL FROM`` only for the authenticated account's own address (or its Send-As addresses).
+
+Accepted mail is queued durably and relayed to the recipient's MX by the company relay.
+Replies use Postfix's wording, the most common submission server in front of such setups.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from diagnostics.sandbox.relay import Queue
+from diagnostics.sandbox.smtpserver import (
+    SandboxSMTP,
+    protocol_name,
+    queue_id,
+    received_header,
+    tls_description,
+)
+from diagnostics.secrets import Secret
+
+log = logging.getLogger("diagnostics.sandbox")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A mailbox the submission server authenticates, and what it may send as."""
+
+    login: str
+    password: Secret
+    send_as: frozenset[str]
+
+
+class SubmissionHandler:
+    """aiosmtpd handler and authenticator of the submission server."""
+
+    def __init__(self, *, hostname: str, accounts: Mapping[str, Account], queue: Queue) -> None:
+        self.hostname = hostname
+        self.accounts = {login.casefold(): account for login, account in accounts.items()}
+        self.queue = queue
+        self.auth_attempts: list[tuple[str, str, bool]] = []
+
+    def authenticator(
+        self, server: SandboxSMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace")
+        account = self.accounts.get(login.casefold())
+        given = auth_data.password
+        ok = account is not None and hmac.compare_digest(given, account.password.reveal().encode())
+        self.auth_attempts.append((login, mechanism, ok))
+        log.info(
+            "submission: AUTH %s for %s from %s: %s",
+            mechanism,
+            login,
+            server.world_peer,
+            "ok" if ok else "failed",
+        )
+        if ok:
+            return AuthResult(success=True, auth_data=auth_data)
+        # Dovecot SASL behind Postfix answers a wrong user and a wrong password alike.
+        return AuthResult(
+            success=False,
+            handled=False,
+            message="535 5.7.8 Error: authentication failed: authentication failure",
+        )
+
+    async def handle_MAIL(
+        self,
+        server: SandboxSMTP,
+        session: Any,
+        envelope: Any,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        login = session.auth_data.login.decode("utf-8", "replace")
+        account = self.accounts[login.casefold()]
+        if address.casefold() not in account.send_as:
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self,
+        server: SandboxSMTP,
+        session: Any,
+        envelope: Any,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
+        ident = queue_id()
+        received = received_header(
+            helo=session.host_name,
+            peer=server.world_peer,
+            by=self.hostname,
+            protocol=protocol_name(
+                extended=session.extended_smtp, tls=server.encrypted, authenticated=True
+            ),
+            recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+            ident=ident,
+            tls=tls_description(server),
+        )
+        await self.queue.put(
+            envelope.mail_from, tuple(envelope.rcpt_tos), received + envelope.original_content
+        )
+        return f"250 2.0.0 Ok: queued as {ident}"

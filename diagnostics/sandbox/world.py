@@ -1,0 +1,388 @@
+"""The sandbox: a local mail world on loopback, built from a scenario.
+
+``async with Sandbox(load_scenario("healthy")) as world:`` starts, in the running event loop,
+the DNS server, the company MX and submission server, the platform's inbound MX and the
+candidates' mail server, each on an ephemeral loopback port, and the relay that carries mail
+between them. DNS answers world addresses (documentation ranges); :attr:`Sandbox.endpoints`
+maps each world address and port to the loopback socket that plays it. The platform's egress
+IPs are played by their own loopback source addresses (127.0.10.x).
+
+Mail is stored in Maildirs under ``state_dir``; a sandbox started again on the same folder
+has all its mail and delivers what was still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import secrets
+import shutil
+import ssl
+import tempfile
+from collections import ChainMap
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import dns.asyncresolver
+
+from diagnostics.config import AccountConfig
+from diagnostics.context import Context, Endpoints, Timeouts
+from diagnostics.errors import SandboxError
+from diagnostics.profiles import get_profile
+from diagnostics.sandbox.certs import SandboxCA
+from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
+from diagnostics.sandbox.maildir import Maildir
+from diagnostics.sandbox.mx import CompanyMXHandler
+from diagnostics.sandbox.platform import (
+    CandidateHandler,
+    InboundAccount,
+    PlatformClient,
+    PlatformInboundHandler,
+)
+from diagnostics.sandbox.relay import Queue, Relay
+from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.smtpserver import Gate, PeerMap, SandboxSMTP, bound_port, listen
+from diagnostics.sandbox.submission import Account, SubmissionHandler
+from diagnostics.secrets import Secret, env_reference_name
+
+LOOPBACK = "127.0.0.1"
+# Each platform egress IP gets 127.0.10.<n>; the company relay sends from 127.0.20.1.
+_EGRESS_BASE = ipaddress.ip_address("127.0.10.1")
+_RELAY_SOURCE = "127.0.20.1"
+_SERVER_IDLE_S = 60
+
+
+class Sandbox:
+    """The local mail world of one scenario; an async context manager."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        state_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self._own_state = state_dir is None
+        self.state_dir = (
+            Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="maildiag-sandbox-"))
+        )
+        self.profile = get_profile(scenario.platform.profile)
+        base_env = environ if environ is not None else os.environ
+        self._generated: dict[str, str] = {}
+        self.environ: Mapping[str, str] = ChainMap(dict(base_env), self._generated)
+        self.egress_sources = {
+            str(network.network_address): str(_EGRESS_BASE + index)
+            for index, network in enumerate(self.profile.egress_ips)
+        }
+        world_by_source = {source: egress for egress, source in self.egress_sources.items()}
+        world_by_source[_RELAY_SOURCE] = scenario.company_mx.address
+        self.peers = PeerMap(world_by_source)
+        self.ca = SandboxCA()
+        self.dns = SandboxDNS(
+            {
+                zone: [ZoneRecord(r.name, r.rtype, r.value, r.ttl) for r in records]
+                for zone, records in scenario.dns.items()
+            },
+            host=LOOPBACK,
+            faults=scenario.dns_faults,
+        )
+        self._routes: dict[tuple[str, int], tuple[str, int]] = {}
+        self._servers: list[asyncio.Server] = []
+        self._relay: Relay | None = None
+        self._started = False
+        self.submission: SubmissionHandler | None = None
+        self.inbound: dict[str, InboundAccount] = {}
+        self.candidate_server: CandidateHandler | None = None
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start every server; SandboxError when something cannot start."""
+        if self._started:
+            raise SandboxError("this sandbox is already running")
+        self._started = True
+        try:
+            self.ca_file = self.ca.write_ca(self.state_dir / "sandbox-ca.pem")
+            await self.dns.start()
+            await self._start_servers()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every server; queued mail stays on disk. Idempotent."""
+        if self._relay is not None:
+            await self._relay.stop()
+            self._relay = None
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await server.wait_closed()
+        await self.dns.stop()
+        self._started = False
+        if self._own_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    async def _serve(
+        self,
+        world: tuple[str, int],
+        handler: Any,
+        *,
+        hostname: str,
+        gate: Gate | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **smtp: Any,
+    ) -> None:
+        factory = partial(
+            SandboxSMTP,
+            handler,
+            gate=gate or Gate(self.peers),
+            implicit_tls=ssl_context is not None,
+            hostname=hostname,
+            timeout=_SERVER_IDLE_S,
+            enable_SMTPUTF8=True,
+            **smtp,
+        )
+        server = await listen(factory, host=LOOPBACK, ssl_context=ssl_context)
+        self._servers.append(server)
+        self._routes[(str(ipaddress.ip_address(world[0])), world[1])] = (
+            LOOPBACK,
+            bound_port(server),
+        )
+
+    def _secret(self, reference: str, *, differ: bool) -> Secret:
+        name = env_reference_name(reference)
+        if name is None:
+            raise SandboxError(
+                f"scenario {self.scenario.name}: password must be a ${{ENV}} reference"
+            )
+        value = self.environ.get(name)
+        if not value:
+            value = self._generated[name] = secrets.token_urlsafe(18)
+        if differ:
+            # The server holds another password than the one the account file resolves to.
+            value = "wrong-" + secrets.token_urlsafe(12)
+        return Secret(value, source=f"sandbox:{name}")
+
+    async def _start_servers(self) -> None:
+        scenario = self.scenario
+        root = self.state_dir
+        queue = Queue(Maildir(root / "company" / "queue"))
+        self.postmaster = Maildir(root / "company" / "postmaster")
+        resolver = self.dns.resolver(timeout=5.0)
+
+        mx = scenario.company_mx
+        mailboxes = {a: Maildir(root / "company" / "mailboxes" / a.lower()) for a in mx.mailboxes}
+        domains = {a.rsplit("@", 1)[-1] for a in (*mx.mailboxes, *mx.redirects)}
+        self.company_mailboxes = mailboxes
+        await self._serve(
+            (mx.address, 25),
+            CompanyMXHandler(mx, domains=domains, mailboxes=mailboxes, queue=queue),
+            hostname=mx.hostname,
+            ident="ESMTP",
+        )
+
+        sub = scenario.submission
+        accounts = {
+            user.account: Account(
+                user.account,
+                self._secret(user.password, differ=user.wrong_password),
+                frozenset(a.casefold() for a in (user.account, *user.send_as)),
+            )
+            for user in sub.users
+        }
+        self.submission = SubmissionHandler(hostname=sub.hostname, accounts=accounts, queue=queue)
+        self.certificate = self.ca.issue([sub.hostname], variant=sub.certificate)
+        allowlist = (
+            tuple(ipaddress.ip_network(n) for n in sub.allowlist)
+            if sub.allowlist is not None
+            else None
+        )
+        gate = Gate(self.peers, allowlist, sub.allowlist_action)
+        common: dict[str, Any] = {
+            "hostname": sub.hostname,
+            "gate": gate,
+            "ident": sub.banner,
+            "auth_required": True,
+            "authenticator": self.submission.authenticator,
+        }
+        for port in sub.ports.starttls:
+            await self._serve(
+                (sub.address, port),
+                self.submission,
+                tls_context=None if sub.starttls == "absent" else self.certificate.server_context(),
+                require_starttls=sub.starttls == "required",
+                auth_require_tls=not sub.plaintext_auth,
+                **common,
+            )
+        for port in sub.ports.tls:
+            await self._serve(
+                (sub.address, port),
+                self.submission,
+                ssl_context=self.certificate.server_context(),
+                # aiosmtpd only knows STARTTLS sessions as encrypted; this one is from byte one.
+                auth_require_tls=False,
+                **common,
+            )
+
+        platform = scenario.platform
+        for account, candidates in platform.accounts.items():
+            self.inbound[account] = InboundAccount(
+                account,
+                self.profile.inbound_address_for(account),
+                candidates,
+                root / "platform" / account,
+            )
+        await self._serve(
+            (platform.address, 25),
+            PlatformInboundHandler(hostname=platform.hostname, accounts=self.inbound),
+            hostname=platform.hostname,
+            ident="ESMTP",
+        )
+
+        cand = scenario.candidates
+        self.candidate_server = CandidateHandler(
+            hostname=cand.hostname, domains=set(cand.domains), root=root / "candidates"
+        )
+        await self._serve(
+            (cand.address, 25), self.candidate_server, hostname=cand.hostname, ident="ESMTP"
+        )
+
+        self.endpoints = Endpoints(self._routes, strict=True)
+        self._relay = Relay(
+            queue,
+            resolver=resolver,
+            endpoints=self.endpoints,
+            helo=mx.hostname,
+            postmaster=self.postmaster,
+            source=_RELAY_SOURCE,
+        )
+        self._relay.start()
+        self.platform_client = PlatformClient(
+            resolver=resolver,
+            endpoints=self.endpoints,
+            trust=self.trust(),
+            egress_sources=self.egress_sources,
+            helo=f"outbound.{self.profile.inbound_domain}",
+        )
+
+    # -- what tests, checks and notebooks use -----------------------------------------------
+
+    def resolver(self, *, timeout: float = 5.0) -> dns.asyncresolver.Resolver:
+        """A dnspython resolver aimed at the sandbox's DNS server."""
+        return self.dns.resolver(timeout=timeout)
+
+    def trust(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the sandbox CA (and nothing else)."""
+        return self.ca.client_context()
+
+    def company_mailbox(self, address: str) -> Maildir:
+        """The company's local mailbox of ``address``."""
+        return Maildir(self.state_dir / "company" / "mailboxes" / address.lower())
+
+    def platform_mailbox(self, account: str, folder: str = "unassigned") -> Maildir:
+        """The platform's inbound ``folder`` (``unassigned`` or ``candidates/<id>``) of ``account``."""
+        return Maildir(self.state_dir / "platform" / account / folder)
+
+    def candidate_mailbox(self, address: str) -> Maildir:
+        """The mailbox of candidate ``address``."""
+        return Maildir(self.state_dir / "candidates" / address.lower())
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until the company relay has delivered (or bounced) everything queued."""
+        if self._relay is None:
+            raise SandboxError("the sandbox is not running")
+        await self._relay.drain(timeout)
+
+    def context(
+        self,
+        config: AccountConfig,
+        *,
+        config_path: Path | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Context:
+        """The check context for ``config`` in this world."""
+        timeouts = timeouts or Timeouts(dns=3, connect=5, banner=10, command=10, data=20, check=60)
+        return Context(
+            config=config,
+            resolver=self.resolver(timeout=timeouts.dns),
+            trust=self.trust(),
+            mode="sandbox",
+            endpoints=self.endpoints,
+            egress_sources=self.egress_sources,
+            timeouts=timeouts,
+            config_path=config_path,
+            scenario=self.scenario.name,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The world's endpoints, as ``maildiag sandbox up`` prints them (no secrets)."""
+        names = {
+            (self.scenario.company_mx.address, 25): (
+                "company MX",
+                self.scenario.company_mx.hostname,
+            ),
+            (self.scenario.platform.address, 25): (
+                "platform inbound",
+                self.scenario.platform.hostname,
+            ),
+            (self.scenario.candidates.address, 25): (
+                "candidates MX",
+                self.scenario.candidates.hostname,
+            ),
+        }
+        sub = self.scenario.submission
+        for port in sub.ports.starttls:
+            names[(sub.address, port)] = (
+                f"submission ({'STARTTLS' if sub.starttls != 'absent' else 'plain'})",
+                sub.hostname,
+            )
+        for port in sub.ports.tls:
+            names[(sub.address, port)] = ("submission (implicit TLS)", sub.hostname)
+        servers = [
+            {
+                "role": names.get(world, ("server", ""))[0],
+                "hostname": names.get(world, ("", ""))[1],
+                "world": f"{world[0]}:{world[1]}",
+                "listen": f"{local[0]}:{local[1]}",
+            }
+            for world, local in self._routes.items()
+        ]
+        return {
+            "scenario": self.scenario.name,
+            "state_dir": str(self.state_dir),
+            "dns": f"{self.dns.host}:{self.dns.port}",
+            "ca_file": str(self.ca_file),
+            "servers": servers,
+            "egress_sources": dict(self.egress_sources),
+            "inbound_addresses": {a: i.inbound_address for a, i in self.inbound.items()},
+            "secrets_from_environment": sorted(
+                name for name in self._referenced_secrets() if name not in self._generated
+            ),
+            "secrets_generated": sorted(self._generated),
+        }
+
+    def _referenced_secrets(self) -> list[str]:
+        return [
+            name
+            for user in self.scenario.submission.users
+            if (name := env_reference_name(user.password)) is not None
+        ]

@@ -1,0 +1,102 @@
+"""Secret values that never show themselves.
+
+A :class:`Secret` holds a password in memory. ``str``, ``repr``, ``format`` and pickling all
+give a mask; the only way to the value is :meth:`Secret.reveal`, which the SMTP AUTH step
+calls and nothing else should. Secrets are resolved from references, never from literals:
+``${ENV_VAR}`` (the environment) or ``password_file: PATH``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+MASK = "********"
+
+# Very short values would mask ordinary letters everywhere when redacting text.
+_MIN_REDACT_LENGTH = 4
+_known_lock = threading.Lock()
+_known_values: set[str] = set()
+
+ENV_REFERENCE = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class Secret:
+    """A secret string; masked everywhere except :meth:`reveal`."""
+
+    __slots__ = ("_source", "_value")
+
+    def __init__(self, value: str, *, source: str) -> None:
+        self._value = value
+        self._source = source
+        if len(value) >= _MIN_REDACT_LENGTH:
+            # SMTP AUTH carries the password in base64, alone (LOGIN) or after NUL bytes
+            # (PLAIN); the bare form covers the first, redact.py handles the rest.
+            forms = {value, base64.b64encode(value.encode()).decode()}
+            with _known_lock:
+                _known_values.update(forms)
+
+    @property
+    def source(self) -> str:
+        """Where the value came from (``env:NAME`` or ``file:PATH``), safe to show."""
+        return self._source
+
+    def reveal(self) -> str:
+        """The value itself: for the AUTH step only."""
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK}, source={self._source!r})"
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Secret cannot be pickled")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+    def __copy__(self) -> Secret:
+        return self
+
+
+def env_reference_name(text: str) -> str | None:
+    """The variable name of a ``${NAME}`` reference, or None when ``text`` is not one."""
+    match = ENV_REFERENCE.match(text.strip())
+    return match.group("name") if match else None
+
+
+def resolve_env(name: str, environ: Mapping[str, str] | None = None) -> Secret | None:
+    """The secret held by environment variable ``name``; None when unset or empty."""
+    env = os.environ if environ is None else environ
+    value = env.get(name)
+    if not value:
+        return None
+    return Secret(value, source=f"env:{name}")
+
+
+def read_secret_file(path: Path) -> Secret:
+    """The first line of ``path`` as a secret (trailing newline dropped); OSError passes up."""
+    text = path.read_text(encoding="utf-8")
+    return Secret(text.splitlines()[0] if text else "", source=f"file:{path}")
+
+
+def known_values() -> list[str]:
+    """Every secret value (and base64 form) created in this process, longest first."""
+    with _known_lock:
+        return sorted(_known_values, key=len, reverse=True)
