@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -61,6 +61,13 @@ def _email(value: Any) -> str:
 EmailAddress = Annotated[str, Field(json_schema_extra={"format": "email"})]
 
 
+class _SecretReference(NamedTuple):
+    """How a password is given in the file: ``env`` (``password``), ``file``, ``both``, ``neither``."""
+
+    kind: str
+    value: Any
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -76,30 +83,50 @@ class SmtpSettings(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _password_reference(cls, data: Any, info: ValidationInfo) -> Any:
+    def _password_reference(cls, data: Any) -> Any:
+        # Only gathers the reference: resolving (and failing) happens in the field validator,
+        # so that a bad secret reference does not hide the block's other problems.
         if not isinstance(data, dict):
             return data
         data = dict(data)
         has_literal = "password" in data
         has_file = "password_file" in data
         if has_literal and has_file:
+            data.pop("password_file")
+            data["password"] = _SecretReference("both", None)
+        elif has_file:
+            data["password"] = _SecretReference("file", data.pop("password_file"))
+        elif not has_literal:
+            data["password"] = _SecretReference("neither", None)
+        return data
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password(cls, value: Any, info: ValidationInfo) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, _SecretReference):
+            value = _SecretReference("env", value)
+        context = info.context or {}
+        if value.kind == "both":
             raise PydanticCustomError(
-                "maildiag",
+                "secret_reference",
                 "expected {expected}",
-                {"expected": "either password or password_file, not both", "found": "both keys"},
+                {
+                    "expected": "either password or password_file, not both",
+                    "found": "both password and password_file",
+                    "key": "password_file",
+                },
             )
-        if not has_literal and not has_file:
+        if value.kind == "neither":
             raise PydanticCustomError(
                 "missing_password",
                 "expected {expected}",
                 {"expected": "password: ${ENV_VAR} or password_file: PATH", "found": "neither"},
             )
-        context = info.context or {}
-        if has_file:
-            data["password"] = _secret_from_file(data.pop("password_file"), context)
-        else:
-            data["password"] = _secret_from_env(data["password"], context)
-        return data
+        if value.kind == "file":
+            return _secret_from_file(value.value, context)
+        return _secret_from_env(value.value, context)
 
     @field_validator("host", mode="before")
     @classmethod
@@ -351,7 +378,7 @@ _EXPECTED_BY_TYPE = {
 
 
 # Errors whose "found" text was written for the reader (and never holds a secret's value).
-_SECRET_ERRORS = {"literal_secret", "missing_secret", "missing_password"}
+_SECRET_ERRORS = {"literal_secret", "missing_secret", "missing_password", "secret_reference"}
 _VERBATIM_FOUND = _SECRET_ERRORS | {"reference"}
 
 
@@ -404,12 +431,16 @@ def problems_from_validation(
         ctx = error.get("ctx") or {}
         loc = tuple(ctx.get("loc", error["loc"]))
         if error["type"] in _SECRET_ERRORS:
-            loc = (*loc, ctx.get("key", "password"))
+            # Raised on the password field; the key the reader wrote may be password_file.
+            loc = (*loc[:-1], ctx.get("key", "password"))
         expected = ctx.get("expected") or _EXPECTED_BY_TYPE.get(error["type"]) or error["msg"]
         if error["type"] == "literal_error":
             expected = f"one of {ctx.get('expected', '')}"
         if error["type"] == "missing":
             found = "nothing"
+        elif error["type"] == "extra_forbidden":
+            # An unknown key may be a misspelt password (Password:, passwort:): never echo it.
+            found = "an unknown key (its value is not shown)"
         elif "found" in ctx:
             verbatim = error["type"] in _VERBATIM_FOUND
             found = str(ctx["found"]) if verbatim else _found(ctx["found"], loc)

@@ -71,3 +71,37 @@ async def smtp_session(sock: socket.socket, **options: Any) -> AsyncIterator[aio
                 await client.quit()
     finally:
         client.close()
+
+
+# Preference among what a server advertises. PLAIN and LOGIN carry the same secret; CRAM-MD5
+# is left out because Microsoft 365 and Gmail never offer it and Dovecot needs plain-text
+# password storage for it.
+AUTH_PREFERENCE = ("plain", "login")
+
+
+def choose_mechanism(advertised: list[str]) -> str | None:
+    """The one AUTH mechanism to use among those ``advertised`` (lower-case), or None."""
+    offered = {m.lower() for m in advertised}
+    return next((m for m in AUTH_PREFERENCE if m in offered), None)
+
+
+async def authenticate_once(client: aiosmtplib.SMTP, account: str, password: str) -> str:
+    """AUTH with exactly one mechanism; returns its name.
+
+    aiosmtplib's ``login()`` tries every advertised mechanism in turn, so a wrong password
+    counts two or three times against the mailbox's lockout; this makes one attempt.
+    SMTPAuthenticationError passes up with the server's reply; SMTPException when the server
+    offers no mechanism this client speaks.
+    """
+    if client.last_ehlo_response is None:
+        # After STARTTLS the client must forget the old EHLO answer (RFC 3207 4.2) and ask again.
+        await client.ehlo()
+    mechanism = choose_mechanism(client.server_auth_methods)
+    if mechanism is None:
+        offered = " ".join(client.server_auth_methods) or "none"
+        raise aiosmtplib.SMTPException(
+            f"no supported AUTH mechanism offered (server offers: {offered})"
+        )
+    method = client.auth_plain if mechanism == "plain" else client.auth_login
+    await method(account, password)
+    return mechanism

@@ -81,13 +81,35 @@ def _subject(context: Context) -> str:
     return context.config.company.name
 
 
+def _crashed(
+    spec: CheckSpec, context: Context, exc: Exception, started: float, cause: Cause
+) -> Finding:
+    return Finding(
+        check=spec.id,
+        status=Status.ERROR,
+        subject=_subject(context),
+        title=f"{spec.title}: the check could not run",
+        detail=redact(f"{type(exc).__name__}: {exc}"),
+        evidence={"exception": type(exc).__name__},
+        cause=cause,
+        remediation="This is a fault of maildiag, not of your setup: report it with "
+        "this finding attached.",
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
 async def _run_one(spec: CheckSpec, context: Context) -> list[Finding]:
     started = time.perf_counter()
     timeout = context.timeouts.check
+    scope = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with scope:
             findings = await spec.function(context)
-    except TimeoutError:
+    except TimeoutError as exc:
+        if not scope.expired():
+            # A step inside the check timed out (e.g. StepTimeout) and the check let it
+            # escape: report that step, not a check that ran out of its own time.
+            return [_crashed(spec, context, exc, started, Cause.CONNECTION_TIMEOUT)]
         return [
             Finding(
                 check=spec.id,
@@ -102,20 +124,7 @@ async def _run_one(spec: CheckSpec, context: Context) -> list[Finding]:
             )
         ]
     except Exception as exc:  # a bug or an unexpected failure must not end the run
-        return [
-            Finding(
-                check=spec.id,
-                status=Status.ERROR,
-                subject=_subject(context),
-                title=f"{spec.title}: the check could not run",
-                detail=redact(f"{type(exc).__name__}: {exc}"),
-                evidence={"exception": type(exc).__name__},
-                cause=Cause.UNKNOWN,
-                remediation="This is a fault of maildiag, not of your setup: report it with "
-                "this finding attached.",
-                duration_ms=(time.perf_counter() - started) * 1000,
-            )
-        ]
+        return [_crashed(spec, context, exc, started, Cause.UNKNOWN)]
     elapsed = (time.perf_counter() - started) * 1000
     return [f if f.duration_ms else f.with_duration(elapsed) for f in findings]
 

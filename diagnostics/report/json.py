@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -17,9 +18,21 @@ if TYPE_CHECKING:
 SCHEMA = "maildiag.report/1"
 
 
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def render_json(report: Report) -> str:
     """The report as JSON text, every known secret masked."""
-    return redact(json.dumps(report.to_dict(), indent=2, ensure_ascii=False)) + "\n"
+    # Masked before encoding: JSON escapes quotes and backslashes, so a password holding one
+    # would no longer match in the encoded text (and masking encoded text could hit syntax).
+    return json.dumps(_redacted(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
 
 
 def write_atomic(path: Path, text: str) -> Path:
@@ -28,18 +41,24 @@ def write_atomic(path: Path, text: str) -> Path:
     A reader sees the old file or the new one, never half of one; the data is on disk
     before the rename.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, 0o644)
         os.replace(temp, path)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        temp = None
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ReportError(f"cannot write {path}: {reason}") from exc
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                Path(temp).unlink(missing_ok=True)
     return path
 
 

@@ -23,7 +23,7 @@ import dns.asyncresolver
 
 from diagnostics.config import SmtpSettings
 from diagnostics.context import Endpoints, Timeouts
-from diagnostics.net import connect_socket, smtp_session
+from diagnostics.net import authenticate_once, connect_socket, smtp_session
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.smtpserver import SandboxSMTP, protocol_name, queue_id, received_header
 
@@ -201,7 +201,7 @@ class PlatformClient:
             tls_context=self.trust,
             timeout=self.timeouts.command,
         ) as client:
-            await client.login(smtp.account, smtp.password.reveal())
+            await authenticate_once(client, smtp.account, smtp.password.reveal())
             refused, reply = await client.sendmail(mail_from, rcpt_tos, data)
         return SendResult(
             "smtp",

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import email.policy
 import email.utils
 import json
 import logging
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from email.message import EmailMessage
 
 import aiosmtplib
 import dns.asyncresolver
@@ -247,40 +246,40 @@ class Relay:
 def delivery_status_notification(
     reporting_mta: str, entry: QueuedMessage, rcpts: tuple[str, ...], reply: str
 ) -> bytes:
-    """A bounce (RFC 3464 multipart/report) for ``rcpts`` of ``entry``."""
-    status = (
-        reply.split()[1] if len(reply.split()) > 1 and reply.split()[1][:1] in "45" else "5.0.0"
-    )
-    report = EmailMessage(policy=email.policy.SMTP)
-    report["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
-    report["To"] = entry.mail_from or f"postmaster@{reporting_mta}"
-    report["Subject"] = "Undelivered Mail Returned to Sender"
-    report["Date"] = email.utils.format_datetime(datetime.datetime.now(datetime.UTC))
-    report["Message-ID"] = email.utils.make_msgid(domain=reporting_mta)
-    report.set_content(
-        f"This is the mail system at host {reporting_mta}.\n\n"
-        "I'm sorry to have to inform you that your message could not\n"
-        "be delivered to one or more recipients.\n\n" + "".join(f"<{r}>: {reply}\n" for r in rcpts)
-    )
-    fields = [f"Reporting-MTA: dns; {reporting_mta}", ""]
-    for rcpt in rcpts:
-        fields += [
-            f"Final-Recipient: rfc822; {rcpt}",
-            "Action: failed",
-            f"Status: {status}",
-            f"Diagnostic-Code: smtp; {reply}",
-            "",
-        ]
-    status_part = EmailMessage(policy=email.policy.SMTP)
-    status_part.set_content("\r\n".join(fields).encode(), "message", "delivery-status")
+    """A bounce (RFC 3464 multipart/report) for ``rcpts`` of ``entry``, in Postfix's layout."""
+    words = reply.split()
+    status = words[1] if len(words) > 1 and words[1][:2] in ("4.", "5.") else "5.0.0"
+    boundary = f"{uuid.uuid4().hex}/{reporting_mta}"
+    date = email.utils.format_datetime(datetime.datetime.now(datetime.UTC))
     headers, _ = split_message(entry.data)
-    original = EmailMessage(policy=email.policy.SMTP)
-    original.set_content(b"".join(headers), "text", "rfc822-headers")
-    report.make_mixed()
-    report.attach(status_part)
-    report.attach(original)
-    report.replace_header(
-        "Content-Type",
-        f'multipart/report; report-type="delivery-status"; boundary="{report.get_boundary()}"',
+    recipients = "".join(
+        f"Final-Recipient: rfc822; {r}\r\nOriginal-Recipient: rfc822; {r}\r\nAction: failed\r\n"
+        f"Status: {status}\r\nDiagnostic-Code: smtp; {reply}\r\n\r\n"
+        for r in rcpts
     )
-    return report.as_bytes()
+    explanation = "".join(f"<{r}>: host said: {reply}\r\n" for r in rcpts)
+    text = (
+        f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)\r\n"
+        f"To: {entry.mail_from or 'postmaster@' + reporting_mta}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Date: {date}\r\n"
+        f"Message-ID: {email.utils.make_msgid(domain=reporting_mta)}\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="{boundary}"\r\n'
+        "\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"This is the mail system at host {reporting_mta}.\r\n\r\n"
+        "I'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients.\r\n\r\n"
+        f"{explanation}\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; {reporting_mta}\r\n"
+        f"Arrival-Date: {date}\r\n\r\n"
+        f"{recipients}"
+        f"--{boundary}\r\n"
+        "Content-Type: text/rfc822-headers\r\n\r\n"
+    )
+    return text.encode() + b"".join(headers) + f"\r\n--{boundary}--\r\n".encode()

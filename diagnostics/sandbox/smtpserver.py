@@ -101,9 +101,13 @@ class SandboxSMTP(SMTP):
 
     @property
     def peer_host(self) -> str:
-        """The loopback address the client connected from."""
-        assert self.session is not None and isinstance(self.session.peer, tuple)
-        return str(self.session.peer[0])
+        """The loopback address the client connected from ("" before a connection).
+
+        aiosmtpd's constructor inspects every attribute, properties included, before any
+        session exists: this must not raise then.
+        """
+        peer = self.session.peer if self.session is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) else ""
 
     @property
     def world_peer(self) -> str:

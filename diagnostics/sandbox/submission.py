@@ -44,7 +44,7 @@ class SubmissionHandler:
         self.hostname = hostname
         self.accounts = {login.casefold(): account for login, account in accounts.items()}
         self.queue = queue
-        self.auth_attempts: list[tuple[str, str, bool]] = []
+        self.authentications: list[tuple[str, str, bool]] = []
 
     def authenticator(
         self, server: SandboxSMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
@@ -55,7 +55,7 @@ class SubmissionHandler:
         account = self.accounts.get(login.casefold())
         given = auth_data.password
         ok = account is not None and hmac.compare_digest(given, account.password.reveal().encode())
-        self.auth_attempts.append((login, mechanism, ok))
+        self.authentications.append((login, mechanism, ok))
         log.info(
             "submission: AUTH %s for %s from %s: %s",
             mechanism,

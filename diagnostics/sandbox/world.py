@@ -21,6 +21,7 @@ import secrets
 import shutil
 import ssl
 import tempfile
+import weakref
 from collections import ChainMap
 from collections.abc import Mapping
 from functools import partial
@@ -94,6 +95,8 @@ class Sandbox:
         )
         self._routes: dict[tuple[str, int], tuple[str, int]] = {}
         self._servers: list[asyncio.Server] = []
+        # Python 3.11's Server.close() leaves accepted connections open; stop() closes these.
+        self._sessions: weakref.WeakSet[SandboxSMTP] = weakref.WeakSet()
         self._relay: Relay | None = None
         self._started = False
         self.submission: SubmissionHandler | None = None
@@ -117,6 +120,7 @@ class Sandbox:
             raise SandboxError("this sandbox is already running")
         self._started = True
         try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             self.ca_file = self.ca.write_ca(self.state_dir / "sandbox-ca.pem")
             await self.dns.start()
             await self._start_servers()
@@ -132,6 +136,10 @@ class Sandbox:
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
+        for session in list(self._sessions):
+            if isinstance(session.transport, asyncio.Transport):
+                session.transport.abort()
+        await asyncio.sleep(0)  # let the aborted transports run connection_lost
         for server in servers:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
@@ -151,7 +159,7 @@ class Sandbox:
         ssl_context: ssl.SSLContext | None = None,
         **smtp: Any,
     ) -> None:
-        factory = partial(
+        make = partial(
             SandboxSMTP,
             handler,
             gate=gate or Gate(self.peers),
@@ -161,6 +169,12 @@ class Sandbox:
             enable_SMTPUTF8=True,
             **smtp,
         )
+
+        def factory() -> SandboxSMTP:
+            session = make()
+            self._sessions.add(session)
+            return session
+
         server = await listen(factory, host=LOOPBACK, ssl_context=ssl_context)
         self._servers.append(server)
         self._routes[(str(ipaddress.ip_address(world[0])), world[1])] = (
