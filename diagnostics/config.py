@@ -482,8 +482,9 @@ def parse_config(
         return AccountConfig.model_validate(raw, context={"environ": environ, "base_dir": base_dir})
     except ValidationError as exc:
         problems = problems_from_validation(exc, _yaml_lines(text))
-        secret_only = all(p.found.endswith(("unset or empty", "is empty")) for p in problems)
-        error_type = SecretError if secret_only else ConfigError
+        # Only unresolvable references (variable unset, file unreadable or empty): SecretError.
+        unresolved = all(error["type"] == "missing_secret" for error in exc.errors())
+        error_type = SecretError if unresolved else ConfigError
         raise error_type(source, problems) from None
 
 
