@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"maildiag {__version__}")
     parser.add_argument("--log-file", type=Path, help="write the log to this file")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every SMTP line (secrets stay masked)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     audit = commands.add_parser("audit", help="run all checks for one account")
@@ -60,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(log_file: Path | None) -> None:
+@contextlib.contextmanager
+def _logging(log_file: Path | None, *, verbose: bool = False) -> Iterator[None]:
+    """Log to ``log_file`` (or warnings to stderr) through the redacting filter, then restore."""
     handler: logging.Handler
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -69,13 +74,24 @@ def _configure_logging(log_file: Path | None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         level = logging.WARNING
+    if verbose:
+        level = logging.DEBUG
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    aiosmtpd_log = logging.getLogger("mail.log")
+    saved = (root.handlers[:], root.level, aiosmtpd_log.level)
     root.handlers[:] = [handler]
     root.setLevel(level)
     # aiosmtpd logs every session at INFO and its own deprecations at WARNING.
-    logging.getLogger("mail.log").setLevel(logging.INFO if log_file else logging.ERROR)
+    aiosmtpd_log.setLevel(level if (log_file or verbose) else logging.ERROR)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        aiosmtpd_log.setLevel(saved[2])
+        handler.close()
 
 
 def _split_only(values: list[str] | None) -> list[str] | None:
@@ -172,11 +188,10 @@ def main(
     log_file = args.log_file
     if log_file is None and args.command == "sandbox" and args.state is not None:
         log_file = args.state / "sandbox.log"
-    _configure_logging(log_file)
     try:
-        if args.command == "audit":
-            return asyncio.run(_audit(args, out, err))
-        if args.command == "sandbox":
+        with _logging(log_file, verbose=args.verbose):
+            if args.command == "audit":
+                return asyncio.run(_audit(args, out, err))
             return asyncio.run(_sandbox_up(args, out))
     except ConfigError as exc:
         print(redact(str(exc)), file=err)
@@ -187,5 +202,3 @@ def main(
     except DiagnosticsError as exc:
         print(f"maildiag: {redact(str(exc))}", file=err)
         return EXIT_FINDINGS
-    parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE

@@ -184,9 +184,19 @@ def scenario_path(name_or_path: str | Path) -> Path:
     return SCENARIO_DIR / f"{name_or_path}.yaml"
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load and validate a scenario; ConfigError names the file, key and problem."""
-    path = scenario_path(name_or_path)
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The scenario's YAML as data, with ``extends: NAME`` resolved (the base's keys first)."""
     if not path.exists():
         known = ", ".join(scenario_names()) or "none"
         raise ConfigError(
@@ -197,6 +207,29 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(path, [ConfigProblem("(file)", "valid YAML", str(exc))]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(path, [ConfigProblem("(top level)", "a mapping", type(raw).__name__)])
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    base_path = path.parent / f"{base_name}.yaml"
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(
+            path, [ConfigProblem("extends", "a chain without cycles", str(base_name))]
+        )
+    base = _read_raw(base_path, (*seen, path.resolve()))
+    # What a scenario expects is its own: an audit of a faulty world differs from its base's.
+    base.pop("expect", None)
+    return merge(base, raw)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario (``extends: healthy`` takes another as its base).
+
+    ConfigError names the file, the key and the problem.
+    """
+    path = scenario_path(name_or_path)
+    raw = _read_raw(path)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:

@@ -1,0 +1,270 @@
+"""The command line, called as a function and as a process: audit, sandbox up, exit codes,
+and no password in any report file, output or log line."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from diagnostics.cli import main
+from diagnostics.config import load_config
+from diagnostics.net import connect_socket, smtp_session
+from diagnostics.redact import RedactingFilter
+from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.world import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+ACME = ROOT / "fixtures" / "configs" / "acme.yaml"
+
+
+@pytest.fixture
+def passwords(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Random passwords in the environment, as an IT department exports them."""
+    values = {
+        "ACME_SMTP_PASSWORD": "Canary-" + secrets.token_urlsafe(12),
+        "ACME_RETAIL_SMTP_PASSWORD": "Canary-" + secrets.token_urlsafe(12),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    yield values
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def forms_of(password: str) -> list[str]:
+    """The password as it could leak: plain, base64 (AUTH LOGIN), and in AUTH PLAIN blobs."""
+    return [
+        password,
+        base64.b64encode(password.encode()).decode(),
+        base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode(),
+    ]
+
+
+def test_audit_json_on_the_healthy_sandbox(passwords: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = run(
+        "audit", str(ACME), "--sandbox", "healthy", "--json", "--report-dir", str(tmp_path)
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["schema"] == "maildiag.report/1"
+    assert report["mode"] == "sandbox"
+    assert report["scenario"] == "healthy"
+    assert report["account"] == "acme"
+    assert report["verdict"] == "pass"
+    assert report["summary"] == {"skip": 2, "pass": 5, "warn": 0, "fail": 0, "error": 0, "total": 7}
+    assert [(f["check"], f["subject"], f["status"]) for f in report["findings"]] == [
+        ("config.schema", "Acme GmbH", "pass"),
+        ("config.account_matches_address", "Acme GmbH", "pass"),
+        ("config.account_matches_address", "Acme Retail GmbH", "pass"),
+        ("config.account_matches_address", "Acme Labs GmbH", "skip"),
+        ("config.port_encryption", "Acme GmbH", "pass"),
+        ("config.port_encryption", "Acme Retail GmbH", "pass"),
+        ("config.port_encryption", "Acme Labs GmbH", "skip"),
+    ]
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+
+
+def test_audit_without_the_environment_uses_the_sandbox_passwords(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ACME_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("ACME_RETAIL_SMTP_PASSWORD", raising=False)
+    code, out, _ = run("audit", str(ACME), "--sandbox", "healthy", "--report-dir", str(tmp_path))
+    assert code == 0
+    assert out.startswith("verdict: pass (2 skip, 5 pass)\n")
+    assert f"report: {tmp_path / 'report.json'}" in out
+
+
+def test_audit_exits_1_on_a_failing_finding(tmp_path: Path) -> None:
+    config = ROOT / "fixtures" / "configs" / "acme-wrong-encryption.yaml"
+    code, out, _ = run(
+        "audit", str(config), "--sandbox", "wrong-encryption", "--report-dir", str(tmp_path)
+    )
+    assert code == 1
+    assert "fail  config.port_encryption" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    failing = [f for f in report["findings"] if f["status"] == "fail"]
+    assert [(f["check"], f["cause"]) for f in failing] == [
+        ("config.port_encryption", "tls_mismatch")
+    ]
+    assert "TLS/STARTTLS" in failing[0]["remediation"]
+
+
+def test_only_selects_checks_and_families(passwords: dict[str, str], tmp_path: Path) -> None:
+    code, out, _ = run(
+        "audit",
+        str(ACME),
+        "--sandbox",
+        "healthy",
+        "--only",
+        "config.schema",
+        "--json",
+        "--report-dir",
+        str(tmp_path),
+    )
+    assert code == 0
+    assert [f["check"] for f in json.loads(out)["findings"]] == ["config.schema"]
+    code, out, _ = run(
+        "audit", str(ACME), "--only", "config", "--json", "--report-dir", str(tmp_path)
+    )
+    assert code == 0
+    assert len(json.loads(out)["findings"]) == 7
+
+
+def test_unknown_check_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = run("audit", str(ACME), "--only", "smtp.bogus", "--report-dir", str(tmp_path))
+    assert code == 2
+    assert "unknown check or family: smtp.bogus" in err
+    assert "known families: config" in err
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("frobnicate")[0] == 2
+    assert run("audit")[0] == 2
+    assert run("--version")[0] == 0
+
+
+def test_unknown_scenario_names_the_known_ones(tmp_path: Path) -> None:
+    code, _, err = run(
+        "audit", str(ACME), "--sandbox", "no-such-world", "--report-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert "no-such-world.yaml" in err
+    assert "healthy" in err
+
+
+def test_password_is_in_no_report_output_or_log(passwords: dict[str, str], tmp_path: Path) -> None:
+    """The canary: every artefact of audits and of real AUTH sessions (one accepted, one
+    refused) is searched for the password in every form it could leak in."""
+    log_file = tmp_path / "maildiag.log"
+    outputs = []
+    for scenario in ("healthy", "bad-password"):
+        args = ("--log-file", str(log_file), "--verbose", "audit", str(ACME), "--sandbox", scenario)
+        for extra in ((), ("--json",)):
+            outputs.append(run(*args, *extra, "--report-dir", str(tmp_path / scenario)))
+    # Real AUTH sessions, logged at DEBUG through the same redacting handler the CLI uses.
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        asyncio.run(authenticate_in_both_worlds(tmp_path))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+    # Every file: reports, logs, the sandboxes' mailboxes and queues.
+    artefacts = {str(p): p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()}
+    artefacts.update({f"output {i}": out + err for i, (_, out, err) in enumerate(outputs)})
+    assert str(log_file) in artefacts and "AUTH" in artefacts[str(log_file)]
+    assert any(p.endswith("report.json") for p in artefacts)
+    for password in passwords.values():
+        for form in forms_of(password):
+            leaks = [name for name, text in artefacts.items() if form in text]
+            assert leaks == [], f"password leaked into {leaks}"
+
+
+async def authenticate_in_both_worlds(tmp_path: Path) -> None:
+    """AUTH PLAIN through the platform client and AUTH LOGIN by hand, accepted and refused."""
+    for scenario in ("healthy", "bad-password"):
+        async with Sandbox(
+            load_scenario(scenario), state_dir=tmp_path / f"state-{scenario}"
+        ) as world:
+            config = load_config(ACME, environ=world.environ)
+            smtp = config.company.smtp
+            assert smtp is not None
+            try:
+                await world.platform_client.send_via(
+                    smtp,
+                    mail_from=smtp.account,
+                    rcpt_tos=["anna.schmidt@candidates.example"],
+                    data=b"Subject: canary\r\n\r\nbody\r\n",
+                )
+            except aiosmtplib.SMTPAuthenticationError as refused:
+                logging.getLogger("tests").exception("refused: %s", refused)
+                assert scenario == "bad-password"
+            # AUTH LOGIN too, whose password line aiosmtpd logs as it comes.
+            host, port = world.endpoints.dial("198.51.100.20", 587)
+            sock = await connect_socket(host, port, timeout=5, source="127.0.10.1")
+            async with smtp_session(
+                sock, hostname=smtp.host, tls_context=world.trust(), timeout=5
+            ) as client:
+                await client.ehlo()
+                try:
+                    await client.auth_login(smtp.account, smtp.password.reveal())
+                except aiosmtplib.SMTPAuthenticationError:
+                    assert scenario == "bad-password"
+
+
+def test_sandbox_up_serves_smtp_until_interrupted(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
+    command = [sys.executable, "-m", "diagnostics", "sandbox", "up", "--scenario", "healthy"]
+    with subprocess.Popen(
+        [*command, "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            lines: list[str] = []
+            while not lines or not lines[-1].startswith("{"):
+                line = process.stdout.readline()
+                assert line, "sandbox up ended before printing its endpoints"
+                lines.append(line)
+            table = "".join(lines[:-1])
+            assert "maildiag sandbox: scenario healthy" in table
+            assert "submission (implicit TLS)" in table and "198.51.100.20:465" in table
+            described = json.loads(lines[-1])
+            mx = next(s for s in described["servers"] if s["role"] == "company MX")
+            host, port = mx["listen"].rsplit(":", 1)
+            assert host == "127.0.0.1"
+            assert asyncio.run(deliver_one(host, int(port))).startswith("2.0.0 Ok: queued as")
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                _, stderr = process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+    assert process.returncode == 0, stderr
+    assert "sandbox stopped" in stderr
+    local = list((state / "company" / "mailboxes" / "jobs@acme.example" / "new").iterdir())
+    assert len(local) == 1
+    log = (state / "sandbox.log").read_text()
+    assert "redirected to acme-jobs@m.personio.de" in log
+
+
+async def deliver_one(host: str, port: int) -> str:
+    """One message to the custom address, as a candidate's mail server sends it."""
+    sock = await connect_socket(host, port, timeout=5)
+    async with smtp_session(sock, hostname="mx.acme.example", start_tls=False, timeout=5) as client:
+        _, reply = await client.sendmail(
+            "max.mustermann@example.org",
+            ["jobs@acme.example"],
+            b"Message-ID: <up@example.org>\r\nSubject: hello\r\n\r\nHallo\r\n",
+        )
+    return reply
