@@ -12,6 +12,7 @@ import email.policy
 import email.utils
 import re
 from email import message_from_bytes
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 from diagnostics.sandbox.scenario import MXFaults
@@ -85,7 +86,11 @@ def rewrite_from(data: bytes, forwarder: str) -> bytes:
     original = str(message.get("From", ""))
     name, _ = email.utils.parseaddr(original)
     del message["From"]
-    message["From"] = email.utils.formataddr((f"{name or original} via {forwarder}", forwarder))
+    # An Address, not formataddr(): the policy decodes formataddr's encoded-word and folds
+    # the name back unquoted, so a non-ASCII name with "via a@b" broke the addr-spec.
+    message["From"] = Address(
+        display_name=f"{name or original} via {forwarder}", addr_spec=forwarder
+    )
     message["X-Original-From"] = original
     return message.as_bytes(policy=email.policy.SMTP)
 
