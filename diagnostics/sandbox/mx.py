@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from diagnostics.sandbox import forwarding
+from diagnostics.sandbox import forwarding, replies
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.relay import Queue
 from diagnostics.sandbox.scenario import CompanyMX
@@ -56,18 +56,18 @@ class CompanyMXHandler:
     ) -> str:
         domain = address.rsplit("@", 1)[-1].lower()
         if domain not in self.domains:
-            return f"554 5.7.1 <{address}>: Relay access denied"
+            return replies.R554_RELAY_DENIED.format(address=address)
         if address.lower() not in self.mailboxes and address.lower() not in self.redirects:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+            return replies.R550_USER_UNKNOWN.format(address=address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Ok"
+        return replies.R250_RECIPIENT_OK
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content
         if count_hops(content) >= self.spec.max_hops:
             # Exim's words for the same refusal; Postfix bounces with 5.4.6 "mail forwarding loop".
-            return '554 5.4.6 Too many "Received" headers - suspected mail loop'
+            return replies.R554_TOO_MANY_HOPS
         ident = queue_id()
         faults = self.spec.faults
         for rcpt in envelope.rcpt_tos:
@@ -98,4 +98,4 @@ class CompanyMXHandler:
                 sender = rcpt
             await self.queue.put(sender, (target,), passed_on, delay_s=faults.delay_s)
             log.info("mx %s: %s redirected to %s (%s)", ident, rcpt, target, faults.style)
-        return f"250 2.0.0 Ok: queued as {ident}"
+        return replies.R250_QUEUED.format(ident=ident)

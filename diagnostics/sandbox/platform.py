@@ -24,6 +24,7 @@ import dns.asyncresolver
 from diagnostics.config import SmtpSettings
 from diagnostics.context import Endpoints, Timeouts
 from diagnostics.net import authenticate_once, connect_socket, smtp_session
+from diagnostics.sandbox import replies
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.smtpserver import SandboxSMTP, protocol_name, queue_id, received_header
 
@@ -64,9 +65,9 @@ class PlatformInboundHandler:
         rcpt_options: list[str],
     ) -> str:
         if address.casefold() not in self.by_address:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+            return replies.R550_USER_UNKNOWN.format(address=address)
         envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
+        return replies.R250_RECIPIENT_OK
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content
@@ -88,7 +89,7 @@ class PlatformInboundHandler:
             folder = account.folder(sender)
             await account.mailbox(folder).adeliver(received + content)
             log.info("platform %s: message for %s filed in %s", ident, account.account, folder)
-        return f"250 2.0.0 Ok: queued as {ident}"
+        return replies.R250_QUEUED.format(ident=ident)
 
 
 class CandidateHandler:
@@ -111,9 +112,9 @@ class CandidateHandler:
         rcpt_options: list[str],
     ) -> str:
         if address.rsplit("@", 1)[-1].lower() not in self.domains:
-            return f"554 5.7.1 <{address}>: Relay access denied"
+            return replies.R554_RELAY_DENIED.format(address=address)
         envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
+        return replies.R250_RECIPIENT_OK
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         ident = queue_id()
@@ -131,7 +132,7 @@ class CandidateHandler:
             # The envelope sender is what a bounce goes to; the final MTA records it.
             return_path = f"Return-Path: <{envelope.mail_from}>\r\n".encode()
             await self.mailbox(rcpt).adeliver(return_path + received + envelope.original_content)
-        return f"250 2.0.0 Ok: queued as {ident}"
+        return replies.R250_QUEUED.format(ident=ident)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import dns.resolver
 from diagnostics.context import Endpoints
 from diagnostics.errors import ProbeError
 from diagnostics.net import connect_socket, smtp_session
+from diagnostics.sandbox import replies
 from diagnostics.sandbox.forwarding import split_message
 from diagnostics.sandbox.maildir import Maildir
 
@@ -179,7 +180,7 @@ class Relay:
                     await self._bounce(entry, rcpts, last_reply)
                     return
             except (ProbeError, aiosmtplib.SMTPException, OSError) as exc:
-                last_reply = f"451 4.4.1 {exc}"
+                last_reply = replies.R451_TEMPORARY.format(reason=exc)
             else:
                 for rcpt, reply in refused.items():
                     await self._bounce(entry, (rcpt,), reply)

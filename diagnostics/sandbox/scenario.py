@@ -185,10 +185,14 @@ def scenario_path(name_or_path: str | Path) -> Path:
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` laid over it: mappings merge key by key, anything else replaces."""
+    """``base`` with ``override`` laid over it.
+
+    Mappings merge key by key; anything else replaces, and so does an empty mapping, so that
+    ``redirects: {}`` means "no redirection" rather than "the base's redirections".
+    """
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(merged.get(key), dict):
             merged[key] = merge(merged[key], value)
         else:
             merged[key] = value

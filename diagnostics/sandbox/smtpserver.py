@@ -22,6 +22,7 @@ from typing import Any, Literal
 from aiosmtpd.smtp import SMTP
 
 from diagnostics.errors import SandboxError
+from diagnostics.sandbox import replies
 
 log = logging.getLogger("diagnostics.sandbox")
 
@@ -127,9 +128,7 @@ class SandboxSMTP(SMTP):
         )
         if action == "reject":
             # Postfix's wording for a client refused by check_client_access.
-            await self.push(
-                f"554 5.7.1 <unknown[{self.world_peer}]>: Client host rejected: Access denied"
-            )
+            await self.push(replies.R554_CLIENT_REJECTED.format(peer=self.world_peer))
             self._close()
             return
         # "drop": like a firewall that lets the handshake through but nothing else; the

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from diagnostics.sandbox import replies
 from diagnostics.sandbox.relay import Queue
 from diagnostics.sandbox.smtpserver import (
     SandboxSMTP,
@@ -69,7 +70,7 @@ class SubmissionHandler:
         return AuthResult(
             success=False,
             handled=False,
-            message="535 5.7.8 Error: authentication failed: authentication failure",
+            message=replies.R535_AUTH_FAILED,
         )
 
     async def handle_MAIL(
@@ -83,10 +84,10 @@ class SubmissionHandler:
         login = session.auth_data.login.decode("utf-8", "replace")
         account = self.accounts[login.casefold()]
         if address.casefold() not in account.send_as:
-            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
+            return replies.R553_SENDER_NOT_OWNED.format(address=address, login=login)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
+        return replies.R250_SENDER_OK
 
     async def handle_RCPT(
         self,
@@ -98,7 +99,7 @@ class SubmissionHandler:
     ) -> str:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Ok"
+        return replies.R250_RECIPIENT_OK
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         ident = queue_id()
@@ -116,4 +117,4 @@ class SubmissionHandler:
         await self.queue.put(
             envelope.mail_from, tuple(envelope.rcpt_tos), received + envelope.original_content
         )
-        return f"250 2.0.0 Ok: queued as {ident}"
+        return replies.R250_QUEUED.format(ident=ident)

@@ -1,0 +1,265 @@
+"""Each scenario file's world really has its fault: a candidate mail to the custom address and
+a send through the configured SMTP settings show, over real sockets, what the scenario says.
+
+Every scenario in fixtures/scenarios/ must have an entry in ``EFFECTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import ssl
+from collections.abc import Awaitable, Callable
+from email import message_from_bytes
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from diagnostics.config import AccountConfig, load_config
+from diagnostics.sandbox.scenario import SCENARIO_DIR, load_scenario, scenario_names
+from diagnostics.sandbox.world import Sandbox
+
+CANDIDATE = "max.mustermann@example.org"
+ORIGINAL_HEADERS = (
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "In-Reply-To",
+    "References",
+)
+
+
+def application() -> bytes:
+    """A candidate's reply in an ongoing conversation, with every header that matters."""
+    message = EmailMessage()
+    message["From"] = f"Max Mustermann <{CANDIDATE}>"
+    message["To"] = "jobs@acme.example"
+    message["Cc"] = "max.privat@example.org"
+    message["Subject"] = "Re: Ihre Bewerbung als Store Manager"
+    message["Date"] = "Thu, 26 Nov 2026 09:30:00 +0100"
+    message["Message-ID"] = "<reply-1@example.org>"
+    message["Reply-To"] = CANDIDATE
+    message["In-Reply-To"] = "<invite-7@acme.example>"
+    message["References"] = "<invite-7@acme.example>"
+    message.set_content("Guten Tag,\n\ngerne komme ich zum Gespräch.\n")
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+async def redirect_one(world: Sandbox, *, wait: bool = True) -> None:
+    await world.platform_client.send_direct(
+        mail_from=CANDIDATE, rcpt_tos=["jobs@acme.example"], data=application()
+    )
+    if wait:
+        await world.drain(10)
+
+
+def only(world: Sandbox, account_folder: str = "unassigned") -> EmailMessage:
+    box = world.platform_mailbox("acme", account_folder)
+    assert len(box) == 1
+    return parse(box.read(box.keys()[0]))
+
+
+def config_of(world: Sandbox) -> AccountConfig:
+    return load_config(world.scenario.config_path(), environ=world.environ)
+
+
+async def send_as_platform(world: Sandbox, *, egress_ip: str | None = None) -> str:
+    config = config_of(world)
+    assert config.company.smtp is not None and config.company.custom_address is not None
+    result = await world.platform_client.send_via(
+        config.company.smtp,
+        mail_from=config.company.custom_address,
+        rcpt_tos=["anna.schmidt@candidates.example"],
+        data=b"Subject: Einladung\r\n\r\nHallo\r\n",
+        egress_ip=egress_ip,
+    )
+    return result.reply
+
+
+async def healthy(world: Sandbox) -> None:
+    await redirect_one(world)
+    arrived = only(world)
+    for name in ORIGINAL_HEADERS:
+        assert arrived[name] == parse(application())[name], name
+    assert len(world.company_mailbox("jobs@acme.example")) == 1
+    for egress_ip in world.egress_sources:
+        assert (await send_as_platform(world, egress_ip=egress_ip)).startswith("2.0.0 Ok")
+
+
+async def forward_inline(world: Sandbox) -> None:
+    await redirect_one(world)
+    arrived = only(world)
+    assert arrived["From"] == "jobs@acme.example"
+    assert arrived["Subject"] == "Fwd: Re: Ihre Bewerbung als Store Manager"
+    assert arrived["In-Reply-To"] is None
+    body = arrived.get_content()
+    assert "---------- Forwarded message ---------" in body
+    assert f"From: Max Mustermann <{CANDIDATE}>" in body
+
+
+async def forward_as_attachment(world: Sandbox) -> None:
+    await redirect_one(world)
+    arrived = only(world)
+    assert arrived["From"] == "jobs@acme.example"
+    attached = [p for p in arrived.walk() if p.get_content_type() == "message/rfc822"]
+    assert len(attached) == 1
+    inner = attached[0].get_content()
+    assert inner["Message-ID"] == "<reply-1@example.org>"
+
+
+async def from_rewritten(world: Sandbox) -> None:
+    await redirect_one(world)
+    arrived = only(world)
+    assert arrived["From"].addresses[0].addr_spec == "jobs@acme.example"
+    assert arrived["From"].addresses[0].display_name == "Max Mustermann via jobs@acme.example"
+    assert arrived["X-Original-From"] == f"Max Mustermann <{CANDIDATE}>"
+    assert arrived["Message-ID"] == "<reply-1@example.org>"
+
+
+async def headers_stripped(world: Sandbox) -> None:
+    await redirect_one(world)
+    arrived = only(world)
+    assert (arrived["Reply-To"], arrived["In-Reply-To"], arrived["References"]) == (
+        None,
+        None,
+        None,
+    )
+    assert arrived["Message-ID"] == "<reply-1@example.org>"
+    assert arrived["Cc"] == "max.privat@example.org"
+
+
+async def subject_tagged(world: Sandbox) -> None:
+    await redirect_one(world)
+    assert only(world)["Subject"] == "[EXTERNAL] Re: Ihre Bewerbung als Store Manager"
+
+
+async def footer_appended(world: Sandbox) -> None:
+    await redirect_one(world)
+    body = only(world).get_content()
+    assert body.startswith("Guten Tag,")
+    assert body.rstrip().endswith(
+        "CAUTION: This email originated from outside of the organization."
+    )
+
+
+async def no_local_copy(world: Sandbox) -> None:
+    await redirect_one(world)
+    only(world)
+    assert len(world.company_mailbox("jobs@acme.example")) == 0
+
+
+async def no_redirect(world: Sandbox) -> None:
+    await redirect_one(world)
+    assert len(world.platform_mailbox("acme")) == 0
+    assert len(world.company_mailbox("jobs@acme.example")) == 1
+    assert len(world.postmaster) == 0
+
+
+async def mistyped_platform_address(world: Sandbox) -> None:
+    await redirect_one(world)
+    assert len(world.platform_mailbox("acme")) == 0
+    assert len(world.postmaster) == 1
+    bounce = world.postmaster.read(world.postmaster.keys()[0])
+    assert b"Final-Recipient: rfc822; acme-job@m.personio.de" in bounce
+    assert b"Status: 5.1.1" in bounce
+
+
+async def mail_loop(world: Sandbox) -> None:
+    await redirect_one(world)
+    assert len(world.platform_mailbox("acme")) == 0
+    copies = len(world.company_mailbox("jobs@acme.example")) + len(
+        world.company_mailbox("recruiting@acme.example")
+    )
+    assert copies == world.scenario.company_mx.max_hops
+    bounce = world.postmaster.read(world.postmaster.keys()[0])
+    assert b"Status: 5.4.6" in bounce
+
+
+async def slow_delivery(world: Sandbox) -> None:
+    await redirect_one(world, wait=False)
+    await asyncio.sleep(0.5)
+    assert len(world.platform_mailbox("acme")) == 0
+    await world.drain(10)
+    assert len(world.platform_mailbox("acme")) == 1
+
+
+async def egress_ip_missing(world: Sandbox) -> None:
+    allowed, refused = ["3.121.59.239", "3.65.146.216"], "18.158.122.164"
+    for egress_ip in allowed:
+        assert (await send_as_platform(world, egress_ip=egress_ip)).startswith("2.0.0 Ok")
+    with pytest.raises(aiosmtplib.SMTPConnectResponseError) as error:
+        await send_as_platform(world, egress_ip=refused)
+    assert error.value.code == 554
+
+
+async def bad_password(world: Sandbox) -> None:
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as error:
+        await send_as_platform(world)
+    assert error.value.code == 535
+
+
+async def expired_certificate(world: Sandbox) -> None:
+    # aiosmtplib lets the verification error of a STARTTLS handshake through unwrapped.
+    with pytest.raises(ssl.SSLCertVerificationError) as error:
+        await send_as_platform(world)
+    assert error.value.verify_message == "certificate has expired"
+
+
+async def account_mismatch(world: Sandbox) -> None:
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as error:
+        await send_as_platform(world)
+    assert error.value.code == 553
+    assert "not owned by user recruiting@acme.example" in error.value.message
+
+
+async def wrong_encryption(world: Sandbox) -> None:
+    # A TLS ClientHello sent to a server that greets in plain text: the handshake fails.
+    with pytest.raises(aiosmtplib.SMTPException) as error:
+        await send_as_platform(world)
+    assert isinstance(error.value.__cause__, ssl.SSLError | ConnectionError | TimeoutError)
+
+
+EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
+    "healthy": healthy,
+    "forward-inline": forward_inline,
+    "forward-as-attachment": forward_as_attachment,
+    "from-rewritten": from_rewritten,
+    "headers-stripped": headers_stripped,
+    "subject-tagged": subject_tagged,
+    "footer-appended": footer_appended,
+    "no-local-copy": no_local_copy,
+    "no-redirect": no_redirect,
+    "mistyped-platform-address": mistyped_platform_address,
+    "mail-loop": mail_loop,
+    "slow-delivery": slow_delivery,
+    "egress-ip-missing": egress_ip_missing,
+    "bad-password": bad_password,
+    "expired-certificate": expired_certificate,
+    "account-mismatch": account_mismatch,
+    "wrong-encryption": wrong_encryption,
+}
+
+
+def test_every_scenario_file_has_its_world_effect_tested() -> None:
+    assert sorted(EFFECTS) == scenario_names()
+    assert SCENARIO_DIR.is_dir()
+
+
+@pytest.mark.parametrize("name", scenario_names())
+async def test_scenario_world_has_its_fault(
+    name: str, tmp_path: Path, environ: dict[str, str]
+) -> None:
+    async with Sandbox(load_scenario(name), state_dir=tmp_path / "state", environ=environ) as world:
+        await EFFECTS[name](world)
