@@ -153,7 +153,7 @@ class SmtpSettings(_Model):
     @field_validator("encryption", mode="before")
     @classmethod
     def _encryption(cls, value: Any) -> str:
-        aliases = {"ssl": "tls", "implicit": "tls", "tls/starttls": "starttls", "": "none"}
+        aliases = {"ssl": "tls", "implicit": "tls", "tls/starttls": "starttls"}
         text = str(value).strip().lower() if isinstance(value, str) else value
         text = aliases.get(text, text) if isinstance(text, str) else text
         if text not in ("starttls", "tls", "none"):

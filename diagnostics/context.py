@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Literal
 
 import dns.asyncresolver
+import dns.resolver
 
 from diagnostics.config import AccountConfig
 from diagnostics.errors import SandboxError
@@ -80,8 +81,16 @@ class Context:
 
 
 def live_resolver(timeout: float) -> dns.asyncresolver.Resolver:
-    """The system's resolver with a bounded lifetime per query."""
-    resolver = dns.asyncresolver.Resolver()
+    """The system's resolver with a bounded lifetime per query.
+
+    Without a resolver configuration (no /etc/resolv.conf, as in some containers) the
+    resolver has no name servers: each DNS check then reports that, instead of the audit
+    failing before any check could run.
+    """
+    try:
+        resolver = dns.asyncresolver.Resolver()
+    except dns.resolver.NoResolverConfiguration:
+        resolver = dns.asyncresolver.Resolver(configure=False)
     resolver.lifetime = timeout
     return resolver
 

@@ -197,7 +197,11 @@ def schema_failures(error: ConfigError, subject: str) -> list[Finding]:
             detail=problem.render(error.file),
             evidence=problem.as_dict(),
             cause=Cause.UNKNOWN,
-            remediation=f"In {error.file}, set '{problem.key}' to {problem.expected}.",
+            remediation=(
+                f"In {error.file}{f' line {problem.line}' if problem.line else ''}, correct "
+                f"'{problem.key}': expected {problem.expected}; found {problem.found}. "
+                "Then run the audit again."
+            ),
         )
         for problem in error.problems
     ]
