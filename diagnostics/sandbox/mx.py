@@ -15,7 +15,7 @@ from diagnostics.sandbox import forwarding, replies
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.relay import Queue
 from diagnostics.sandbox.scenario import CompanyMX
-from diagnostics.sandbox.smtpserver import SandboxSMTP, protocol_name, queue_id, received_header
+from diagnostics.sandbox.smtpserver import Handler, SandboxSMTP, queue_id
 
 log = logging.getLogger("diagnostics.sandbox")
 
@@ -34,34 +34,25 @@ def srs_address(mail_from: str, forwarder_domain: str) -> str:
     return f"SRS0=sandbox=00={domain}={local}@{forwarder_domain}"
 
 
-class CompanyMXHandler:
+class CompanyMXHandler(Handler):
     """aiosmtpd handler of the company MX."""
 
     def __init__(
         self, spec: CompanyMX, *, domains: set[str], mailboxes: dict[str, Maildir], queue: Queue
     ) -> None:
         self.spec = spec
+        self.hostname = spec.hostname
         self.domains = {d.lower() for d in domains}
         self.mailboxes = {a.lower(): box for a, box in mailboxes.items()}
         self.redirects = {a.lower(): target for a, target in spec.redirects.items()}
         self.queue = queue
 
-    async def handle_RCPT(
-        self,
-        server: SandboxSMTP,
-        session: Any,
-        envelope: Any,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        domain = address.rsplit("@", 1)[-1].lower()
-        if domain not in self.domains:
+    def refuse_recipient(self, address: str) -> str | None:
+        if address.rsplit("@", 1)[-1].lower() not in self.domains:
             return replies.R554_RELAY_DENIED.format(address=address)
         if address.lower() not in self.mailboxes and address.lower() not in self.redirects:
             return replies.R550_USER_UNKNOWN.format(address=address)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return replies.R250_RECIPIENT_OK
+        return None
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content
@@ -71,17 +62,7 @@ class CompanyMXHandler:
         ident = queue_id()
         faults = self.spec.faults
         for rcpt in envelope.rcpt_tos:
-            received = received_header(
-                helo=session.host_name,
-                peer=server.world_peer,
-                by=self.spec.hostname,
-                protocol=protocol_name(
-                    extended=session.extended_smtp, tls=server.encrypted, authenticated=False
-                ),
-                recipient=rcpt,
-                ident=ident,
-            )
-            data = received + content
+            data = self.received(server, session, recipient=rcpt, ident=ident) + content
             target = self.redirects.get(rcpt.lower())
             box = self.mailboxes.get(rcpt.lower())
             if box is not None and (target is None or faults.local_copy):

@@ -26,7 +26,7 @@ from diagnostics.context import Endpoints, Timeouts
 from diagnostics.net import authenticate_once, connect_socket, smtp_session
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.maildir import Maildir
-from diagnostics.sandbox.smtpserver import SandboxSMTP, protocol_name, queue_id, received_header
+from diagnostics.sandbox.smtpserver import Handler, SandboxSMTP, queue_id
 
 log = logging.getLogger("diagnostics.sandbox")
 
@@ -49,25 +49,17 @@ class InboundAccount:
         return Maildir(self.root / folder)
 
 
-class PlatformInboundHandler:
+class PlatformInboundHandler(Handler):
     """aiosmtpd handler of the platform's inbound MX."""
 
     def __init__(self, *, hostname: str, accounts: Mapping[str, InboundAccount]) -> None:
         self.hostname = hostname
         self.by_address = {a.inbound_address.casefold(): a for a in accounts.values()}
 
-    async def handle_RCPT(
-        self,
-        server: SandboxSMTP,
-        session: Any,
-        envelope: Any,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
+    def refuse_recipient(self, address: str) -> str | None:
         if address.casefold() not in self.by_address:
             return replies.R550_USER_UNKNOWN.format(address=address)
-        envelope.rcpt_tos.append(address)
-        return replies.R250_RECIPIENT_OK
+        return None
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content
@@ -76,23 +68,14 @@ class PlatformInboundHandler:
         ident = queue_id()
         for rcpt in envelope.rcpt_tos:
             account = self.by_address[rcpt.casefold()]
-            received = received_header(
-                helo=session.host_name,
-                peer=server.world_peer,
-                by=self.hostname,
-                protocol=protocol_name(
-                    extended=session.extended_smtp, tls=server.encrypted, authenticated=False
-                ),
-                recipient=rcpt,
-                ident=ident,
-            )
+            received = self.received(server, session, recipient=rcpt, ident=ident)
             folder = account.folder(sender)
             await account.mailbox(folder).adeliver(received + content)
             log.info("platform %s: message for %s filed in %s", ident, account.account, folder)
         return replies.R250_QUEUED.format(ident=ident)
 
 
-class CandidateHandler:
+class CandidateHandler(Handler):
     """aiosmtpd handler of the candidates' mail server: every address has a mailbox."""
 
     def __init__(self, *, hostname: str, domains: set[str], root: Path) -> None:
@@ -103,32 +86,15 @@ class CandidateHandler:
     def mailbox(self, address: str) -> Maildir:
         return Maildir(self.root / address.lower())
 
-    async def handle_RCPT(
-        self,
-        server: SandboxSMTP,
-        session: Any,
-        envelope: Any,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
+    def refuse_recipient(self, address: str) -> str | None:
         if address.rsplit("@", 1)[-1].lower() not in self.domains:
             return replies.R554_RELAY_DENIED.format(address=address)
-        envelope.rcpt_tos.append(address)
-        return replies.R250_RECIPIENT_OK
+        return None
 
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         ident = queue_id()
         for rcpt in envelope.rcpt_tos:
-            received = received_header(
-                helo=session.host_name,
-                peer=server.world_peer,
-                by=self.hostname,
-                protocol=protocol_name(
-                    extended=session.extended_smtp, tls=server.encrypted, authenticated=False
-                ),
-                recipient=rcpt,
-                ident=ident,
-            )
+            received = self.received(server, session, recipient=rcpt, ident=ident)
             # The envelope sender is what a bounce goes to; the final MTA records it.
             return_path = f"Return-Path: <{envelope.mail_from}>\r\n".encode()
             await self.mailbox(rcpt).adeliver(return_path + received + envelope.original_content)

@@ -185,6 +185,54 @@ def tls_description(server: SandboxSMTP) -> str | None:
     )
 
 
+class Handler:
+    """What the sandbox's aiosmtpd handlers share: a host name, the recipient check, and
+    the Received field each prepends."""
+
+    hostname: str
+
+    def refuse_recipient(self, address: str) -> str | None:
+        """The reply refusing ``address``, or None to accept it (every address, here)."""
+        return None
+
+    async def handle_RCPT(
+        self,
+        server: SandboxSMTP,
+        session: Any,
+        envelope: Any,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        refusal = self.refuse_recipient(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return replies.R250_RECIPIENT_OK
+
+    def received(
+        self,
+        server: SandboxSMTP,
+        session: Any,
+        *,
+        recipient: str | None,
+        ident: str,
+        authenticated: bool = False,
+    ) -> bytes:
+        """The Received field for a message of this session."""
+        return received_header(
+            helo=session.host_name,
+            peer=server.world_peer,
+            by=self.hostname,
+            protocol=protocol_name(
+                extended=session.extended_smtp, tls=server.encrypted, authenticated=authenticated
+            ),
+            recipient=recipient,
+            ident=ident,
+            tls=tls_description(server),
+        )
+
+
 async def listen(
     factory: Callable[[], SandboxSMTP],
     *,

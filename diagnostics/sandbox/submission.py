@@ -17,13 +17,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.relay import Queue
-from diagnostics.sandbox.smtpserver import (
-    SandboxSMTP,
-    protocol_name,
-    queue_id,
-    received_header,
-    tls_description,
-)
+from diagnostics.sandbox.smtpserver import Handler, SandboxSMTP, queue_id
 from diagnostics.secrets import Secret
 
 log = logging.getLogger("diagnostics.sandbox")
@@ -38,7 +32,7 @@ class Account:
     send_as: frozenset[str]
 
 
-class SubmissionHandler:
+class SubmissionHandler(Handler):
     """aiosmtpd handler and authenticator of the submission server."""
 
     def __init__(self, *, hostname: str, accounts: Mapping[str, Account], queue: Queue) -> None:
@@ -89,31 +83,10 @@ class SubmissionHandler:
         envelope.mail_options.extend(mail_options)
         return replies.R250_SENDER_OK
 
-    async def handle_RCPT(
-        self,
-        server: SandboxSMTP,
-        session: Any,
-        envelope: Any,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return replies.R250_RECIPIENT_OK
-
     async def handle_DATA(self, server: SandboxSMTP, session: Any, envelope: Any) -> str:
         ident = queue_id()
-        received = received_header(
-            helo=session.host_name,
-            peer=server.world_peer,
-            by=self.hostname,
-            protocol=protocol_name(
-                extended=session.extended_smtp, tls=server.encrypted, authenticated=True
-            ),
-            recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
-            ident=ident,
-            tls=tls_description(server),
-        )
+        only = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        received = self.received(server, session, recipient=only, ident=ident, authenticated=True)
         await self.queue.put(
             envelope.mail_from, tuple(envelope.rcpt_tos), received + envelope.original_content
         )
