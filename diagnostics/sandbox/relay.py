@@ -160,6 +160,12 @@ class Relay:
                     by_domain[rcpt.rsplit("@", 1)[-1].lower()].append(rcpt)
                 for domain, rcpts in by_domain.items():
                     await self._deliver_domain(entry, domain, tuple(rcpts))
+        except Exception as exc:
+            # A fault of the relay itself: bounce rather than retry the entry forever.
+            log.exception("relay %s: cannot deliver", entry.key)
+            reply = replies.R451_TEMPORARY.format(reason=f"internal error: {type(exc).__name__}")
+            await self._bounce(entry, entry.rcpt_tos, reply)
+        try:
             self.queue.maildir.remove(entry.key)
         finally:
             self._in_flight.discard(entry.key)

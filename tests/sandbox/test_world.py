@@ -414,3 +414,23 @@ async def test_stop_releases_every_port(
         with pytest.raises(OSError):
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2)
             writer.close()
+
+
+async def test_a_relay_fault_bounces_instead_of_retrying_forever(
+    world: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        # A bug inside the relay cannot be provoked from outside; this stands in for one.
+        raise RuntimeError("relay bug")
+
+    assert world._relay is not None
+    monkeypatch.setattr(world._relay, "_mx_addresses", broken)
+    await world.platform_client.send_direct(
+        mail_from="max.mustermann@example.org",
+        rcpt_tos=["jobs@acme.example"],
+        data=candidate_mail("relay-bug"),
+    )
+    await world.drain(5)
+    assert len(world.platform_mailbox("acme")) == 0
+    bounce = world.postmaster.read(world.postmaster.keys()[0])
+    assert b"451 4.4.1 internal error: RuntimeError" in bounce
