@@ -39,6 +39,7 @@ async def run_audit(
     timeouts: Timeouts | None = None,
     environ: Mapping[str, str] | None = None,
     ca_file: Path | None = None,
+    send_test: bool = False,
 ) -> AuditResult:
     """Audit the account file at ``config_path``; in ``sandbox`` when given, else live.
 
@@ -61,7 +62,9 @@ async def run_audit(
         return AuditResult(report, error)
     context: Context
     if sandbox is not None:
-        context = sandbox.context(config, config_path=config_path, timeouts=timeouts)
+        context = sandbox.context(
+            config, config_path=config_path, timeouts=timeouts, send_test=send_test
+        )
     else:
         timeouts = timeouts or Timeouts()
         context = Context(
@@ -70,6 +73,7 @@ async def run_audit(
             trust=system_trust(ca_file),
             timeouts=timeouts,
             config_path=config_path,
+            send_test=send_test,
         )
     findings = await run_checks(context, specs)
     report = Report(

@@ -14,15 +14,18 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from diagnostics import __version__
-from diagnostics.audit import run_audit, write_report
 from diagnostics.errors import ConfigError, DiagnosticsError
 from diagnostics.redact import RedactingFilter, redact
-from diagnostics.report.json import render_json
-from diagnostics.sandbox.scenario import load_scenario, scenario_names
-from diagnostics.sandbox.world import Sandbox
+
+if TYPE_CHECKING:
+    from diagnostics.report.model import Report
+
+# Heavy modules (pydantic, dnspython, aiosmtpd, cryptography) are imported by the commands
+# that need them, so that `maildiag --help` answers at once.
+SCENARIO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios"
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -51,13 +54,53 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--report-dir", type=Path, help="where to write the report folder")
     audit.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
     audit.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    audit.add_argument(
+        "--send-test",
+        action="store_true",
+        help="send one test message per SMTP setting, from the custom address to itself",
+    )
+
+    smtp = commands.add_parser("smtp", help='the "Test connection" check alone')
+    smtp.add_argument("--host", required=True, help="SMTP host, as entered on the platform")
+    smtp.add_argument("--port", required=True, type=int, help="SMTP port (587, 465, 25, ...)")
+    smtp.add_argument(
+        "--encryption", required=True, help="starttls | tls (implicit TLS, 'SSL') | none"
+    )
+    smtp.add_argument("--account", required=True, help="the SMTP account (the custom address)")
+    smtp.add_argument(
+        "--password-env",
+        required=True,
+        metavar="VAR",
+        help="environment variable holding the password",
+    )
+    smtp.add_argument("--sender", help="the address to send as (default: the account)")
+    smtp.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
+    smtp.add_argument(
+        "--send-test", action="store_true", help="send a test message from the sender to itself"
+    )
+    smtp.add_argument("--source", metavar="ADDRESS", help="local address to connect from")
+    smtp.add_argument(
+        "--resolve",
+        action="append",
+        metavar="HOST:ADDRESS",
+        help="use ADDRESS for HOST instead of DNS (repeatable), as curl --resolve does",
+    )
+    smtp.add_argument(
+        "--dns-server",
+        metavar="ADDRESS[:PORT]",
+        help="ask this DNS server instead of the system's resolver",
+    )
+    smtp.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per step")
+    smtp.add_argument("--report-dir", type=Path, help="also write the report folder here")
+    smtp.add_argument("--json", action="store_true", help="print the JSON report on stdout")
 
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
         dest="sandbox_command", required=True, metavar="ACTION"
     )
     up = sandbox_commands.add_parser("up", help="run the sandbox and print its endpoints")
-    up.add_argument("--scenario", default="healthy", help=f"one of: {', '.join(scenario_names())}")
+    names = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
+    up.add_argument("--scenario", default="healthy", help=f"one of: {names}")
     up.add_argument("--state", type=Path, help="keep the sandbox's mail in this folder")
     up.add_argument("--json", action="store_true", help="print the endpoints as JSON only")
     return parser
@@ -83,8 +126,9 @@ def _logging(log_file: Path | None, *, verbose: bool = False) -> Iterator[None]:
     saved = (root.handlers[:], root.level, aiosmtpd_log.level)
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiosmtpd logs every session at INFO and its own deprecations at WARNING.
-    aiosmtpd_log.setLevel(level if (log_file or verbose) else logging.ERROR)
+    # aiosmtpd logs every session at INFO, and a client that aborts a handshake (as probes do)
+    # at ERROR: the sandbox's servers speak only into a log file or with --verbose.
+    aiosmtpd_log.setLevel(level if (log_file or verbose) else logging.CRITICAL)
     try:
         yield
     finally:
@@ -104,30 +148,108 @@ def _default_report_dir(config: Path) -> Path:
     return Path("reports") / config.stem
 
 
+def _print_report(report: Report, out: TextIO) -> None:
+    summary = report.summary()
+    counts = ", ".join(f"{v} {k}" for k, v in summary.items() if v)
+    print(f"verdict: {report.verdict.value} ({counts})", file=out)
+    for finding in report.findings:
+        print(
+            f"  {finding.status.value:5} {finding.check:34} {finding.subject}: {finding.title}",
+            file=out,
+        )
+        if finding.status.value in ("fail", "error", "warn") and finding.remediation:
+            print(f"        -> {finding.remediation}", file=out)
+
+
 async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from diagnostics.audit import run_audit, write_report
+    from diagnostics.report.json import render_json
+    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.world import Sandbox
+
     only = _split_only(args.only)
     report_dir = args.report_dir or _default_report_dir(args.config)
     async with contextlib.AsyncExitStack() as stack:
         world = None
         if args.sandbox:
             world = await stack.enter_async_context(Sandbox(load_scenario(args.sandbox)))
-        result = await run_audit(args.config, sandbox=world, only=only, ca_file=args.ca_file)
+        result = await run_audit(
+            args.config, sandbox=world, only=only, ca_file=args.ca_file, send_test=args.send_test
+        )
     if result.config_error is not None:
         print(redact(str(result.config_error)), file=err)
     path = write_report(result.report, report_dir)
     if args.json:
         out.write(render_json(result.report))
     else:
-        summary = result.report.summary()
-        counts = ", ".join(f"{v} {k}" for k, v in summary.items() if v)
-        print(f"verdict: {result.report.verdict.value} ({counts})", file=out)
-        for finding in result.report.findings:
-            print(
-                f"  {finding.status.value:5} {finding.check:34} {finding.subject}: {finding.title}",
-                file=out,
-            )
+        _print_report(result.report, out)
         print(f"report: {path}", file=out)
     return result.exit_code
+
+
+def _static_hosts(values: list[str] | None) -> dict[str, tuple[str, ...]]:
+    hosts: dict[str, list[str]] = {}
+    for value in values or ():
+        host, sep, address = (
+            value.rpartition(":")
+            if value.count(":") > 1 and "]" not in value
+            else value.partition(":")
+        )
+        if not sep or not host or not address:
+            raise ValueError(f"--resolve {value!r}: expected HOST:ADDRESS")
+        hosts.setdefault(host.lower(), []).append(address.strip("[]"))
+    return {host: tuple(addresses) for host, addresses in hosts.items()}
+
+
+def _nameserver(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    import ipaddress
+
+    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "53")
+    try:
+        return str(ipaddress.ip_address(host.strip("[]"))), int(port or 53)
+    except ValueError:
+        raise ValueError(
+            f"--dns-server {value!r}: expected an IP address, optionally :PORT"
+        ) from None
+
+
+async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
+    from diagnostics.adhoc import adhoc_config, run_smtp_check
+    from diagnostics.context import Timeouts
+    from diagnostics.report.json import render_json, write_json
+
+    config = adhoc_config(
+        host=args.host,
+        port=args.port,
+        encryption=args.encryption,
+        account=args.account,
+        password_env=args.password_env,
+        sender=args.sender,
+    )
+    timeouts = Timeouts()
+    if args.timeout:
+        step = args.timeout
+        timeouts = Timeouts(
+            dns=step, connect=step, banner=step, command=step, data=step, check=step * 12
+        )
+    report = await run_smtp_check(
+        config,
+        ca_file=args.ca_file,
+        send_test=args.send_test,
+        source=args.source,
+        static_hosts=_static_hosts(args.resolve),
+        timeouts=timeouts,
+        nameserver=_nameserver(args.dns_server),
+    )
+    if args.report_dir:
+        write_json(report, args.report_dir)
+    if args.json:
+        out.write(render_json(report))
+    else:
+        _print_report(report, out)
+    return report.exit_code
 
 
 def _endpoint_table(description: dict[str, object], out: TextIO) -> None:
@@ -150,6 +272,9 @@ def _endpoint_table(description: dict[str, object], out: TextIO) -> None:
 
 
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
+    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.world import Sandbox
+
     scenario = load_scenario(args.scenario)
     if args.state is not None:
         args.state.mkdir(parents=True, exist_ok=True)
@@ -192,6 +317,8 @@ def main(
         with _logging(log_file, verbose=args.verbose):
             if args.command == "audit":
                 return asyncio.run(_audit(args, out, err))
+            if args.command == "smtp":
+                return asyncio.run(_smtp(args, out))
             return asyncio.run(_sandbox_up(args, out))
     except ConfigError as exc:
         print(redact(str(exc)), file=err)

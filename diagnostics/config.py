@@ -354,6 +354,10 @@ class AccountConfig(_Model):
         """The platform's inbound address for this account."""
         return self.profile.inbound_address_for(self.platform.account)
 
+    def identities(self) -> tuple[Company | Subcompany, ...]:
+        """The company, then each subcompany: everything that sends under its own name."""
+        return (self.company, *self.subcompanies)
+
     def subcompany(self, name: str) -> Subcompany:
         """The subcompany called ``name``; KeyError when there is none."""
         for sub in self.subcompanies:

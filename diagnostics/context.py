@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import dns.asyncresolver
 import dns.resolver
@@ -78,6 +78,14 @@ class Context:
     timeouts: Timeouts = field(default_factory=Timeouts)
     config_path: Path | None = None
     scenario: str | None = None
+    # The user allows one real test message per SMTP setting (from the custom address to itself).
+    send_test: bool = False
+    # Live mode: the local address to connect from (a multi-homed host); None lets the OS pick.
+    source_address: str | None = None
+    # Host name -> addresses that take the place of DNS (``maildiag smtp --resolve``).
+    static_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Results shared by the checks of one run (one SMTP session per setting, so one AUTH).
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def live_resolver(timeout: float) -> dns.asyncresolver.Resolver:

@@ -141,6 +141,32 @@ class Finding:
         }
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a pure classification concluded, before it is about a check and a subject."""
+
+    status: Status
+    title: str
+    detail: str = ""
+    cause: Cause | None = None
+    remediation: str = ""
+
+    def finding(
+        self, check: str, subject: str, evidence: Mapping[str, Any] | None = None
+    ) -> Finding:
+        """The finding of ``check`` about ``subject`` that this outcome makes."""
+        return Finding(
+            check=check,
+            status=self.status,
+            subject=subject,
+            title=self.title,
+            detail=self.detail,
+            evidence=evidence or {},
+            cause=self.cause,
+            remediation=self.remediation,
+        )
+
+
 def verdict(statuses: Iterable[Status]) -> Status:
     """The gravest status; ``pass`` for an empty run."""
     return max(statuses, default=Status.PASS)

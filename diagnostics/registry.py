@@ -51,11 +51,20 @@ def check(check_id: str, *, flow: Flow, title: str) -> Callable[[CheckFunction],
     return register
 
 
+# Reports list families in the order an admin works through them: the file, then what the
+# platform needs to send (DNS, SMTP, allowlist), then what it needs to receive, then who sends.
+FAMILY_ORDER = ("config", "dns", "smtp", "allowlist", "redirect", "headers", "sender")
+
+
+def _order(spec: CheckSpec) -> int:
+    return FAMILY_ORDER.index(spec.family) if spec.family in FAMILY_ORDER else len(FAMILY_ORDER)
+
+
 def all_checks() -> dict[str, CheckSpec]:
-    """Every registered check by id, in registration order."""
+    """Every registered check by id: families in :data:`FAMILY_ORDER`, checks as registered."""
     import diagnostics.checks  # noqa: F401 - registers the check families
 
-    return dict(_REGISTRY)
+    return {spec.id: spec for spec in sorted(_REGISTRY.values(), key=_order)}
 
 
 def select(only: Iterable[str] | None = None) -> list[CheckSpec]:

@@ -1,5 +1,5 @@
 """Check families, one module each; importing this package registers every check."""
 
-from diagnostics.checks import config
+from diagnostics.checks import allowlist, config, dns, smtp
 
-__all__ = ["config"]
+__all__ = ["allowlist", "config", "dns", "smtp"]

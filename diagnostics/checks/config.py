@@ -7,28 +7,15 @@ outcomes; the registered checks turn outcomes into findings, one per company or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from diagnostics.config import AccountConfig, SmtpSettings
+from diagnostics.config import SmtpSettings
 from diagnostics.context import Context
 from diagnostics.errors import ConfigError
-from diagnostics.findings import Cause, Finding, Status
+from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
 
 # Port -> the encryption that port is defined for (RFC 8314 for 465, RFC 6409 for 587).
 STANDARD_PORTS = {465: "tls", 587: "starttls", 25: "starttls"}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A classification: status, cause, one-line title, detail and remediation."""
-
-    status: Status
-    title: str
-    detail: str = ""
-    cause: Cause | None = None
-    remediation: str = ""
 
 
 def _smtp_path(profile: PlatformProfile) -> str:
@@ -130,27 +117,6 @@ def classify_port_encryption(smtp: SmtpSettings, profile: PlatformProfile) -> Ou
     return Outcome(Status.PASS, f"{setting} agree")
 
 
-def _identities(config: AccountConfig) -> list[tuple[str, str | None, SmtpSettings | None]]:
-    identities: list[tuple[str, str | None, SmtpSettings | None]] = [
-        (config.company.name, config.company.custom_address, config.company.smtp)
-    ]
-    identities += [(s.name, s.custom_address, s.smtp) for s in config.subcompanies]
-    return identities
-
-
-def _finding(check_id: str, subject: str, outcome: Outcome, **evidence: object) -> Finding:
-    return Finding(
-        check=check_id,
-        status=outcome.status,
-        subject=subject,
-        title=outcome.title,
-        detail=outcome.detail,
-        evidence=evidence,
-        cause=outcome.cause,
-        remediation=outcome.remediation,
-    )
-
-
 def _no_smtp(check_id: str, subject: str) -> Finding:
     return Finding(
         check=check_id,
@@ -215,18 +181,20 @@ def schema_failures(error: ConfigError, subject: str) -> list[Finding]:
 async def account_matches_address(context: Context) -> list[Finding]:
     config = context.config
     findings = []
-    for subject, custom_address, smtp in _identities(config):
+    for identity in config.identities():
+        subject, custom_address, smtp = identity.name, identity.custom_address, identity.smtp
         if smtp is None:
             findings.append(_no_smtp("config.account_matches_address", subject))
             continue
         outcome = classify_account(custom_address, smtp, config.profile)
         findings.append(
-            _finding(
+            outcome.finding(
                 "config.account_matches_address",
                 subject,
-                outcome,
-                account=smtp.account,
-                custom_address=custom_address,
+                dict(
+                    account=smtp.account,
+                    custom_address=custom_address,
+                ),
             )
         )
     return findings
@@ -236,19 +204,21 @@ async def account_matches_address(context: Context) -> list[Finding]:
 async def port_encryption(context: Context) -> list[Finding]:
     config = context.config
     findings = []
-    for subject, _, smtp in _identities(config):
+    for identity in config.identities():
+        subject, smtp = identity.name, identity.smtp
         if smtp is None:
             findings.append(_no_smtp("config.port_encryption", subject))
             continue
         outcome = classify_port_encryption(smtp, config.profile)
         findings.append(
-            _finding(
+            outcome.finding(
                 "config.port_encryption",
                 subject,
-                outcome,
-                host=smtp.host,
-                port=smtp.port,
-                encryption=smtp.encryption,
+                dict(
+                    host=smtp.host,
+                    port=smtp.port,
+                    encryption=smtp.encryption,
+                ),
             )
         )
     return findings

@@ -104,6 +104,8 @@ class Submission(_Model):
     # None: every client may connect; otherwise only these networks (platform egress IPs).
     allowlist: tuple[str, ...] | None = None
     allowlist_action: Literal["reject", "drop"] = "reject"
+    # normal; close_after_banner (greets, then hangs up); silent (accepts, never greets).
+    behaviour: Literal["normal", "close_after_banner", "silent"] = "normal"
 
     @field_validator("allowlist")
     @classmethod
@@ -153,6 +155,8 @@ class Scenario(_Model):
     submission: Submission
     platform: PlatformSide
     candidates: CandidateSide
+    # Timeouts of the audit's context in this world, where a fault makes the default wait long.
+    timeouts: dict[str, float] = Field(default_factory=dict)
     expect: tuple[Expectation, ...] = ()
 
     @field_validator("dns", mode="before")

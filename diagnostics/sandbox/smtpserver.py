@@ -26,6 +26,29 @@ from diagnostics.sandbox import replies
 
 log = logging.getLogger("diagnostics.sandbox")
 
+
+class _ExpectedNoise(logging.Filter):
+    """Drops aiosmtpd's log lines about what the sandbox does on purpose: AUTH without
+    STARTTLS on the implicit-TLS port, its own deprecated attribute, and the aborted TLS
+    handshakes that probes cause when a certificate fails their verification."""
+
+    _MESSAGES = (
+        "auth_required == True but auth_require_tls == False",
+        "Session.login_data is deprecated",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(self._MESSAGES):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            message.endswith("SMTP session exception") and type(exc).__name__ == "TLSSetupException"
+        )
+
+
+logging.getLogger("mail.log").addFilter(_ExpectedNoise())
+
 # aiosmtpd 1.4 sets its own deprecated Session.login_data after every successful AUTH, and
 # warns about AUTH without STARTTLS on the implicit-TLS port, which is encrypted from the
 # first byte (it only knows STARTTLS sessions as encrypted). Neither is about this sandbox.
@@ -36,7 +59,7 @@ warnings.filterwarnings(
     "ignore", message="Requiring AUTH while not requiring TLS", category=UserWarning
 )
 
-GateAction = Literal["accept", "reject", "drop"]
+GateAction = Literal["accept", "reject", "drop", "hangup"]
 _queue_ids = itertools.count(1)
 
 
@@ -77,14 +100,17 @@ class Gate:
     peers: PeerMap
     allowlist: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     action: Literal["reject", "drop"] = "reject"
+    # What the server does with a client it lets in: a scenario may make it misbehave.
+    behaviour: Literal["normal", "close_after_banner", "silent"] = "normal"
 
     def decide(self, peer_host: str) -> GateAction:
-        if self.allowlist is None:
-            return "accept"
-        world = ipaddress.ip_address(self.peers.world(peer_host))
-        if any(world in network for network in self.allowlist):
-            return "accept"
-        return self.action
+        if self.allowlist is not None:
+            world = ipaddress.ip_address(self.peers.world(peer_host))
+            if not any(world in network for network in self.allowlist):
+                return self.action
+        return {"normal": "accept", "close_after_banner": "hangup", "silent": "drop"}[
+            self.behaviour
+        ]  # type: ignore[return-value]
 
 
 class SandboxSMTP(SMTP):
@@ -126,6 +152,10 @@ class SandboxSMTP(SMTP):
             self.world_peer,
             action,
         )
+        if action == "hangup":
+            await self.push(f"220 {self.hostname} {self.__ident__}")
+            self._close()
+            return
         if action == "reject":
             # Postfix's wording for a client refused by check_client_access.
             await self.push(replies.R554_CLIENT_REJECTED.format(peer=self.world_peer))

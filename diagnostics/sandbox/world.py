@@ -230,7 +230,7 @@ class Sandbox:
             if sub.allowlist is not None
             else None
         )
-        gate = Gate(self.peers, allowlist, sub.allowlist_action)
+        gate = Gate(self.peers, allowlist, sub.allowlist_action, sub.behaviour)
         common: dict[str, Any] = {
             "hostname": sub.hostname,
             "gate": gate,
@@ -332,9 +332,19 @@ class Sandbox:
         *,
         config_path: Path | None = None,
         timeouts: Timeouts | None = None,
+        send_test: bool = False,
     ) -> Context:
         """The check context for ``config`` in this world."""
-        timeouts = timeouts or Timeouts(dns=3, connect=5, banner=10, command=10, data=20, check=60)
+        if timeouts is None:
+            defaults = {
+                "dns": 3,
+                "connect": 5,
+                "banner": 10,
+                "command": 10,
+                "data": 20,
+                "check": 60,
+            }
+            timeouts = Timeouts(**{**defaults, **self.scenario.timeouts})
         return Context(
             config=config,
             resolver=self.resolver(timeout=timeouts.dns),
@@ -345,6 +355,7 @@ class Sandbox:
             timeouts=timeouts,
             config_path=config_path,
             scenario=self.scenario.name,
+            send_test=send_test,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -15,9 +15,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+import dns.resolver
 import pytest
 
+from diagnostics.checks.smtp import SessionOutcome, probe_session
 from diagnostics.config import AccountConfig, load_config
+from diagnostics.errors import SandboxError
 from diagnostics.sandbox.scenario import SCENARIO_DIR, load_scenario, scenario_names
 from diagnostics.sandbox.world import Sandbox
 
@@ -231,6 +234,82 @@ async def wrong_encryption(world: Sandbox) -> None:
     assert isinstance(error.value.__cause__, ssl.SSLError | ConnectionError | TimeoutError)
 
 
+async def self_signed_certificate(world: Sandbox) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError) as error:
+        await send_as_platform(world)
+    assert error.value.verify_message == "self-signed certificate"
+
+
+async def wrong_host_certificate(world: Sandbox) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError) as error:
+        await send_as_platform(world)
+    assert "Hostname mismatch" in str(error.value.verify_message)
+
+
+async def starttls_not_offered(world: Sandbox) -> None:
+    with pytest.raises(aiosmtplib.SMTPException, match="STARTTLS extension not supported"):
+        await send_as_platform(world)
+    assert world.submission is not None and world.submission.authentications == []
+
+
+async def closes_after_banner(world: Sandbox) -> None:
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+        await send_as_platform(world)
+
+
+async def session_of(world: Sandbox) -> SessionOutcome:
+    config = config_of(world)
+    assert config.company.smtp is not None
+    return await probe_session(
+        world.context(config), config.company.smtp, "jobs@acme.example", send_test=False
+    )
+
+
+async def no_banner(world: Sandbox) -> None:
+    outcome = await session_of(world)
+    banner = outcome.step("banner")
+    assert outcome.failed == "banner" and banner is not None and banner.timed_out
+
+
+async def starttls_on_implicit_port(world: Sandbox) -> None:
+    outcome = await session_of(world)
+    assert outcome.settings.port == 465 and outcome.settings.encryption == "starttls"
+    banner = outcome.step("banner")
+    assert outcome.failed == "banner" and banner is not None and banner.timed_out
+
+
+async def smtp_host_private(world: Sandbox) -> None:
+    answer = await world.resolver().resolve("smtp.acme.example", "A")
+    assert [r.to_text() for r in answer] == ["10.0.0.25"]
+    with pytest.raises(SandboxError):
+        world.endpoints.dial("10.0.0.25", 587)
+
+
+async def no_mx(world: Sandbox) -> None:
+    with pytest.raises(dns.resolver.NoAnswer):
+        await world.resolver().resolve("acme.example", "MX")
+    with pytest.raises(dns.resolver.NoAnswer):
+        await redirect_one(world)
+
+
+async def spf_too_many_lookups(world: Sandbox) -> None:
+    resolver = world.resolver()
+    spf = [r.to_text() for r in await resolver.resolve("acme.example", "TXT")]
+    assert spf == [
+        '"v=spf1 mx a:smtp.acme.example include:_spf1.acme.example include:_spf2.acme.example include:_spf3.acme.example -all"'
+    ]
+    lookups = 5  # mx, a, three includes
+    for name in ("_spf1", "_spf2", "_spf3"):
+        record = (await resolver.resolve(f"{name}.acme.example", "TXT"))[0].to_text()
+        lookups += record.count(" a:")
+    assert lookups == 12
+
+
+async def dmarc_reject(world: Sandbox) -> None:
+    record = (await world.resolver().resolve("_dmarc.acme.example", "TXT"))[0].to_text()
+    assert record == '"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:dmarc@acme.example"'
+
+
 EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "healthy": healthy,
     "forward-inline": forward_inline,
@@ -249,6 +328,16 @@ EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "expired-certificate": expired_certificate,
     "account-mismatch": account_mismatch,
     "wrong-encryption": wrong_encryption,
+    "self-signed-certificate": self_signed_certificate,
+    "wrong-host-certificate": wrong_host_certificate,
+    "starttls-not-offered": starttls_not_offered,
+    "closes-after-banner": closes_after_banner,
+    "no-banner": no_banner,
+    "starttls-on-implicit-port": starttls_on_implicit_port,
+    "smtp-host-private": smtp_host_private,
+    "no-mx": no_mx,
+    "spf-too-many-lookups": spf_too_many_lookups,
+    "dmarc-reject": dmarc_reject,
 }
 
 

@@ -1,0 +1,454 @@
+"""The smtp check family: over the sandbox's real submission server, against hostile servers
+that break the protocol, and the pure classifications."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import dns.asyncresolver
+import pytest
+
+from diagnostics.checks.smtp import SessionOutcome, classify_auth, classify_provider, probe_session
+from diagnostics.config import AccountConfig, SmtpSettings, load_config, parse_config
+from diagnostics.context import Context, Timeouts
+from diagnostics.findings import Cause, Finding, Status
+from diagnostics.profiles import get_profile
+from diagnostics.providers import load_providers, recognise
+from diagnostics.registry import run_checks, select
+from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.world import Sandbox
+from diagnostics.secrets import MASK, Secret
+from diagnostics.smtpclient import Reply, Transcript
+from tests.conftest import ACME
+from tests.sandbox.conftest import with_changes
+
+SMTP_CHECKS = (
+    "smtp.connect",
+    "smtp.tls",
+    "smtp.auth",
+    "smtp.sender",
+    "smtp.settings_probe",
+    "smtp.provider",
+)
+PROFILE = get_profile("personio")
+
+
+def by_check(findings: list[Finding], subject: str = "Acme GmbH") -> dict[str, Finding]:
+    return {f.check: f for f in findings if f.subject == subject}
+
+
+def statuses(
+    findings: list[Finding], subject: str = "Acme GmbH"
+) -> dict[str, tuple[str, str | None]]:
+    return {
+        check: (f.status.value, f.cause.value if f.cause else None)
+        for check, f in by_check(findings, subject).items()
+    }
+
+
+async def audit_smtp(
+    world: Sandbox, config_path: Path = ACME, *, send_test: bool = False
+) -> list[Finding]:
+    config = load_config(config_path, environ=world.environ)
+    context = world.context(config, send_test=send_test)
+    return await run_checks(context, select(["smtp"]))
+
+
+# -- over the sandbox ---------------------------------------------------------------------------
+
+
+async def test_healthy_session_passes_every_step_with_one_auth(world: Sandbox) -> None:
+    findings = await audit_smtp(world)
+    assert statuses(findings) == {check: ("pass", None) for check in SMTP_CHECKS}
+    assert statuses(findings, "Acme Retail GmbH") == {
+        check: ("pass", None) for check in SMTP_CHECKS
+    }
+    assert statuses(findings, "Acme Labs GmbH") == {check: ("skip", None) for check in SMTP_CHECKS}
+    assert world.submission is not None
+    # Four checks share one session per setting: each account saw exactly one AUTH.
+    assert sorted(world.submission.authentications) == [
+        ("jobs@acme.example", "PLAIN", True),
+        ("jobs@retail.acme.example", "PLAIN", True),
+    ]
+    tls = by_check(findings)["smtp.tls"]
+    assert tls.title == "TLSv1.3 with a valid certificate"
+    steps = [s["step"] for s in tls.evidence["steps"]]
+    assert steps == [
+        "resolve",
+        "connect",
+        "banner",
+        "ehlo",
+        "starttls",
+        "tls",
+        "ehlo_tls",
+        "auth",
+        "mail",
+        "rcpt",
+        "rset",
+    ]
+    assert all(s["elapsed_ms"] >= 0 for s in tls.evidence["steps"])
+
+
+async def test_transcript_masks_the_password_in_every_form(
+    world: Sandbox, acme: AccountConfig
+) -> None:
+    findings = await audit_smtp(world)
+    transcript = "\n".join(by_check(findings)["smtp.auth"].evidence["transcript"])
+    assert f"C: AUTH PLAIN {MASK}" in transcript
+    assert "S: 235 2.7.0 Authentication successful" in transcript
+    assert acme.company.smtp is not None
+    password = acme.company.smtp.password.reveal()
+    assert password not in transcript
+
+
+async def test_send_test_sends_to_the_custom_address_and_it_reaches_the_platform(
+    world: Sandbox,
+) -> None:
+    findings = await audit_smtp(world, send_test=True)
+    sender = by_check(findings)["smtp.sender"]
+    assert (sender.status, sender.title) == (
+        Status.PASS,
+        "jobs@acme.example sent a test message as jobs@acme.example",
+    )
+    await world.drain(10)
+    unassigned = world.platform_mailbox("acme")
+    arrived = [unassigned.message(k) for k in unassigned.keys()]
+    subjects = sorted(str(m["Subject"]) for m in arrived)
+    assert len(subjects) == 2 and all(s.startswith("maildiag test maildiag-") for s in subjects)
+    assert {str(m["From"]) for m in arrived} == {"jobs@acme.example", "jobs@retail.acme.example"}
+
+
+async def test_login_with_a_control_character_is_refused_before_any_command(
+    world: Sandbox, acme: AccountConfig
+) -> None:
+    assert acme.company.smtp is not None
+    settings = acme.company.smtp
+    context = world.context(acme)
+    outcome = await probe_session(
+        context, settings, "jobs@acme.example\r\nRCPT TO:<x@evil.example>", send_test=False
+    )
+    assert outcome.failed == "input"
+    assert outcome.transcript.lines == []
+    assert world.submission is not None and world.submission.authentications == []
+
+
+async def test_no_plaintext_auth_when_starttls_is_missing(
+    make_world: Callable[..., Sandbox], healthy: Scenario
+) -> None:
+    # The server offers AUTH in clear text and no STARTTLS: the client must stop, not log in.
+    scenario = with_changes(healthy, submission={"starttls": "absent", "plaintext_auth": True})
+    async with make_world(scenario) as world:
+        findings = await audit_smtp(world)
+        assert world.submission is not None
+        # The subcompany's implicit-TLS port logs in, encrypted; port 587 must see no AUTH.
+        assert [a for a in world.submission.authentications if a[0] == "jobs@acme.example"] == []
+    result = statuses(findings)
+    assert result["smtp.tls"] == ("fail", "tls_mismatch")
+    assert result["smtp.auth"] == ("skip", None)
+    assert by_check(findings)["smtp.tls"].title == "STARTTLS not offered on port 587"
+
+
+async def test_failed_certificate_check_is_never_downgraded(
+    make_world: Callable[..., Sandbox], healthy: Scenario
+) -> None:
+    async with make_world(with_changes(healthy, submission={"certificate": "wrong_host"})) as world:
+        findings = await audit_smtp(world)
+        assert world.submission is not None and world.submission.authentications == []
+    tls = by_check(findings)["smtp.tls"]
+    assert (tls.status, tls.cause, tls.title) == (
+        Status.FAIL,
+        Cause.TLS_CERTIFICATE,
+        "Certificate is not for smtp.acme.example",
+    )
+    assert "wrong-host.invalid" in tls.detail
+    assert statuses(findings)["smtp.settings_probe"] == ("pass", None)
+
+
+async def test_certificate_expiring_soon_warns(
+    make_world: Callable[..., Sandbox], healthy: Scenario
+) -> None:
+    async with make_world(
+        with_changes(healthy, submission={"certificate": "expiring_soon"})
+    ) as world:
+        findings = await audit_smtp(world)
+    tls = by_check(findings)["smtp.tls"]
+    assert tls.status == Status.WARN
+    assert tls.title in ("Certificate expires in 6 days", "Certificate expires in 7 days")
+
+
+async def test_server_that_hangs_up_after_the_greeting(
+    make_world: Callable[..., Sandbox], healthy: Scenario
+) -> None:
+    async with make_world(
+        with_changes(healthy, submission={"behaviour": "close_after_banner"})
+    ) as world:
+        findings = await audit_smtp(world)
+    connect = by_check(findings)["smtp.connect"]
+    assert (connect.status, connect.cause) == (Status.FAIL, Cause.CONNECTION_REFUSED)
+    assert connect.title == "smtp.acme.example port 587 hangs up after its greeting"
+    assert "ehlo: the server closed the connection" in connect.detail
+    assert by_check(findings)["smtp.tls"].status == Status.SKIP
+    probe = by_check(findings)["smtp.settings_probe"]
+    assert (probe.status, probe.cause) == (Status.FAIL, Cause.CONNECTION_REFUSED)
+
+
+async def test_silent_server_times_out_at_the_banner_within_its_timeout(
+    make_world: Callable[..., Sandbox], healthy: Scenario
+) -> None:
+    scenario = with_changes(healthy, submission={"behaviour": "silent"}).model_copy(
+        update={"timeouts": {"banner": 0.5}}
+    )
+    async with make_world(scenario) as world:
+        started = time.perf_counter()
+        findings = await audit_smtp(world)
+        elapsed = time.perf_counter() - started
+    connect = by_check(findings)["smtp.connect"]
+    assert (connect.status, connect.cause) == (Status.FAIL, Cause.CONNECTION_TIMEOUT)
+    assert connect.title == "smtp.acme.example port 587 sends no greeting"
+    retail = by_check(findings, "Acme Retail GmbH")["smtp.connect"]
+    assert (retail.status, retail.cause) == (Status.FAIL, Cause.CONNECTION_TIMEOUT)
+    # Not a bound on speed: a proof that no step waited beyond its own timeout (0.5 s each,
+    # the alternatives in parallel), so nothing hung.
+    assert elapsed < 10
+
+
+async def test_starttls_on_the_implicit_tls_port(
+    make_world: Callable[..., Sandbox], healthy: Scenario, tmp_path: Path
+) -> None:
+    text = ACME.read_text().replace("port: 587", "port: 465")
+    config = tmp_path / "acme-465-starttls.yaml"
+    config.write_text(text)
+    scenario = healthy.model_copy(update={"timeouts": {"banner": 0.5}})
+    async with make_world(scenario) as world:
+        findings = await audit_smtp(world, config)
+    connect = by_check(findings)["smtp.connect"]
+    assert (connect.status, connect.cause) == (Status.FAIL, Cause.TLS_MISMATCH)
+    assert connect.title == "Port 465 expects TLS first, Encryption is TLS/STARTTLS"
+    probe = by_check(findings)["smtp.settings_probe"]
+    assert (probe.status, probe.cause) == (Status.FAIL, Cause.TLS_MISMATCH)
+    assert probe.title == "Use port 465 with Encryption SSL"
+
+
+# -- hostile servers ------------------------------------------------------------------------------
+
+
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def hostile(behaviour: Behaviour) -> AsyncIterator[int]:
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await behaviour(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.sleep(0.05)
+        await server.wait_closed()
+
+
+async def megabyte_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"220 " + b"x" * 1_000_000 + b"\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+async def endless_multiline(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        writer.write(b"220-still greeting you\r\n")
+        await writer.drain()
+        await asyncio.sleep(0)
+
+
+async def not_a_code(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HELLO THERE\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+async def one_byte_a_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    for byte in b"220 slow.example ESMTP\r\n":
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+
+def hostile_context(port: int, timeouts: Timeouts) -> Context:
+    text = f"""
+platform: {{profile: personio, account: acme}}
+company:
+  name: Acme GmbH
+  custom_address: jobs@acme.example
+  smtp: {{host: 127.0.0.1, port: {port}, encryption: starttls, account: jobs@acme.example, password: "${{PW}}"}}
+"""
+    config = parse_config(text, source="hostile.yaml", environ={"PW": "hostile-secret"})
+    return Context(
+        config=config,
+        resolver=dns.asyncresolver.Resolver(configure=False),
+        trust=ssl.create_default_context(),
+        timeouts=timeouts,
+    )
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cause", "words"),
+    [
+        (megabyte_line, Cause.UNKNOWN, "reply line longer than 4096 bytes"),
+        (endless_multiline, Cause.UNKNOWN, "runs past 100 lines"),
+        (not_a_code, Cause.UNKNOWN, "not SMTP: 'HELLO THERE'"),
+        (one_byte_a_second, Cause.CONNECTION_TIMEOUT, "banner: timed out after 1.000 seconds"),
+    ],
+)
+async def test_hostile_server_ends_in_a_clear_finding_within_its_timeout(
+    behaviour: Behaviour, cause: Cause, words: str
+) -> None:
+    async with hostile(behaviour) as port:
+        context = hostile_context(
+            port, Timeouts(dns=1, connect=1, banner=1, command=1, data=1, check=5)
+        )
+        started = time.perf_counter()
+        findings = await run_checks(context, select(["smtp"]))
+        elapsed = time.perf_counter() - started
+    connect = by_check(findings)["smtp.connect"]
+    assert (connect.status, connect.cause) == (Status.FAIL, cause)
+    assert words in connect.detail
+    assert {f.check for f in findings} == set(SMTP_CHECKS)
+    assert all(f.status in (Status.FAIL, Status.SKIP, Status.PASS) for f in findings)
+    # Never hangs: every step is bounded by its 1 s timeout (alternatives run in parallel).
+    assert elapsed < 5
+
+
+# -- pure classification -------------------------------------------------------------------------
+
+
+def outcome_with(step: str, reply: Reply, *, host: str = "smtp.office365.com") -> SessionOutcome:
+    settings = SmtpSettings(
+        host=host,
+        port=587,
+        encryption="starttls",
+        account="jobs@acme.example",
+        password=Secret("x" * 8, source="test"),
+    )
+    outcome = SessionOutcome(settings, "jobs@acme.example", False, transcript=Transcript())
+    outcome.auth_mechanism = "PLAIN"
+    from diagnostics.checks.smtp import Step
+
+    outcome.steps.append(Step(step, False, 1.0, reply=str(reply)))
+    outcome.replies[step] = reply
+    outcome.failed = step
+    return outcome
+
+
+def test_microsoft_365_smtp_auth_disabled_names_the_admin_center_fix() -> None:
+    reply = Reply(
+        535,
+        (
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+        ),
+    )
+    microsoft = recognise(smtp_host="smtp.office365.com").provider
+    result = classify_auth(outcome_with("auth", reply), PROFILE, microsoft)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.AUTH_DISABLED)
+    assert "Authenticated SMTP" in result.remediation
+    assert (
+        "Set-CASMailbox -Identity jobs@acme.example -SmtpClientAuthenticationDisabled $false"
+        in result.remediation
+    )
+
+
+def test_gmail_application_specific_password_required() -> None:
+    reply = Reply(
+        534,
+        (
+            "5.7.9 Application-specific password required. For more information, go to",
+            "5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor",
+        ),
+    )
+    google = recognise(smtp_host="smtp.gmail.com").provider
+    result = classify_auth(outcome_with("auth", reply, host="smtp.gmail.com"), PROFILE, google)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.AUTH_FAILED)
+    assert "app password" in result.remediation
+
+
+def test_generic_535_is_auth_failed_and_says_one_attempt() -> None:
+    reply = Reply(535, ("5.7.8 Error: authentication failed: authentication failure",))
+    result = classify_auth(outcome_with("auth", reply, host="smtp.acme.example"), PROFILE, None)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.AUTH_FAILED)
+    assert "One attempt was made" in result.remediation
+
+
+@pytest.mark.parametrize(
+    ("host", "mx", "status", "title"),
+    [
+        ("smtp.office365.com", [], Status.PASS, "Microsoft 365 / Exchange Online"),
+        (
+            "acme-example.mail.protection.outlook.com",
+            [],
+            Status.FAIL,
+            "acme-example.mail.protection.outlook.com does not take the platform's login",
+        ),
+        (
+            "smtp-relay.gmail.com",
+            [],
+            Status.FAIL,
+            "smtp-relay.gmail.com does not take the platform's login",
+        ),
+        (
+            "aspmx.l.google.com",
+            [],
+            Status.FAIL,
+            "aspmx.l.google.com does not take the platform's login",
+        ),
+        ("smtp.gmail.com", [], Status.PASS, "Google Workspace / Gmail"),
+        (
+            "smtp.acme.example",
+            ["acme-example.mail.protection.outlook.com"],
+            Status.PASS,
+            "Mail hosted at Microsoft 365 / Exchange Online; SMTP through smtp.acme.example",
+        ),
+        ("smtp.acme.example", ["mx.acme.example"], Status.PASS, "Generic SMTP server"),
+    ],
+)
+def test_provider_recognition(host: str, mx: list[str], status: Status, title: str) -> None:
+    settings = SmtpSettings(
+        host=host,
+        port=587,
+        encryption="starttls",
+        account="jobs@acme.example",
+        password=Secret("x" * 8, source="test"),
+    )
+    result = classify_provider(None, settings, mx)
+    assert (result.status, result.title) == (status, title)
+    if status == Status.FAIL:
+        assert result.cause == Cause.AUTH_DISABLED
+        assert (
+            "Host smtp.office365.com" in result.remediation
+            or "Host smtp.gmail.com" in result.remediation
+        )
+
+
+def test_every_provider_rule_has_a_known_cause_and_fills_its_placeholders() -> None:
+    for provider in load_providers():
+        assert provider.rules
+        for rule in provider.rules:
+            text = rule.remediation.format(account="a@b.example", sender="c@b.example")
+            assert "{" not in text and text.endswith(".")
