@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,45 @@ from diagnostics.sandbox.scenario import Scenario, load_scenario
 from diagnostics.sandbox.world import Sandbox
 
 ACME = Path(__file__).resolve().parents[1] / "fixtures" / "configs" / "acme.yaml"
+
+
+def _loopback_only(address: Any) -> None:
+    if not isinstance(address, tuple):
+        return  # a Unix socket
+    host = str(address[0])
+    try:
+        loopback = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise AssertionError(f"a test tried to reach {host}: tests talk to loopback only")
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every socket a test opens may only connect or send to a loopback address."""
+    connect, connect_ex, sendto = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.socket.sendto,
+    )
+
+    def guarded_connect(self: socket.socket, address: Any) -> None:
+        _loopback_only(address)
+        connect(self, address)
+
+    def guarded_connect_ex(self: socket.socket, address: Any) -> int:
+        _loopback_only(address)
+        return connect_ex(self, address)
+
+    def guarded_sendto(self: socket.socket, data: Any, *args: Any) -> int:
+        _loopback_only(args[-1])
+        return sendto(self, data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    monkeypatch.setattr(socket.socket, "sendto", guarded_sendto)
+    yield
 
 
 @pytest.fixture

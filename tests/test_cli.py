@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -278,3 +279,92 @@ async def deliver_one(host: str, port: int) -> str:
             b"Message-ID: <up@example.org>\r\nSubject: hello\r\n\r\nHallo\r\n",
         )
     return reply
+
+
+@pytest.fixture
+def running_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """`maildiag sandbox up --json` in its own process, with a known password exported."""
+    password = "Cli-" + secrets.token_urlsafe(12)
+    monkeypatch.setenv("ACME_SMTP_PASSWORD", password)
+    env = {**os.environ, "ACME_SMTP_PASSWORD": password}
+    command = [sys.executable, "-m", "diagnostics", "sandbox", "up", "--json"]
+    with subprocess.Popen(
+        [*command, "--state", str(tmp_path / "state")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            described = json.loads(process.stdout.readline())
+            yield {**described, "password": password}
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=15)
+
+
+def smtp_args(described: dict[str, Any], *extra: str) -> list[str]:
+    port = next(s["listen"] for s in described["servers"] if s["world"].endswith(":587"))
+    return [
+        "smtp", "--host", "smtp.acme.example", "--resolve", "smtp.acme.example:127.0.0.1",
+        "--port", port.rsplit(":", 1)[1], "--encryption", "starttls",
+        "--account", "jobs@acme.example", "--password-env", "ACME_SMTP_PASSWORD",
+        "--ca-file", described["ca_file"], "--source", described["egress_sources"]["3.121.59.239"],
+        "--dns-server", described["dns"], "--json", *extra,
+    ]  # fmt: skip
+
+
+def test_smtp_command_against_the_running_sandbox(running_sandbox: dict[str, Any]) -> None:
+    code, out, err = run(*smtp_args(running_sandbox))
+    assert code == 0, err
+    report = json.loads(out)
+    assert [(f["check"], f["status"]) for f in report["findings"]] == [
+        ("smtp.connect", "pass"),
+        ("smtp.tls", "pass"),
+        ("smtp.auth", "pass"),
+        ("smtp.sender", "pass"),
+        ("smtp.provider", "pass"),
+        ("smtp.settings_probe", "pass"),
+    ]
+    assert running_sandbox["password"] not in out + err
+
+
+def test_smtp_command_names_the_cause_of_a_wrong_password(
+    running_sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_SMTP_PASSWORD", "Not-the-right-one-42")
+    code, out, _ = run(*smtp_args(running_sandbox))
+    assert code == 1
+    failing = [
+        (f["check"], f["cause"]) for f in json.loads(out)["findings"] if f["status"] == "fail"
+    ]
+    assert failing == [("smtp.auth", "auth_failed")]
+    assert "Not-the-right-one-42" not in out
+
+
+def test_smtp_command_by_ip_from_an_address_the_server_refuses(
+    running_sandbox: dict[str, Any],
+) -> None:
+    args = smtp_args(running_sandbox)
+    args[args.index("--source") + 1] = "127.0.0.1"
+    code, out, _ = run(*args)
+    assert code == 1
+    connect = json.loads(out)["findings"][0]
+    assert (connect["check"], connect["status"], connect["cause"]) == (
+        "smtp.connect", "fail", "client_ip_rejected",
+    )  # fmt: skip
+    assert connect["title"].endswith("refuses connections from this machine")
+
+
+def test_smtp_command_without_the_password_variable_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_SUCH_PASSWORD_VAR", raising=False)
+    code, _, err = run(
+        "smtp", "--host", "smtp.acme.example", "--port", "587", "--encryption", "starttls",
+        "--account", "jobs@acme.example", "--password-env", "NO_SUCH_PASSWORD_VAR",
+    )  # fmt: skip
+    assert code == 2
+    assert "NO_SUCH_PASSWORD_VAR unset or empty" in err
