@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -320,6 +321,10 @@ def main(
             if args.command == "smtp":
                 return asyncio.run(_smtp(args, out))
             return asyncio.run(_sandbox_up(args, out))
+    except BrokenPipeError:
+        # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FINDINGS
     except ConfigError as exc:
         print(redact(str(exc)), file=err)
         return EXIT_USAGE
