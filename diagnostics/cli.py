@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     smtp.add_argument("--report-dir", type=Path, help="also write the report folder here")
     smtp.add_argument("--json", action="store_true", help="print the JSON report on stdout")
 
+    headers = commands.add_parser("headers", help="header retention and hop analysis")
+    headers.add_argument("received", help="the message as it arrived (.eml), or - for stdin")
+    headers.add_argument(
+        "--original", metavar="SENT", help="the message as it was sent (.eml), or - for stdin"
+    )
+    headers.add_argument("--json", action="store_true", help="print the analysis as JSON")
+
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
         dest="sandbox_command", required=True, metavar="ACTION"
@@ -272,6 +279,56 @@ def _endpoint_table(description: dict[str, object], out: TextIO) -> None:
     Console(file=out, width=120).print(table)
 
 
+def _headers(args: argparse.Namespace, out: TextIO) -> int:
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from diagnostics.headers import analyse_headers, parse_message, printable
+
+    if args.received == "-" and args.original == "-":
+        raise ValueError("only one of RECEIVED and --original can be - (stdin)")
+
+    def read(name: str) -> bytes:
+        try:
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {name}: {exc.strerror or exc}") from None
+        if not parse_message(data).keys():
+            raise ValueError(f"{name}: no header fields, not an e-mail message")
+        return data
+
+    arrived = read(args.received)
+    original = read(args.original) if args.original else None
+    analysis = analyse_headers(arrived, original=original)
+    code = EXIT_FINDINGS if analysis.failed else EXIT_OK
+    if args.json:
+        out.write(json.dumps(analysis.to_dict(), indent=2) + "\n")
+        return code
+    # Header text is written by strangers: every cell and line goes out through printable(),
+    # and rich neither interprets markup nor emoji codes in it.
+    console = Console(file=out, width=120, markup=False, emoji=False, highlight=False)
+    table = Table(title=Text(f"Received chain of {printable(args.received)}, oldest first"))
+    for column in ("hop", "from", "by", "with", "time (UTC)", "delay"):
+        table.add_column(column, overflow="fold")
+    for hop in analysis.hops:
+        source = hop.from_host or ""
+        if hop.from_address and hop.from_address not in source:
+            source = f"{source} [{hop.from_address}]".strip()
+        when = (
+            hop.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if hop.timestamp else "?"
+        )
+        delay = "" if hop.delay_s is None else f"{hop.delay_s:+.1f} s"
+        cells = (str(hop.index), source, hop.by_host or "", hop.with_protocol or "", when, delay)
+        table.add_row(*(Text(printable(cell)) for cell in cells))
+    console.print(table)
+    for line in analysis.lines():
+        print(printable(line), file=out)
+    return code
+
+
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
     from diagnostics.sandbox.scenario import load_scenario
     from diagnostics.sandbox.world import Sandbox
@@ -320,6 +377,8 @@ def main(
                 return asyncio.run(_audit(args, out, err))
             if args.command == "smtp":
                 return asyncio.run(_smtp(args, out))
+            if args.command == "headers":
+                return _headers(args, out)
             return asyncio.run(_sandbox_up(args, out))
     except BrokenPipeError:
         # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.

@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dns.asyncresolver
 import dns.resolver
 
 from diagnostics.config import AccountConfig
 from diagnostics.errors import SandboxError
+
+if TYPE_CHECKING:
+    from diagnostics.roundtrip import Mailboxes
 
 Mode = Literal["live", "sandbox"]
 
@@ -36,6 +39,9 @@ class Timeouts:
     command: float = 30.0
     data: float = 60.0
     check: float = 120.0
+    # How long a round trip waits for its message, and above which latency it warns.
+    roundtrip: float = 120.0
+    roundtrip_warn: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class Context:
     source_address: str | None = None
     # Host name -> addresses that take the place of DNS (``maildiag smtp --resolve``).
     static_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Where a round trip's message is looked for (the sandbox's mailboxes); None in live mode.
+    mailboxes: Mailboxes | None = None
     # Results shared by the checks of one run (one SMTP session per setting, so one AUTH).
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 

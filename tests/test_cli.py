@@ -143,7 +143,7 @@ def test_unknown_check_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = run("audit", str(ACME), "--only", "smtp.bogus", "--report-dir", str(tmp_path))
     assert code == 2
     assert "unknown check or family: smtp.bogus" in err
-    assert "known families: allowlist, config, dns, smtp" in err
+    assert "known families: allowlist, config, dns, headers, redirect, smtp" in err
     assert not (tmp_path / "report.json").exists()
 
 

@@ -540,16 +540,30 @@ def _key(settings: SmtpSettings, sender: str, send_test: bool) -> tuple[Any, ...
     )
 
 
-async def session_for(context: Context, settings: SmtpSettings, sender: str) -> SessionOutcome:
-    """The run's session for these settings: probed once, shared by every check."""
+def _session_future(
+    context: Context, settings: SmtpSettings, sender: str
+) -> asyncio.Future[SessionOutcome]:
     key = _key(settings, sender, context.send_test)
-    memo = context.memo
-    if key not in memo:
-        memo[key] = asyncio.ensure_future(
+    if key not in context.memo:
+        context.memo[key] = asyncio.ensure_future(
             probe_session(context, settings, sender, send_test=context.send_test)
         )
-    result: SessionOutcome = await asyncio.shield(memo[key])
-    return result
+    future: asyncio.Future[SessionOutcome] = context.memo[key]
+    return future
+
+
+def start_sessions(context: Context) -> None:
+    """Start every (sub)company's session at once, so that none waits for another's."""
+    for identity in context.config.identities():
+        if identity.smtp is not None:
+            _session_future(
+                context, identity.smtp, identity.custom_address or identity.smtp.account
+            )
+
+
+async def session_for(context: Context, settings: SmtpSettings, sender: str) -> SessionOutcome:
+    """The run's session for these settings: probed once, shared by every check."""
+    return await asyncio.shield(_session_future(context, settings, sender))
 
 
 # -- pure tier --------------------------------------------------------------------------------
@@ -1126,6 +1140,7 @@ async def _session_check(
 ) -> list[Finding]:
     findings = []
     profile = context.config.profile
+    start_sessions(context)
     for identity in context.config.identities():
         subject, settings, address = identity.name, identity.smtp, identity.custom_address
         if settings is None:
@@ -1163,6 +1178,7 @@ async def sender(context: Context) -> list[Finding]:
 
 @check("smtp.provider", flow="outbound", title="Mail provider constraints")
 async def provider(context: Context) -> list[Finding]:
+    start_sessions(context)
     findings = []
     for identity in context.config.identities():
         subject, settings, address = identity.name, identity.smtp, identity.custom_address
@@ -1297,6 +1313,7 @@ def _needs_alternatives(outcome: SessionOutcome) -> bool:
 
 @check("smtp.settings_probe", flow="outbound", title="A working host/port/encryption")
 async def settings_probe(context: Context) -> list[Finding]:
+    start_sessions(context)
     findings = []
     profile = context.config.profile
     for identity in context.config.identities():

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from diagnostics.net import connect_socket, smtp_session
+from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.smtpserver import Gate, PeerMap, SandboxSMTP, bound_port, listen
 
 
@@ -98,12 +99,19 @@ class _Discard:
         return "250 2.0.0 Ok: discarded"
 
 
-@contextlib.asynccontextmanager
-async def null_sink(host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """An SMTP server that accepts and discards everything; yields its port."""
+class _Store:
+    def __init__(self, maildir: Maildir) -> None:
+        self.maildir = maildir
 
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self.maildir.adeliver(envelope.original_content)
+        return "250 2.0.0 Ok: stored"
+
+
+@contextlib.asynccontextmanager
+async def _sink(handler: Any, host: str) -> AsyncIterator[int]:
     def factory() -> SandboxSMTP:
-        return SandboxSMTP(_Discard(), gate=Gate(PeerMap({})), hostname="sink.load.example")
+        return SandboxSMTP(handler, gate=Gate(PeerMap({})), hostname="sink.load.example")
 
     server = await listen(factory, host=host)
     try:
@@ -111,3 +119,17 @@ async def null_sink(host: str = "127.0.0.1") -> AsyncIterator[int]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def null_sink(host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """An SMTP server that accepts and discards everything; yields its port."""
+    async with _sink(_Discard(), host) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def maildir_sink(maildir: Maildir, host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """A bare aiosmtpd server that stores every message in ``maildir`` (durably) and nothing else."""
+    async with _sink(_Store(maildir), host) as port:
+        yield port

@@ -8,7 +8,9 @@ too many hops is refused, as Postfix and Exim refuse a mail loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from diagnostics.sandbox import forwarding, replies
@@ -65,18 +67,22 @@ class CompanyMXHandler(Handler):
             data = self.received(server, session, recipient=rcpt, ident=ident) + content
             target = self.redirects.get(rcpt.lower())
             box = self.mailboxes.get(rcpt.lower())
+            # Both writes are durable before the 250; they need not wait for each other.
+            writes: list[Awaitable[str]] = []
             if box is not None and (target is None or faults.local_copy):
-                await box.adeliver(data)
-            if target is None:
-                continue
-            passed_on = forwarding.apply(data, faults, forwarder=rcpt, recipient=target)
-            if faults.style == "redirect":
-                domain = rcpt.rsplit("@", 1)[-1]
-                sender = (
-                    srs_address(envelope.mail_from, domain) if faults.srs else envelope.mail_from
-                )
-            else:
-                sender = rcpt
-            await self.queue.put(sender, (target,), passed_on, delay_s=faults.delay_s)
-            log.info("mx %s: %s redirected to %s (%s)", ident, rcpt, target, faults.style)
+                writes.append(box.adeliver(data))
+            if target is not None:
+                passed_on = forwarding.apply(data, faults, forwarder=rcpt, recipient=target)
+                if faults.style == "redirect":
+                    domain = rcpt.rsplit("@", 1)[-1]
+                    sender = (
+                        srs_address(envelope.mail_from, domain)
+                        if faults.srs
+                        else envelope.mail_from
+                    )
+                else:
+                    sender = rcpt
+                writes.append(self.queue.put(sender, (target,), passed_on, delay_s=faults.delay_s))
+                log.info("mx %s: %s redirected to %s (%s)", ident, rcpt, target, faults.style)
+            await asyncio.gather(*writes)
         return replies.R250_QUEUED.format(ident=ident)

@@ -92,6 +92,7 @@ class Relay:
         endpoints: Endpoints,
         helo: str,
         postmaster: Maildir,
+        bounce_domains: frozenset[str] = frozenset(),
         source: str | None = None,
         timeout: float = 10.0,
         concurrency: int = 32,
@@ -101,6 +102,9 @@ class Relay:
         self.endpoints = endpoints
         self.helo = helo
         self.postmaster = postmaster
+        # Bounces go back to the envelope sender when the world can deliver there (the
+        # candidates' and the company's domains); others end with the postmaster.
+        self.bounce_domains = frozenset(d.lower() for d in bounce_domains)
         self.source = source
         self.timeout = timeout
         self._limit = asyncio.Semaphore(concurrency)
@@ -247,7 +251,13 @@ class Relay:
 
     async def _bounce(self, entry: QueuedMessage, rcpts: tuple[str, ...], reply: str) -> None:
         log.info("relay %s: bounced for %s: %s", entry.key, ", ".join(rcpts), reply)
-        await self.postmaster.adeliver(delivery_status_notification(self.helo, entry, rcpts, reply))
+        report = delivery_status_notification(self.helo, entry, rcpts, reply)
+        sender = entry.mail_from
+        # A bounce itself has the null sender (RFC 5321 4.5.5): it is never bounced again.
+        if sender and sender.rsplit("@", 1)[-1].lower() in self.bounce_domains:
+            await self.queue.put("", (sender,), report)
+        else:
+            await self.postmaster.adeliver(report)
 
 
 def delivery_status_notification(

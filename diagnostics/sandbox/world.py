@@ -33,8 +33,10 @@ import dns.asyncresolver
 
 from diagnostics.config import AccountConfig
 from diagnostics.context import Context, Endpoints, Timeouts
+from diagnostics.dkimcheck import DKIMKey
 from diagnostics.errors import SandboxError
 from diagnostics.profiles import get_profile
+from diagnostics.roundtrip import TOKEN_HEADER, Arrival
 from diagnostics.sandbox.certs import SandboxCA
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
 from diagnostics.sandbox.maildir import Maildir
@@ -56,6 +58,7 @@ LOOPBACK = "127.0.0.1"
 _EGRESS_BASE = ipaddress.ip_address("127.0.10.1")
 _RELAY_SOURCE = "127.0.20.1"
 _SERVER_IDLE_S = 60
+PROBE_LOCAL_PART = "maildiag-probe"
 
 
 class Sandbox:
@@ -85,11 +88,20 @@ class Sandbox:
         world_by_source[_RELAY_SOURCE] = scenario.company_mx.address
         self.peers = PeerMap(world_by_source)
         self.ca = SandboxCA()
+        # The round trip's test sender writes as a candidate would, DKIM-signed with a key
+        # published in the candidates' zone.
+        self.probe_sender = f"{PROBE_LOCAL_PART}@{scenario.candidates.domains[0]}"
+        self.dkim_key = DKIMKey.generate(scenario.candidates.domains[0])
+        zones = {
+            zone: [ZoneRecord(r.name, r.rtype, r.value, r.ttl) for r in records]
+            for zone, records in scenario.dns.items()
+        }
+        probe_zone = scenario.candidates.domains[0].rstrip(".")
+        zones.setdefault(probe_zone, []).append(
+            ZoneRecord(self.dkim_key.record_name, "TXT", self.dkim_key.txt)
+        )
         self.dns = SandboxDNS(
-            {
-                zone: [ZoneRecord(r.name, r.rtype, r.value, r.ttl) for r in records]
-                for zone, records in scenario.dns.items()
-            },
+            zones,
             host=LOOPBACK,
             faults=scenario.dns_faults,
         )
@@ -287,6 +299,7 @@ class Sandbox:
             endpoints=self.endpoints,
             helo=mx.hostname,
             postmaster=self.postmaster,
+            bounce_domains=frozenset({*domains, *cand.domains}),
             source=_RELAY_SOURCE,
         )
         self._relay.start()
@@ -326,6 +339,10 @@ class Sandbox:
             raise SandboxError("the sandbox is not running")
         await self._relay.drain(timeout)
 
+    def mailboxes(self) -> SandboxMailboxes:
+        """Where the round trip's message and its echoes land in this world."""
+        return SandboxMailboxes(self)
+
     def context(
         self,
         config: AccountConfig,
@@ -343,6 +360,9 @@ class Sandbox:
                 "command": 10,
                 "data": 20,
                 "check": 60,
+                # Loopback delivers in milliseconds; a second is already slow here.
+                "roundtrip": 10,
+                "roundtrip_warn": 1,
             }
             timeouts = Timeouts(**{**defaults, **self.scenario.timeouts})
         return Context(
@@ -356,6 +376,7 @@ class Sandbox:
             config_path=config_path,
             scenario=self.scenario.name,
             send_test=send_test,
+            mailboxes=self.mailboxes(),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -411,3 +432,60 @@ class Sandbox:
             for user in self.scenario.submission.users
             if (name := env_reference_name(user.password)) is not None
         ]
+
+
+def _with_token(box: Maildir, token: str, folder: str) -> list[Arrival]:
+    found = []
+    needle = f"{TOKEN_HEADER}: {token}".encode()
+    for key in box.keys():
+        data = box.read(key)
+        if needle in data or token.encode() in data:
+            found.append(
+                Arrival(
+                    folder,
+                    data,
+                    (box.root / "new" / key).stat().st_mtime
+                    if (box.root / "new" / key).exists()
+                    else 0.0,
+                )
+            )
+    return found
+
+
+class SandboxMailboxes:
+    """The round trip's mailboxes in a sandbox: the platform's, the company's, the sender's."""
+
+    def __init__(self, world: Sandbox) -> None:
+        self.world = world
+        self.sender = world.probe_sender
+        self.dkim_key: DKIMKey | None = world.dkim_key
+
+    def arrived(self, token: str) -> list[Arrival]:
+        found = []
+        for account in self.world.inbound:
+            root = self.world.state_dir / "platform" / account
+            if not root.exists():
+                continue
+            for new in sorted(root.rglob("new")):
+                folder = str(new.parent.relative_to(root))
+                found += _with_token(Maildir(new.parent), token, folder)
+        return found
+
+    def local_copies(self, address: str, token: str) -> list[Arrival]:
+        return _with_token(self.world.company_mailbox(address), token, address.lower())
+
+    def bounces(self, token: str) -> list[Arrival]:
+        return _with_token(self.world.candidate_mailbox(self.sender), token, self.sender)
+
+    def arrived_since(self, since: float) -> list[Arrival]:
+        found = []
+        for account in self.world.inbound:
+            root = self.world.state_dir / "platform" / account
+            for new in sorted(root.rglob("new")) if root.exists() else []:
+                for path in sorted(new.iterdir()):
+                    stored = path.stat().st_mtime
+                    if stored >= since:
+                        found.append(
+                            Arrival(str(new.parent.relative_to(root)), path.read_bytes(), stored)
+                        )
+        return found

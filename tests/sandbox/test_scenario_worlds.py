@@ -21,21 +21,11 @@ import pytest
 from diagnostics.checks.smtp import SessionOutcome, probe_session
 from diagnostics.config import AccountConfig, load_config
 from diagnostics.errors import SandboxError
+from diagnostics.headers import RETAINED
 from diagnostics.sandbox.scenario import SCENARIO_DIR, load_scenario, scenario_names
 from diagnostics.sandbox.world import Sandbox
 
 CANDIDATE = "max.mustermann@example.org"
-ORIGINAL_HEADERS = (
-    "From",
-    "To",
-    "Cc",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Reply-To",
-    "In-Reply-To",
-    "References",
-)
 
 
 def application() -> bytes:
@@ -94,7 +84,7 @@ async def send_as_platform(world: Sandbox, *, egress_ip: str | None = None) -> s
 async def healthy(world: Sandbox) -> None:
     await redirect_one(world)
     arrived = only(world)
-    for name in ORIGINAL_HEADERS:
+    for name in RETAINED:
         assert arrived[name] == parse(application())[name], name
     assert len(world.company_mailbox("jobs@acme.example")) == 1
     for egress_ip in world.egress_sources:

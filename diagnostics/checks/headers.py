@@ -1,0 +1,212 @@
+"""What the redirection did to the message: ``headers.retention``,
+``headers.forwarding_style`` and ``headers.dkim``.
+
+They read the round trip of :mod:`diagnostics.checks.redirect` (one per custom address per
+run): the message as sent and as it arrived at the platform. The comparison and the style
+classification are pure (:mod:`diagnostics.headers`); DKIM verification asks the context's
+resolver for the signer's key (:mod:`diagnostics.dkimcheck`).
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+from collections.abc import Awaitable, Callable
+from email import message_from_bytes
+
+from diagnostics.checks.redirect import RoundTrip, _addresses, _roundtrip_future, roundtrip_for
+from diagnostics.context import Context
+from diagnostics.dkimcheck import SignatureCheck, verify
+from diagnostics.findings import Cause, Finding, Outcome, Status
+from diagnostics.headers import (
+    classify_forwarding,
+    compare_retention,
+    remediation_for,
+    server_family,
+)
+from diagnostics.registry import check
+
+ATTRIBUTION_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To")
+
+
+def _not_arrived(trip: RoundTrip) -> Outcome:
+    return Outcome(
+        Status.SKIP,
+        "The test message did not arrive",
+        "Nothing to compare: the round trip's message did not reach the platform (see redirect.roundtrip).",
+    )
+
+
+def attribution(arrived: bytes, address: str) -> str | None:
+    """The header in which ``address`` survived (To, Cc, Delivered-To, X-Original-To)."""
+    message = message_from_bytes(arrived, policy=email.policy.default)
+    for name in ATTRIBUTION_HEADERS:
+        for value in message.get_all(name, []):
+            if address.casefold() in str(value).casefold():
+                return name
+    return None
+
+
+def classify_retention(trip: RoundTrip, inbound: str) -> Outcome:
+    arrival = trip.arrived
+    if arrival is None:
+        return _not_arrived(trip)
+    retention = compare_retention(trip.sent, arrival.data)
+    verdict = classify_forwarding(arrival.data, original=trip.sent)
+    family = server_family(arrival.data)
+    fault = verdict.faults[0] if verdict.faults else "redirect"
+    remediation = remediation_for(
+        fault, family, custom_address=trip.address, inbound_address=inbound
+    )
+    outcome = retention.outcome(remediation)
+    if outcome.status == Status.PASS and attribution(arrival.data, trip.address) is None:
+        return Outcome(
+            Status.FAIL,
+            f"{trip.address} is gone from the arrived message",
+            f"None of {', '.join(ATTRIBUTION_HEADERS)} names {trip.address}: the platform cannot tell which "
+            "account the mail was for.",
+            Cause.UNKNOWN,
+            remediation,
+        )
+    return outcome
+
+
+def classify_style(trip: RoundTrip, inbound: str) -> Outcome:
+    arrival = trip.arrived
+    if arrival is None:
+        return _not_arrived(trip)
+    verdict = classify_forwarding(arrival.data, original=trip.sent)
+    family = server_family(arrival.data)
+    return verdict.outcome(family)
+
+
+def classify_dkim(
+    checks: list[SignatureCheck], signer: str, attached: list[SignatureCheck]
+) -> Outcome:
+    """Whether the original signature (by ``signer``) still verifies on arrival."""
+    original = [c for c in checks if c.domain.casefold() == signer.casefold()]
+    if not original:
+        inside = (
+            " The forwarded original, attached inside, still verifies."
+            if any(c.verified for c in attached)
+            else ""
+        )
+        return Outcome(
+            Status.FAIL,
+            f"The original DKIM signature of {signer} is gone",
+            "The message that arrived is a new one written by the company server (a forward), not the "
+            f"candidate's: it carries no signature of {signer}." + inside,
+            Cause.POLICY_REJECTED,
+            "Redirect instead of forwarding, so that the candidate's message arrives as it was sent; "
+            "see headers.forwarding_style for the setting.",
+        )
+    failed = [c for c in original if not c.verified]
+    if not failed:
+        return Outcome(
+            Status.PASS,
+            f"The DKIM signature of {signer} still verifies",
+            "The candidate's signature survived the redirection, so their domain's DMARC policy can still pass.",
+        )
+    reason = failed[0].reason
+    likely = (
+        "a footer or disclaimer added to the body"
+        if "body" in reason
+        else "a signed header rewritten on the way (subject tag, From rewrite, re-encoding)"
+    )
+    return Outcome(
+        Status.FAIL,
+        f"The DKIM signature of {signer} broke: {reason}",
+        f"Likely cause: {likely}. Candidates whose domain publishes DMARC p=reject or p=quarantine will "
+        "have their mail refused or junked after the redirection.",
+        Cause.POLICY_REJECTED,
+        "Exempt the recruiting address from disclaimer and subject-tagging rules, and redirect without "
+        "changing the message (see headers.forwarding_style).",
+    )
+
+
+def _attached(data: bytes) -> bytes | None:
+    message = message_from_bytes(data, policy=email.policy.default)
+    for part in message.walk():
+        if part.get_content_type() == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, email.message.Message):
+                return inner.as_bytes(policy=email.policy.SMTP)
+    return None
+
+
+async def _for_addresses(
+    context: Context, check_id: str, judge: Callable[[RoundTrip], Awaitable[Outcome]]
+) -> list[Finding]:
+    findings = []
+    if context.mailboxes is not None:
+        for _, address, covered_by in _addresses(context):
+            if address is not None and covered_by is None:
+                _roundtrip_future(context, address)
+    for subject, address, covered_by in _addresses(context):
+        if address is None or covered_by is not None or context.mailboxes is None:
+            title = (
+                "No custom address"
+                if address is None
+                else f"Same address as {covered_by}"
+                if covered_by is not None
+                else "Needs the message as it arrived"
+            )
+            detail = (
+                "In live mode the tool cannot read the arrived message: save it as .eml from the platform "
+                "and run `maildiag headers RECEIVED.eml --original SENT.eml`."
+                if address is not None and covered_by is None
+                else "Covered by another finding, or nothing to check."
+            )
+            findings.append(
+                Finding(
+                    check=check_id, status=Status.SKIP, subject=subject, title=title, detail=detail
+                )
+            )
+            continue
+        trip = await roundtrip_for(context, address)
+        outcome = await judge(trip)
+        findings.append(outcome.finding(check_id, subject, trip.evidence()))
+    return findings
+
+
+@check("headers.retention", flow="inbound", title="Original headers retained")
+async def retention(context: Context) -> list[Finding]:
+    inbound = context.config.inbound_address
+
+    async def judge(trip: RoundTrip) -> Outcome:
+        return classify_retention(trip, inbound)
+
+    return await _for_addresses(context, "headers.retention", judge)
+
+
+@check("headers.forwarding_style", flow="inbound", title="Redirected, not forwarded")
+async def forwarding_style(context: Context) -> list[Finding]:
+    inbound = context.config.inbound_address
+
+    async def judge(trip: RoundTrip) -> Outcome:
+        return classify_style(trip, inbound)
+
+    return await _for_addresses(context, "headers.forwarding_style", judge)
+
+
+@check("headers.dkim", flow="inbound", title="The original DKIM signature survives")
+async def dkim_survives(context: Context) -> list[Finding]:
+    mailboxes = context.mailboxes
+
+    async def judge(trip: RoundTrip) -> Outcome:
+        arrival = trip.arrived
+        if arrival is None:
+            return _not_arrived(trip)
+        if mailboxes is None or mailboxes.dkim_key is None:
+            return Outcome(
+                Status.SKIP,
+                "The test message was not signed",
+                "No DKIM key is published for the test sender.",
+            )
+        checks = await verify(arrival.data, context.resolver)
+        inner = _attached(arrival.data)
+        attached = await verify(inner, context.resolver) if inner else []
+        return classify_dkim(checks, mailboxes.dkim_key.domain, attached)
+
+    return await _for_addresses(context, "headers.dkim", judge)

@@ -1,0 +1,192 @@
+"""The redirect family over the sandbox: the round trip, the local copy, loops and duplicates."""
+
+from __future__ import annotations
+
+import email.policy
+import ssl
+import time
+from collections.abc import Callable
+from email import message_from_bytes
+
+import dns.asyncresolver
+
+from diagnostics.checks.redirect import RoundTrip, classify_loop, classify_roundtrip, parse_bounce
+from diagnostics.config import load_config
+from diagnostics.context import Context
+from diagnostics.dkimcheck import verify
+from diagnostics.findings import Cause, Finding, Status
+from diagnostics.profiles import get_profile
+from diagnostics.registry import run_checks, select
+from diagnostics.roundtrip import Arrival
+from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.world import Sandbox
+from tests.conftest import ACME
+
+PROFILE = get_profile("personio")
+REDIRECT = ("redirect.roundtrip", "redirect.local_copy", "redirect.loop")
+
+
+async def audit_redirect(world: Sandbox) -> dict[str, Finding]:
+    config = load_config(world.scenario.config_path(), environ=world.environ)
+    findings = await run_checks(world.context(config), select(["redirect"]))
+    return {f.check: f for f in findings if f.subject == "Acme GmbH"}
+
+
+def outcome(findings: dict[str, Finding]) -> dict[str, tuple[str, str | None]]:
+    return {c: (f.status.value, f.cause.value if f.cause else None) for c, f in findings.items()}
+
+
+async def test_healthy_round_trip_arrives_unassigned_signed_and_once(world: Sandbox) -> None:
+    findings = await audit_redirect(world)
+    assert outcome(findings) == {check: ("pass", None) for check in REDIRECT}
+    trip = findings["redirect.roundtrip"]
+    assert trip.title == "Test message reached Unassigned messages"
+    assert trip.evidence["arrivals"] == ("unassigned",)
+    assert trip.evidence["local_copies"] == 1
+    assert trip.evidence["latency_s"] < 1.0
+    assert findings["redirect.loop"].title == "No loop, no duplicate (2 hops)"
+    # The message as it arrived still carries a DKIM signature that verifies.
+    box = world.platform_mailbox("acme")
+    # Both (sub)companies' round trips land here; take this one's by its token.
+    token = trip.evidence["token"]
+    [arrived] = [box.read(k) for k in box.keys() if token.encode() in box.read(k)]
+    checks = await verify(arrived, world.resolver())
+    assert [(c.domain, c.verified) for c in checks] == [("candidates.example", True)]
+    parsed = message_from_bytes(arrived, policy=email.policy.default)
+    assert parsed["X-Maildiag-Token"] == token
+
+
+async def scenario_findings(make_world: Callable[..., Sandbox], name: str) -> dict[str, Finding]:
+    async with make_world(load_scenario(name)) as world:
+        return await audit_redirect(world)
+
+
+async def test_no_local_copy_warns(make_world: Callable[..., Sandbox]) -> None:
+    findings = await scenario_findings(make_world, "no-local-copy")
+    assert outcome(findings) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("warn", None),
+        "redirect.loop": ("pass", None),
+    }
+    assert "DeliverToMailboxAndForward $true" in findings["redirect.local_copy"].remediation
+
+
+async def test_no_redirection_fails_after_the_wait(make_world: Callable[..., Sandbox]) -> None:
+    started = time.perf_counter()
+    findings = await scenario_findings(make_world, "no-redirect")
+    assert time.perf_counter() - started >= 2.0  # it waited its configured 2 s
+    trip = findings["redirect.roundtrip"]
+    assert (trip.status, trip.cause) == (Status.FAIL, Cause.FORWARDING_BLOCKED)
+    assert trip.title == "No redirection: the test message stayed in jobs@acme.example"
+    assert "acme-jobs@m.personio.de" in trip.remediation
+
+
+async def test_mistyped_platform_address_is_named_from_the_bounce(
+    make_world: Callable[..., Sandbox],
+) -> None:
+    findings = await scenario_findings(make_world, "mistyped-platform-address")
+    trip = findings["redirect.roundtrip"]
+    assert (trip.status, trip.cause) == (Status.FAIL, Cause.RECIPIENT_UNKNOWN)
+    assert "5.1.1" in trip.detail
+    assert trip.remediation.startswith(
+        "Set the redirection of jobs@acme.example to exactly acme-jobs@m.personio.de"
+    )
+    assert outcome(findings)["redirect.loop"] == ("pass", None)
+
+
+async def test_loop_is_detected_and_stopped(make_world: Callable[..., Sandbox]) -> None:
+    findings = await scenario_findings(make_world, "mail-loop")
+    assert outcome(findings)["redirect.roundtrip"] == ("fail", "loop_detected")
+    assert outcome(findings)["redirect.loop"] == ("fail", "loop_detected")
+
+
+async def test_slow_delivery_warns_above_the_threshold(make_world: Callable[..., Sandbox]) -> None:
+    findings = await scenario_findings(make_world, "slow-delivery")
+    trip = findings["redirect.roundtrip"]
+    assert trip.status == Status.WARN
+    assert trip.title.startswith("Redirection works but is slow (1.")
+
+
+async def test_live_mode_skips_with_the_manual_steps() -> None:
+    config = load_config(
+        ACME, environ={"ACME_SMTP_PASSWORD": "x" * 8, "ACME_RETAIL_SMTP_PASSWORD": "y" * 8}
+    )
+    context = Context(
+        config=config,
+        resolver=dns.asyncresolver.Resolver(configure=False),
+        trust=ssl.create_default_context(),
+    )
+    findings = await run_checks(context, select(["redirect.roundtrip"]))
+    first = findings[0]
+    assert (first.status, first.title) == (
+        Status.SKIP,
+        "Round trip needs a mailbox the tool can read",
+    )
+    assert "click 'Send test mail'" in first.remediation
+    assert "'Unassigned messages'" in first.remediation
+    assert [f.status for f in findings] == [Status.SKIP, Status.SKIP, Status.SKIP]
+
+
+def arrival(
+    folder: str = "unassigned", data: bytes = b"Received: a\r\nReceived: b\r\n\r\nbody\r\n"
+) -> Arrival:
+    return Arrival(folder, data, 0.0)
+
+
+def test_duplicates_are_a_loop_finding() -> None:
+    trip = RoundTrip("jobs@acme.example", token="t", arrivals=[arrival(), arrival()])
+    result = classify_loop(trip, PROFILE)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.LOOP_DETECTED)
+    assert result.title == "Duplicates: the test message arrived 2 times"
+
+
+def test_microsoft_365_refusing_external_forwarding_is_named() -> None:
+    bounce = (
+        b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; AM0PR01MB1234.eurprd01.prod.exchangelabs.com\r\n\r\n"
+        b"Final-Recipient: rfc822; acme-jobs@m.personio.de\r\nAction: failed\r\nStatus: 5.7.520\r\n"
+        b"Diagnostic-Code: smtp; 550 5.7.520 Access denied, Your organization does not allow external forwarding.\r\n"
+    )
+    assert parse_bounce(bounce) == (
+        "5.7.520",
+        "smtp; 550 5.7.520 Access denied, Your organization does not allow external forwarding.",
+    )
+    trip = RoundTrip("jobs@acme.example", token="t", bounces=[arrival("bounce", bounce)])
+    result = classify_roundtrip(trip, PROFILE, "acme-jobs@m.personio.de", 60)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.FORWARDING_BLOCKED)
+    assert "Automatic forwarding rules to On" in result.remediation
+
+
+GMAIL_CONFIRMATION = (
+    b"From: Gmail Team <forwarding-noreply@google.com>\r\n"
+    b"To: jobs@acme.example\r\n"
+    b"Subject: (#842117306) Gmail Forwarding Confirmation - Receive Mail from jobs@acme.example\r\n"
+    b"\r\njobs@acme.example has requested to automatically forward mail to your email address\r\n"
+)
+
+
+def test_a_gmail_forwarding_confirmation_instead_of_the_test_mail_is_named() -> None:
+    trip = RoundTrip(
+        "jobs@acme.example",
+        token="t",
+        local_copies=[arrival("jobs@acme.example")],
+        others=[arrival("unassigned", GMAIL_CONFIRMATION)],
+    )
+    result = classify_roundtrip(trip, PROFILE, "acme-jobs@m.personio.de", 60)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.FORWARDING_BLOCKED)
+    assert result.title == "Gmail is waiting for the forwarding to be confirmed"
+    assert "Unassigned messages" in result.remediation
+
+
+def test_microsoft_365_second_redirection_hint_when_the_copy_came_through_exchange() -> None:
+    copy = (
+        b"Received: from AM0PR01MB1234.eurprd01.prod.exchangelabs.com (2603:10a6:208:1::1) by\r\n"
+        b" AM0PR01MB5678.eurprd01.prod.exchangelabs.com with HTTPS; Thu, 26 Nov 2026 09:00:01 +0000\r\n"
+        b"X-MS-Exchange-Organization-AuthAs: Anonymous\r\n"
+        b"Subject: test\r\n\r\nbody\r\n"
+    )
+    trip = RoundTrip(
+        "jobs@acme.example", token="t", local_copies=[arrival("jobs@acme.example", copy)]
+    )
+    result = classify_roundtrip(trip, PROFILE, "acme-jobs@m.personio.de", 60)
+    assert (result.status, result.cause) == (Status.FAIL, Cause.FORWARDING_BLOCKED)
+    assert "Microsoft 365 runs one redirection per message" in result.remediation
