@@ -156,6 +156,33 @@ def _default_report_dir(config: Path) -> Path:
     return Path("reports") / config.stem
 
 
+def _print_resolution(report: Report, out: TextIO) -> None:
+    """The sender resolution as a table, from the sender.resolution findings' evidence."""
+    rows = [
+        f for f in report.findings if f.check == "sender.resolution" and "position" in f.evidence
+    ]
+    if not rows:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from diagnostics.headers import printable
+
+    table = Table(title="Who each candidate mail comes from")
+    for column in ("position", "(sub)company", "from", "route", "server", "status"):
+        table.add_column(column)
+    for finding in rows:
+        evidence = finding.evidence
+        table.add_row(
+            *(
+                printable(str(evidence[key]))
+                for key in ("position", "(sub)company", "from", "route", "server")
+            ),
+            finding.status.value,
+        )
+    Console(file=out, width=140, markup=False, emoji=False).print(table)
+
+
 def _print_report(report: Report, out: TextIO) -> None:
     summary = report.summary()
     counts = ", ".join(f"{v} {k}" for k, v in summary.items() if v)
@@ -167,6 +194,7 @@ def _print_report(report: Report, out: TextIO) -> None:
         )
         if finding.status.value in ("fail", "error", "warn") and finding.remediation:
             print(f"        -> {finding.remediation}", file=out)
+    _print_resolution(report, out)
 
 
 async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -60,9 +60,11 @@ async def smtp_session(sock: socket.socket, **options: Any) -> AsyncIterator[aio
         await client.connect()
     except BaseException:
         client.close()
-        await asyncio.sleep(0)  # a transport that took the socket closes it on this tick
-        if sock.fileno() != -1:
-            sock.close()
+        # A TLS transport that is shutting down waits for its peer; cutting the connection
+        # ends that wait, and the transport then closes the socket it owns. Closing the
+        # socket here instead would leave that transport open for good.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
         raise
     try:
         yield client

@@ -49,6 +49,9 @@ class Mailboxes(Protocol):
     def arrived_since(self, since: float) -> list[Arrival]:
         """Every message the platform stored since ``since`` (a Unix time), token or not."""
 
+    def received_by(self, address: str) -> list[Arrival]:
+        """The messages in the mailbox of candidate ``address``."""
+
 
 def new_token() -> str:
     return f"maildiag-rt-{secrets.token_hex(8)}"

@@ -110,6 +110,7 @@ def test_audit_exits_1_on_a_failing_finding(tmp_path: Path) -> None:
         "config.port_encryption": "tls_mismatch",
         "smtp.tls": "tls_mismatch",
         "smtp.settings_probe": "tls_mismatch",
+        "sender.resolution": "tls_mismatch",
     }
     assert failing["smtp.tls"]["remediation"] == (
         "Encryption is set to SSL on port 587; this server speaks STARTTLS there: choose "
@@ -143,7 +144,7 @@ def test_unknown_check_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = run("audit", str(ACME), "--only", "smtp.bogus", "--report-dir", str(tmp_path))
     assert code == 2
     assert "unknown check or family: smtp.bogus" in err
-    assert "known families: allowlist, config, dns, headers, redirect, smtp" in err
+    assert "known families: allowlist, config, dns, headers, redirect, sender, smtp" in err
     assert not (tmp_path / "report.json").exists()
 
 

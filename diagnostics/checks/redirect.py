@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosmtplib
 import dns.exception
+import dns.resolver
 
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError
@@ -76,13 +77,20 @@ async def _deliver(context: Context, address: str, data: bytes, sender: str) -> 
     """Hand ``data`` to the first MX of ``address``'s domain that takes it; its name."""
     domain = address.rsplit("@", 1)[-1]
     timeouts = context.timeouts
-    try:
-        answer = await context.resolver.resolve(domain, "MX")
-        exchanges = [
-            r.exchange.to_text().rstrip(".") for r in sorted(answer, key=lambda r: r.preference)
-        ]
-    except dns.exception.DNSException as exc:
-        raise ProbeError("resolve", f"no MX for {domain}: {exc}") from exc
+    exchanges: list[str] = []
+    for attempt in range(3):
+        try:
+            answer = await context.resolver.resolve(domain, "MX")
+            exchanges = [
+                r.exchange.to_text().rstrip(".") for r in sorted(answer, key=lambda r: r.preference)
+            ]
+            break
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as exc:
+            raise ProbeError("resolve", f"no MX for {domain}: {exc}") from exc
+        except dns.exception.DNSException as exc:
+            # A server that failed or did not answer in time: try again, as a sending MTA does.
+            if attempt == 2:
+                raise ProbeError("resolve", f"no MX for {domain}: {exc}") from exc
     last: Exception | None = None
     for exchange in exchanges:
         try:

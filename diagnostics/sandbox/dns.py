@@ -223,7 +223,9 @@ class SandboxDNS:
         # The port must be set first: nameservers given as strings capture it on assignment.
         res.port = self.port
         res.nameservers = [self.host]
-        res.timeout = timeout
+        # Loopback answers in milliseconds: a datagram that got lost is asked again soon,
+        # within the whole lifetime, as a stub resolver retries.
+        res.timeout = min(timeout, 0.25)
         res.lifetime = timeout
         res.cache = None
         return res

@@ -147,7 +147,7 @@ class SandboxSMTP(SMTP):
             await super()._handle_client()
             return
         log.info(
-            "%s: connection from %s refused by allowlist (%s)",
+            "%s: connection from %s not served normally (%s)",
             self.hostname,
             self.world_peer,
             action,

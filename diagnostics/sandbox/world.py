@@ -477,6 +477,10 @@ class SandboxMailboxes:
     def bounces(self, token: str) -> list[Arrival]:
         return _with_token(self.world.candidate_mailbox(self.sender), token, self.sender)
 
+    def received_by(self, address: str) -> list[Arrival]:
+        box = self.world.candidate_mailbox(address)
+        return [Arrival(address.lower(), box.read(key), 0.0) for key in box.keys()]
+
     def arrived_since(self, since: float) -> list[Arrival]:
         found = []
         for account in self.world.inbound:

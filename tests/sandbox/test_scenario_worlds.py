@@ -19,11 +19,12 @@ import dns.resolver
 import pytest
 
 from diagnostics.checks.smtp import SessionOutcome, probe_session
-from diagnostics.config import AccountConfig, load_config
+from diagnostics.config import AccountConfig, SmtpSettings, load_config
 from diagnostics.errors import SandboxError
 from diagnostics.headers import RETAINED
 from diagnostics.sandbox.scenario import SCENARIO_DIR, load_scenario, scenario_names
 from diagnostics.sandbox.world import Sandbox
+from diagnostics.secrets import Secret
 
 CANDIDATE = "max.mustermann@example.org"
 
@@ -300,6 +301,45 @@ async def dmarc_reject(world: Sandbox) -> None:
     assert record == '"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:dmarc@acme.example"'
 
 
+async def world_is_healthy(world: Sandbox) -> None:
+    # These scenarios differ from healthy only in their account file.
+    await redirect_one(world)
+    assert only(world)["Message-ID"] == "<reply-1@example.org>"
+
+
+async def four_logins_work(world: Sandbox) -> None:
+    accounts = {
+        "ACME": "jobs@acme.example",
+        "ACME_RETAIL": "jobs@retail.acme.example",
+        "ACME_LABS": "jobs@labs.acme.example",
+        "ACME_LOGISTICS": "jobs@logistics.acme.example",
+    }
+    for name, local in accounts.items():
+        settings = SmtpSettings(
+            host="smtp.acme.example", port=587, encryption="starttls", account=local,
+            password=Secret(world.environ[f"{name}_SMTP_PASSWORD"], source="test"),
+        )  # fmt: skip
+        result = await world.platform_client.send_via(
+            settings,
+            mail_from=local,
+            rcpt_tos=["anna.schmidt@candidates.example"],
+            data=b"Subject: x\r\n\r\nx\r\n",
+        )
+        assert result.reply.startswith("2.0.0 Ok")
+
+
+async def parent_login_cannot_send_as_the_subcompany(world: Sandbox) -> None:
+    config = config_of(world)
+    retail = config.subcompanies[0].smtp
+    assert retail is not None and retail.account == "jobs@acme.example"
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as error:
+        await world.platform_client.send_via(
+            retail, mail_from="jobs@retail.acme.example", rcpt_tos=["anna.schmidt@candidates.example"],
+            data=b"Subject: x\r\n\r\nx\r\n",
+        )  # fmt: skip
+    assert error.value.code == 553
+
+
 EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "healthy": healthy,
     "forward-inline": forward_inline,
@@ -328,6 +368,13 @@ EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "no-mx": no_mx,
     "spf-too-many-lookups": spf_too_many_lookups,
     "dmarc-reject": dmarc_reject,
+    "sender-parent-only": world_is_healthy,
+    "sender-subcompany-without-smtp": world_is_healthy,
+    "sender-unknown-subcompany": world_is_healthy,
+    "sender-name-with-newline": world_is_healthy,
+    "sender-international-names": world_is_healthy,
+    "sender-three-subcompanies": four_logins_work,
+    "sender-subcompany-account-mismatch": parent_login_cannot_send_as_the_subcompany,
 }
 
 
