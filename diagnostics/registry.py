@@ -9,6 +9,7 @@ a crash of the run.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -62,8 +63,8 @@ def _order(spec: CheckSpec) -> int:
 
 def all_checks() -> dict[str, CheckSpec]:
     """Every registered check by id: families in :data:`FAMILY_ORDER`, checks as registered."""
-    import diagnostics.checks  # noqa: F401 - registers the check families
-
+    for family in FAMILY_ORDER:
+        importlib.import_module(f"diagnostics.checks.{family}")
     return {spec.id: spec for spec in sorted(_REGISTRY.values(), key=_order)}
 
 
@@ -72,16 +73,25 @@ def select(only: Iterable[str] | None = None) -> list[CheckSpec]:
 
     ValueError names what is unknown and what is known.
     """
-    checks = all_checks()
     if not only:
-        return list(checks.values())
+        return list(all_checks().values())
     wanted = [w.strip() for w in only if w.strip()]
-    families = {spec.family for spec in checks.values()}
-    unknown = [w for w in wanted if w not in checks and w not in families]
+    named = {w.split(".", 1)[0] for w in wanted}
+    if named <= set(FAMILY_ORDER):
+        # Import only the families asked for: `maildiag smtp` need not load DKIM or pandas.
+        for family in sorted(named):
+            importlib.import_module(f"diagnostics.checks.{family}")
+        checks = {spec.id: spec for spec in sorted(_REGISTRY.values(), key=_order)}
+    else:
+        checks = all_checks()
+    loaded = {spec.family for spec in checks.values()}
+    unknown = [w for w in wanted if w not in checks and w not in loaded]
     if unknown:
+        every = all_checks()
+        families = sorted({spec.family for spec in every.values()})
         raise ValueError(
             f"unknown check or family: {', '.join(unknown)}; "
-            f"known families: {', '.join(sorted(families))}; known checks: {', '.join(checks)}"
+            f"known families: {', '.join(families)}; known checks: {', '.join(every)}"
         )
     return [s for s in checks.values() if s.id in wanted or s.family in wanted]
 

@@ -1,5 +1,6 @@
-"""Check families, one module each; importing this package registers every check."""
+"""Check families, one module each: ``config``, ``dns``, ``smtp``, ``allowlist``,
+``redirect``, ``headers``, ``sender``.
 
-from diagnostics.checks import allowlist, config, dns, headers, redirect, sender, smtp
-
-__all__ = ["allowlist", "config", "dns", "headers", "redirect", "sender", "smtp"]
+Importing a family module registers its checks; :func:`diagnostics.registry.all_checks`
+imports them all, :func:`diagnostics.registry.select` only those it is asked for.
+"""
