@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     headers.add_argument("--json", action="store_true", help="print the analysis as JSON")
 
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="classify an SMTP error, exception text, transcript or bounce (.eml)",
+        description="Exit codes: 0 a cause was recognised; 1 the cause is unknown; "
+        "2 the input cannot be read.",
+    )
+    diagnose.add_argument(
+        "input", metavar="FILE", help="the text or .eml to classify, or - for stdin"
+    )
+    diagnose.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
         dest="sandbox_command", required=True, metavar="ACTION"
@@ -357,6 +368,37 @@ def _headers(args: argparse.Namespace, out: TextIO) -> int:
     return code
 
 
+def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Exit 0 for a recognised cause, 1 for ``unknown`` (nothing to act on), 2 unreadable."""
+    from diagnostics.diagnose import diagnose
+    from diagnostics.findings import Cause
+    from diagnostics.headers import printable
+
+    name: str = args.input
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        print(f"maildiag: cannot read {printable(name)}: {exc.strerror or exc}", file=err)
+        return EXIT_USAGE
+    diagnosis = diagnose(data)
+    code = EXIT_FINDINGS if diagnosis.cause is Cause.UNKNOWN else EXIT_OK
+    if args.json:
+        out.write(json.dumps(diagnosis.to_dict(), indent=2) + "\n")
+        return code
+    # The evidence quotes servers and strangers: every line goes out through printable().
+    print(f"cause: {diagnosis.cause.value} (confidence {diagnosis.confidence:.2f})", file=out)
+    print(f"who acts: {diagnosis.who_acts.value}", file=out)
+    print(f"explanation: {printable(diagnosis.explanation)}", file=out)
+    print(f"remediation: {printable(diagnosis.remediation)}", file=out)
+    if diagnosis.rule:
+        print(f"rule: {diagnosis.rule}", file=out)
+    if diagnosis.evidence:
+        print("evidence:", file=out)
+        for key, value in diagnosis.evidence.items():
+            print(f"  {key}: {printable(value)}", file=out)
+    return code
+
+
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
     from diagnostics.sandbox.scenario import load_scenario
     from diagnostics.sandbox.world import Sandbox
@@ -407,6 +449,8 @@ def main(
                 return asyncio.run(_smtp(args, out))
             if args.command == "headers":
                 return _headers(args, out)
+            if args.command == "diagnose":
+                return _diagnose(args, out, err)
             return asyncio.run(_sandbox_up(args, out))
     except BrokenPipeError:
         # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.

@@ -1,0 +1,201 @@
+"""The diagnosis engine: what failed, read from a reply, an exception text, a transcript or a
+bounce, and matched against the rule table.
+
+:func:`extract_failure` finds the failing reply (its code, enhanced status code and text);
+:func:`classify_failure` applies the rules, most specific match first (enhanced code and
+wording, enhanced code, wording, a generic enhanced code such as 5.7.1, reply code);
+:func:`diagnose` does both for raw input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from diagnostics.diagnose.dsn import Bounce, looks_like_message, parse_bounce_message
+from diagnostics.diagnose.rules import RuleTable, Specificity, WhoActs, load_rules
+from diagnostics.findings import Cause
+
+_ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
+# A failing reply: at the start of a transcript line (optionally marked as the server's), after
+# the words servers and clients quote it with, or as the first item of a Python exception tuple.
+_REPLY_PATTERNS = (
+    re.compile(
+        r"^[ \t]*(?:(?:S:|<<<|<-|\[S\]|server:|<)[ \t]*)?([45]\d\d)(?:[ -]|$)",
+        re.MULTILINE | re.IGNORECASE,
+    ),
+    re.compile(
+        r"(?:said:|reason:|returned|replied:?|reply:|response:|error:|smtp;)[ \t]*['\"]?#?([45]\d\d)[ -]",
+        re.IGNORECASE,
+    ),
+    re.compile(r"\(([45]\d\d),[ \t]*b?['\"]"),
+    re.compile(r"(?<![\d.])([45]\d\d)[ -](?=[45]\.\d{1,3}\.\d{1,3})"),
+)
+_GENERIC_STATUS = re.compile(r"^[245]\.0\.0$")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The failing reply found in an input: what the rules are matched against."""
+
+    text: str
+    code: str | None = None
+    enhanced: str | None = None
+    bounce: Bounce | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The cause of a failure, how sure the rules are, and what to do about it."""
+
+    cause: Cause
+    confidence: float
+    explanation: str
+    remediation: str
+    who_acts: WhoActs
+    rule: str | None = None
+    evidence: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", MappingProxyType(dict(self.evidence)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnosis as JSON-ready data."""
+        return {
+            "cause": self.cause.value,
+            "confidence": self.confidence,
+            "explanation": self.explanation,
+            "remediation": self.remediation,
+            "who_acts": self.who_acts.value,
+            "rule": self.rule,
+            "evidence": dict(self.evidence),
+        }
+
+
+def _first_reply(text: str) -> tuple[int, str, str | None] | None:
+    """(position, reply code, enhanced code next to it) of the earliest failing reply."""
+    found = [m for pattern in _REPLY_PATTERNS if (m := pattern.search(text)) is not None]
+    if not found:
+        return None
+    first = min(found, key=lambda m: m.start(1))
+    after = text[first.end(1) : first.end(1) + 12].lstrip(" -'\"")
+    enhanced = _ENHANCED.match(after)
+    return first.start(1), first.group(1), enhanced.group(1) if enhanced else None
+
+
+def extract_failure(text: str) -> Failure:
+    """The failing reply in an SMTP reply, exception text or transcript.
+
+    In a transcript the first failing reply is the cause: what follows (QUIT, the client's
+    own summary) is consequence. Its wording runs from there to the end of the input.
+    """
+    reply = _first_reply(text)
+    if reply is None:
+        enhanced = next(
+            (e for e in _ENHANCED.findall(text) if e[0] in "45"),
+            None,
+        )
+        return Failure(text=text, enhanced=enhanced)
+    position, code, enhanced = reply
+    line_start = text.rfind("\n", 0, position) + 1
+    wording = text[line_start:]
+    if enhanced is None:
+        enhanced = next((e for e in _ENHANCED.findall(wording) if e[0] in "45"), None)
+    return Failure(text=wording, code=code, enhanced=enhanced)
+
+
+def extract_bounce_failure(bounce: Bounce) -> Failure:
+    """The failure a bounce reports: its DSN fields first, then its human-readable text."""
+    recipient = bounce.failed
+    from_text = extract_failure(bounce.text)
+    if recipient is None:
+        return Failure(
+            text=f"{bounce.subject}\n{from_text.text}\n{bounce.text}",
+            code=from_text.code,
+            enhanced=from_text.enhanced,
+            bounce=bounce,
+        )
+    diagnostic = extract_failure(recipient.diagnostic_code or "")
+    enhanced = recipient.status
+    # Status 5.0.0 is what an MTA writes when it knows no better; the remote reply may.
+    if enhanced is None or _GENERIC_STATUS.match(enhanced):
+        enhanced = diagnostic.enhanced or from_text.enhanced or enhanced
+    return Failure(
+        text=f"{recipient.diagnostic_code or ''}\n{bounce.subject}\n{bounce.text}",
+        code=diagnostic.code or from_text.code,
+        enhanced=enhanced,
+        bounce=bounce,
+    )
+
+
+def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagnosis:
+    """The diagnosis of ``failure``: the most specific matching rule, first in the table on a tie."""
+    table = rules or load_rules()
+    best = Specificity.NONE
+    chosen = None
+    phrase: str | None = None
+    for rule in table.rules:
+        level, matched = rule.match(
+            failure.code, failure.enhanced, failure.text, generic=table.generic_enhanced
+        )
+        if level > best:
+            best, chosen, phrase = level, rule, matched
+    evidence = _evidence(failure)
+    if chosen is None:
+        advice = table.advice[Cause.UNKNOWN]
+        return Diagnosis(
+            cause=Cause.UNKNOWN,
+            confidence=0.0,
+            explanation=advice.explanation,
+            remediation=advice.remediation,
+            who_acts=advice.who_acts,
+            evidence=evidence,
+        )
+    if phrase:
+        evidence["matched"] = phrase
+    evidence["specificity"] = best.name.lower()
+    return Diagnosis(
+        cause=chosen.cause,
+        confidence=chosen.confidence,
+        explanation=chosen.explanation,
+        remediation=chosen.remediation,
+        who_acts=chosen.who_acts,
+        rule=chosen.id,
+        evidence=evidence,
+    )
+
+
+def _evidence(failure: Failure) -> dict[str, str]:
+    evidence: dict[str, str] = {}
+    if failure.code:
+        evidence["reply_code"] = failure.code
+    if failure.enhanced:
+        evidence["enhanced_status"] = failure.enhanced
+    bounce = failure.bounce
+    if bounce is None:
+        line = failure.text.strip().split("\n", 1)[0].strip()
+        if failure.code and line:
+            evidence["reply"] = line[:500]
+        return evidence
+    recipient = bounce.failed
+    fields = {
+        "final_recipient": recipient.final_recipient if recipient else None,
+        "action": recipient.action if recipient else None,
+        "status": recipient.status if recipient else None,
+        "diagnostic_code": recipient.diagnostic_code if recipient else None,
+        "reporting_mta": bounce.reporting_mta,
+        "remote_mta": recipient.remote_mta if recipient else None,
+    }
+    evidence.update({k: v for k, v in fields.items() if v})
+    return evidence
+
+
+def diagnose(data: bytes | str, rules: RuleTable | None = None) -> Diagnosis:
+    """The diagnosis of a reply, an exception text, a transcript or a bounce message."""
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    if looks_like_message(raw):
+        return classify_failure(extract_bounce_failure(parse_bounce_message(raw)), rules)
+    return classify_failure(extract_failure(raw.decode("utf-8", "replace")), rules)

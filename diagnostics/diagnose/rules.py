@@ -1,0 +1,171 @@
+"""Diagnosis rules, read from ``data/diagnosis_rules.yaml``.
+
+A rule names a cause when its patterns match a failure: ``code`` (shell-style pattern on the
+three-digit reply code), ``enhanced`` (shell-style patterns on the RFC 3463 enhanced status
+code) and ``text`` (a case-insensitive regular expression). Each cause has a default
+explanation, remediation and ``who_acts`` that a rule may override.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from diagnostics.errors import DiagnosticsError
+from diagnostics.findings import Cause
+
+
+class RuleTableError(DiagnosticsError, ValueError):
+    """The diagnosis rule table is malformed (a defect of the package, caught by its tests)."""
+
+
+class WhoActs(enum.Enum):
+    """Who has to act on a diagnosis."""
+
+    IT = "it"
+    PLATFORM = "platform"
+    CANDIDATE = "candidate"
+
+
+class Specificity(enum.IntEnum):
+    """How precisely a rule matched; the most specific match wins."""
+
+    NONE = 0
+    CODE = 1
+    GENERIC_ENHANCED = 2
+    TEXT = 3
+    ENHANCED = 4
+    ENHANCED_TEXT = 5
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What a cause means and who does what about it."""
+
+    explanation: str
+    remediation: str
+    who_acts: WhoActs
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the diagnosis table, with the cause's advice filled in."""
+
+    id: str
+    cause: Cause
+    confidence: float
+    explanation: str
+    remediation: str
+    who_acts: WhoActs
+    code: str | None = None
+    enhanced: tuple[str, ...] = ()
+    text: re.Pattern[str] | None = None
+
+    def match(
+        self, code: str | None, enhanced: str | None, text: str, *, generic: tuple[str, ...] = ()
+    ) -> tuple[Specificity, str | None]:
+        """How specifically this rule matches, and the phrase its ``text`` matched."""
+        if self.code is not None and (code is None or not fnmatch.fnmatchcase(code, self.code)):
+            return Specificity.NONE, None
+        if self.enhanced and (
+            enhanced is None or not any(fnmatch.fnmatchcase(enhanced, p) for p in self.enhanced)
+        ):
+            return Specificity.NONE, None
+        phrase = None
+        if self.text is not None:
+            found = self.text.search(text)
+            if found is None:
+                return Specificity.NONE, None
+            phrase = found.group(0)
+        if self.enhanced and phrase is not None:
+            return Specificity.ENHANCED_TEXT, phrase
+        if self.enhanced:
+            assert enhanced is not None
+            # A code such as 5.7.1 says little more than "refused": wording must beat it.
+            if any(fnmatch.fnmatchcase(enhanced, p) for p in generic):
+                return Specificity.GENERIC_ENHANCED, None
+            return Specificity.ENHANCED, None
+        if phrase is not None:
+            return Specificity.TEXT, phrase
+        if self.code is not None:
+            return Specificity.CODE, None
+        return Specificity.NONE, None
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """The rules in file order, the advice per cause, and the enhanced codes that say little."""
+
+    rules: tuple[Rule, ...]
+    advice: Mapping[Cause, Advice]
+    generic_enhanced: tuple[str, ...]
+
+
+def _advice(cause: Cause, body: Mapping[str, Any]) -> Advice:
+    try:
+        return Advice(
+            explanation=str(body["explanation"]).strip(),
+            remediation=str(body["remediation"]).strip(),
+            who_acts=WhoActs(body["who_acts"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise RuleTableError(f"diagnosis rules: cause {cause.value}: {exc}") from exc
+
+
+def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice]) -> Rule:
+    rule_id = str(body.get("id", "?"))
+    try:
+        cause = Cause(body["cause"])
+        default = advice[cause]
+        enhanced = body.get("enhanced", ())
+        text = body.get("text")
+        rule = Rule(
+            id=rule_id,
+            cause=cause,
+            confidence=float(body["confidence"]),
+            explanation=str(body.get("explanation", default.explanation)).strip(),
+            remediation=str(body.get("remediation", default.remediation)).strip(),
+            who_acts=WhoActs(body.get("who_acts", default.who_acts.value)),
+            code=str(body["code"]) if "code" in body else None,
+            enhanced=(enhanced,) if isinstance(enhanced, str) else tuple(map(str, enhanced)),
+            text=re.compile(text, re.IGNORECASE) if text else None,
+        )
+    except (KeyError, ValueError, re.error) as exc:
+        raise RuleTableError(f"diagnosis rule {rule_id}: {exc}") from exc
+    if not 0.0 <= rule.confidence <= 1.0:
+        raise RuleTableError(f"diagnosis rule {rule_id}: confidence must be within 0..1")
+    if rule.code is None and not rule.enhanced and rule.text is None:
+        raise RuleTableError(f"diagnosis rule {rule_id}: needs code, enhanced or text")
+    return rule
+
+
+def parse_rules(data: Mapping[str, Any]) -> RuleTable:
+    """The rule table from the YAML document's data."""
+    advice = {Cause(key): _advice(Cause(key), body) for key, body in data["causes"].items()}
+    missing = sorted(c.value for c in Cause if c not in advice)
+    if missing:
+        raise RuleTableError(f"diagnosis rules: no advice for {', '.join(missing)}")
+    rules = tuple(_rule(body, advice) for body in data["rules"])
+    ids = [r.id for r in rules]
+    if len(set(ids)) != len(ids):
+        raise RuleTableError("diagnosis rules: rule ids must be unique")
+    return RuleTable(
+        rules=rules,
+        advice=advice,
+        generic_enhanced=tuple(str(p) for p in data.get("generic_enhanced", ())),
+    )
+
+
+@cache
+def load_rules() -> RuleTable:
+    """The packaged rule table."""
+    text = resources.files("diagnostics").joinpath("data/diagnosis_rules.yaml").read_text("utf-8")
+    return parse_rules(yaml.safe_load(text))
