@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from diagnostics import __version__
 from diagnostics.errors import ConfigError, DiagnosticsError
@@ -105,13 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = commands.add_parser(
         "diagnose",
         help="classify an SMTP error, exception text, transcript or bounce (.eml)",
-        description="Exit codes: 0 a cause was recognised; 1 the cause is unknown; "
-        "2 the input cannot be read.",
+        description="Exit codes: 0 every cause was recognised; 1 a cause is unknown or a "
+        "confirming check fails; 2 an input or the account file cannot be read.",
     )
     diagnose.add_argument(
-        "input", metavar="FILE", help="the text or .eml to classify, or - for stdin"
+        "input",
+        metavar="FILE",
+        help="a text or .eml to classify, a folder of them, an mbox, or - for stdin",
     )
     diagnose.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    diagnose.add_argument(
+        "--config", type=Path, help="the account's file: say which checks confirm the cause"
+    )
+    diagnose.add_argument(
+        "--confirm", action="store_true", help="with --config: run those checks now"
+    )
+    diagnose.add_argument(
+        "--sandbox", metavar="SCENARIO", help="with --confirm: run them in the sandbox world"
+    )
+    diagnose.add_argument("--report-dir", type=Path, help="with --confirm: the report folder")
 
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
@@ -369,33 +381,80 @@ def _headers(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Exit 0 for a recognised cause, 1 for ``unknown`` (nothing to act on), 2 unreadable."""
+    """Exit 0 when every input's cause is recognised (and confirmed checks pass), 1 when one is
+    ``unknown`` or a confirming check fails, 2 when an input or the config cannot be read."""
     from diagnostics.diagnose import diagnose
+    from diagnostics.diagnose.inputs import confirming_checks, read_inputs
     from diagnostics.findings import Cause
     from diagnostics.headers import printable
 
     name: str = args.input
     try:
-        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        stdin = sys.stdin.buffer.read() if name == "-" else None
+        inputs = read_inputs(name, stdin)
     except OSError as exc:
         print(f"maildiag: cannot read {printable(name)}: {exc.strerror or exc}", file=err)
         return EXIT_USAGE
-    diagnosis = diagnose(data)
-    code = EXIT_FINDINGS if diagnosis.cause is Cause.UNKNOWN else EXIT_OK
+    results = [(label, diagnose(data)) for label, data in inputs]
+    code = (
+        EXIT_FINDINGS
+        if any(d.cause is Cause.UNKNOWN for _, d in results) or not results
+        else EXIT_OK
+    )
+    confirm = {label: confirming_checks(d.cause) for label, d in results} if args.config else {}
     if args.json:
-        out.write(json.dumps(diagnosis.to_dict(), indent=2) + "\n")
-        return code
-    # The evidence quotes servers and strangers: every line goes out through printable().
-    print(f"cause: {diagnosis.cause.value} (confidence {diagnosis.confidence:.2f})", file=out)
-    print(f"who acts: {diagnosis.who_acts.value}", file=out)
-    print(f"explanation: {printable(diagnosis.explanation)}", file=out)
-    print(f"remediation: {printable(diagnosis.remediation)}", file=out)
-    if diagnosis.rule:
-        print(f"rule: {diagnosis.rule}", file=out)
-    if diagnosis.evidence:
-        print("evidence:", file=out)
-        for key, value in diagnosis.evidence.items():
-            print(f"  {key}: {printable(value)}", file=out)
+        documents = []
+        for label, diagnosis in results:
+            document = {"input": label, **diagnosis.to_dict()}
+            if args.config:
+                document["confirm_with"] = list(confirm[label])
+            documents.append(document)
+        # One file (or stdin) answers with one object; a folder or an mbox with a list.
+        single = len(documents) == 1 and len(inputs) == 1 and inputs[0][0] in (name, "-")
+        payload: Any = documents
+        if single:
+            payload = {k: v for k, v in documents[0].items() if k != "input"}
+        out.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        for label, diagnosis in results:
+            if len(results) > 1:
+                print(f"== {printable(label)}", file=out)
+            # The evidence quotes servers and strangers: every line goes out through printable().
+            print(
+                f"cause: {diagnosis.cause.value} (confidence {diagnosis.confidence:.2f})", file=out
+            )
+            print(f"who acts: {diagnosis.who_acts.value}", file=out)
+            print(f"explanation: {printable(diagnosis.explanation)}", file=out)
+            print(f"remediation: {printable(diagnosis.remediation)}", file=out)
+            if diagnosis.rule:
+                print(f"rule: {diagnosis.rule}", file=out)
+            if diagnosis.evidence:
+                print("evidence:", file=out)
+                for key, value in diagnosis.evidence.items():
+                    print(f"  {key}: {printable(value)}", file=out)
+            if args.config:
+                checks = confirm[label]
+                hint = (
+                    f"maildiag audit {args.config} --only {','.join(checks)}"
+                    if checks
+                    else "no check of the setup can confirm this cause"
+                )
+                print(f"confirm with: {hint}", file=out)
+    if args.config and args.confirm:
+        to_run = sorted({c for label in confirm for c in confirm[label]})
+        if to_run:
+            audit_args = argparse.Namespace(
+                config=args.config,
+                sandbox=args.sandbox,
+                only=[",".join(to_run)],
+                report_dir=args.report_dir,
+                ca_file=None,
+                json=False,
+                send_test=False,
+            )
+            print("== confirming checks", file=out)
+            audit_code = asyncio.run(_audit(audit_args, out, err))
+            code = max(code, audit_code)
     return code
 
 

@@ -406,3 +406,58 @@ def test_cli_evidence_quotes_the_server_not_the_clients_credentials(tmp_path: Pa
         "S: 535 5.7.8 Error: authentication failed: authentication failure"
     )
     assert "AGpvYnNAYWNtZS5leGFtcGxlAGh1bnRlcjI" not in out
+
+
+# -- several inputs, and confirmation against the account ----------------------------------------
+
+
+def test_a_folder_gives_one_diagnosis_per_file(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(
+        "535 5.7.8 Error: authentication failed: authentication failure\n"
+    )
+    (tmp_path / "b.txt").write_text("554 5.7.1 <x@example.org>: Relay access denied\n")
+    code, out, _ = run(str(tmp_path), "--json")
+    assert code == 0
+    assert [(d["input"].rsplit("/", 1)[-1], d["cause"]) for d in json.loads(out)] == [
+        ("a.txt", "auth_failed"),
+        ("b.txt", "relay_denied"),
+    ]
+
+
+def test_an_mbox_gives_one_diagnosis_per_message(tmp_path: Path) -> None:
+    box = tmp_path / "bounces.mbox"
+    box.write_bytes(
+        b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\n"
+        b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered\n\n"
+        b"<a@example.org>: host mx.example.org said: 550 5.1.1 <a@example.org>: Recipient address rejected: User unknown\n\n"
+        b"From MAILER-DAEMON Thu Nov 26 10:01:00 2026\n"
+        b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered\n\n"
+        b"<b@example.org>: host mx.example.org said: 552 5.2.2 <b@example.org>: Mailbox full\n"
+    )
+    code, out, _ = run(str(box), "--json")
+    assert code == 0
+    assert [(d["input"].rsplit("#", 1)[-1], d["cause"]) for d in json.loads(out)] == [
+        ("1", "recipient_unknown"),
+        ("2", "mailbox_full"),
+    ]
+
+
+def test_config_names_the_check_that_confirms_and_confirm_runs_it(tmp_path: Path) -> None:
+    reply = tmp_path / "reply.txt"
+    reply.write_text("535 5.7.8 Error: authentication failed: authentication failure\n")
+    config = Path(__file__).resolve().parents[1] / "fixtures" / "configs" / "acme.yaml"
+    code, out, _ = run(str(reply), "--config", str(config))
+    assert code == 0
+    assert (
+        f"confirm with: maildiag audit {config} --only config.account_matches_address,smtp.auth,smtp.provider"
+        in out
+    )
+    code, out, _ = run(
+        str(reply), "--config", str(config), "--confirm", "--sandbox", "bad-password",
+        "--report-dir", str(tmp_path / "report"),
+    )  # fmt: skip
+    assert code == 1
+    assert (
+        "fail  smtp.auth                          Acme GmbH: Login of jobs@acme.example refused"
+        in out
+    )
