@@ -46,3 +46,45 @@ def findings_frame(findings: list[Finding] | tuple[Finding, ...]) -> pandas.Data
         for f in findings
     ]
     return pandas.DataFrame(rows, columns=list(FINDING_COLUMNS))
+
+
+DIAGNOSIS_COLUMNS = (
+    "input",
+    "cause",
+    "confidence",
+    "who acts",
+    "explanation",
+    "remediation",
+    "confirm with",
+)
+
+
+def diagnosis_frame(text: str = "", path: str = "") -> pandas.DataFrame:
+    """The diagnosis of a pasted ``text``, or of the file, folder or mbox at ``path``.
+
+    One row per input (columns :data:`DIAGNOSIS_COLUMNS`); ValueError when both or neither
+    are given, OSError naming a path that cannot be read.
+    """
+    import pandas
+
+    from diagnostics.diagnose import diagnose
+    from diagnostics.diagnose.inputs import confirming_checks, read_inputs
+
+    if bool(text) == bool(path):
+        raise ValueError("give either the pasted text or a path, not both and not neither")
+    inputs = [("pasted text", text.encode("utf-8"))] if text else read_inputs(path)
+    rows = []
+    for label, data in inputs:
+        result = diagnose(data)
+        rows.append(
+            {
+                "input": label,
+                "cause": result.cause.value,
+                "confidence": round(result.confidence, 2),
+                "who acts": result.who_acts.value,
+                "explanation": result.explanation,
+                "remediation": result.remediation,
+                "confirm with": ", ".join(confirming_checks(result.cause)),
+            }
+        )
+    return pandas.DataFrame(rows, columns=list(DIAGNOSIS_COLUMNS))
