@@ -88,5 +88,14 @@ async def run_audit(
 
 
 def write_report(report: Report, directory: Path) -> Path:
-    """Write the report folder; returns the path of ``report.json``."""
-    return write_json(report, directory)
+    """Write the report folder (report.json, report.html, report.md, junit.xml), each file
+    atomically; returns the path of ``report.json``."""
+    from diagnostics.report.html import write_html
+    from diagnostics.report.junit import write_junit
+    from diagnostics.report.markdown import write_markdown
+
+    path = write_json(report, directory)
+    write_html(report, directory)
+    write_markdown(report, directory)
+    write_junit(report, directory)
+    return path

@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("--report-dir", type=Path, help="with --confirm: the report folder")
 
+    demo = commands.add_parser(
+        "demo", help="run the audit notebook on the sandbox's demo scenario (reports/demo/)"
+    )
+    demo.add_argument("--scenario", default="demo", help="the sandbox scenario to audit")
+    demo.add_argument("--report-dir", type=Path, help="where to write (default reports/demo/)")
+
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
         dest="sandbox_command", required=True, metavar="ACTION"
@@ -277,7 +283,7 @@ def _nameserver(value: str | None) -> tuple[str, int] | None:
 async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
     from diagnostics.adhoc import adhoc_config, run_smtp_check
     from diagnostics.context import Timeouts
-    from diagnostics.report.json import render_json, write_json
+    from diagnostics.report.json import render_json
 
     config = adhoc_config(
         host=args.host,
@@ -303,7 +309,9 @@ async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
         nameserver=_nameserver(args.dns_server),
     )
     if args.report_dir:
-        write_json(report, args.report_dir)
+        from diagnostics.audit import write_report
+
+        write_report(report, args.report_dir)
     if args.json:
         out.write(render_json(report))
     else:
@@ -458,6 +466,24 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return code
 
 
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 0 once the notebook ran and the report folder is written (its faults are deliberate)."""
+    from diagnostics.demo import run_demo
+    from diagnostics.report.json import read_json
+
+    directory = run_demo(scenario=args.scenario, report_dir=args.report_dir)
+    report = read_json(directory / "report.json")
+    summary = report["summary"]
+    counts = ", ".join(
+        f"{summary[k]} {k}" for k in ("fail", "error", "warn", "pass", "skip") if summary[k]
+    )
+    print(f"verdict: {report['verdict']} ({counts})", file=out)
+    print(f"executed notebook: {directory / 'audit.ipynb'}", file=out)
+    main_file = directory / "report.html"
+    print(f"report: {main_file if main_file.exists() else directory / 'report.json'}", file=out)
+    return EXIT_OK
+
+
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
     from diagnostics.sandbox.scenario import load_scenario
     from diagnostics.sandbox.world import Sandbox
@@ -510,6 +536,8 @@ def main(
                 return _headers(args, out)
             if args.command == "diagnose":
                 return _diagnose(args, out, err)
+            if args.command == "demo":
+                return _demo(args, out)
             return asyncio.run(_sandbox_up(args, out))
     except BrokenPipeError:
         # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -48,3 +49,39 @@ def test_diagnose_notebook_takes_a_pasted_text_and_a_path(tmp_path: Path) -> Non
     assert outputs(folder).count("What to do:") == len(
         [p for p in BOUNCES.iterdir() if p.suffix != ".yaml"]
     )
+
+
+@pytest.mark.timeout(180)
+def test_demo_runs_the_audit_notebook_in_the_kernels_loop(tmp_path: Path) -> None:
+    from diagnostics.demo import run_demo
+    from diagnostics.sandbox.scenario import load_scenario
+
+    directory = run_demo(report_dir=tmp_path / "demo")
+    report = json.loads((directory / "report.json").read_text())
+    expected = load_scenario("demo").expect
+    assert [(f["check"], f["subject"], f["status"]) for f in report["findings"]] == [
+        (e.check, e.subject, e.status) for e in expected
+    ]
+    text = outputs(directory / "audit.ipynb")
+    assert f"Verdict: fail ({report['summary']['skip']} skip" in text
+    assert "allowlist.reachability" in text
+    assert (directory / "sandbox.log").read_text().count(
+        "redirected to acme-jobs@m.personio.de"
+    ) >= 2
+
+
+def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
+    from diagnostics.demo import AUDIT_NOTEBOOK, declared_parameters, execute
+
+    assert declared_parameters(AUDIT_NOTEBOOK) == {
+        "config",
+        "sandbox",
+        "only",
+        "report_dir",
+        "timeout_s",
+    }
+    with pytest.raises(
+        ValueError, match="has no parameter sandbox_name; it declares: config, only"
+    ):
+        execute(AUDIT_NOTEBOOK, tmp_path / "out.ipynb", {"sandbox_name": "healthy"})
+    assert not (tmp_path / "out.ipynb").exists()

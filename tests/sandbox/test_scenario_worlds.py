@@ -340,6 +340,12 @@ async def parent_login_cannot_send_as_the_subcompany(world: Sandbox) -> None:
     assert error.value.code == 553
 
 
+async def demo(world: Sandbox) -> None:
+    await subject_tagged(world)
+    with pytest.raises(aiosmtplib.SMTPConnectResponseError):
+        await send_as_platform(world, egress_ip="18.158.122.164")
+
+
 EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "healthy": healthy,
     "forward-inline": forward_inline,
@@ -375,6 +381,7 @@ EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "sender-international-names": world_is_healthy,
     "sender-three-subcompanies": four_logins_work,
     "sender-subcompany-account-mismatch": parent_login_cannot_send_as_the_subcompany,
+    "demo": demo,
 }
 
 

@@ -1,0 +1,111 @@
+"""What the audit notebook calls: one function that runs an audit inside the kernel's own
+event loop (top-level ``await``; no ``asyncio.run``), writes the report folder, and hands back
+the tables the notebook displays. The notebook itself holds parameters and display only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diagnostics.audit import AuditResult, run_audit, write_report
+from diagnostics.context import Timeouts
+from diagnostics.redact import RedactingFilter
+from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.world import Sandbox
+
+if TYPE_CHECKING:
+    import pandas
+
+
+@dataclass(frozen=True)
+class NotebookAudit:
+    """An audit's result, with what the notebook shows."""
+
+    result: AuditResult
+    report_path: Path
+
+    @property
+    def verdict_line(self) -> str:
+        report = self.result.report
+        counts = ", ".join(f"{n} {status}" for status, n in report.summary().items() if n)
+        return f"Verdict: {report.verdict.value} ({counts})"
+
+    def findings_table(self) -> pandas.DataFrame:
+        from diagnostics.report.tables import findings_frame
+
+        return findings_frame(self.result.report.findings)
+
+    def resolution_table(self) -> pandas.DataFrame:
+        """The sender resolution, from the sender.resolution findings (empty when not run)."""
+        import pandas
+
+        from diagnostics.report.tables import RESOLUTION_COLUMNS
+
+        rows = [
+            {column: f.evidence.get(column, "") for column in RESOLUTION_COLUMNS}
+            for f in self.result.report.findings
+            if f.check == "sender.resolution" and "position" in f.evidence
+        ]
+        return pandas.DataFrame(rows, columns=list(RESOLUTION_COLUMNS))
+
+    def timings_table(self) -> pandas.DataFrame:
+        import pandas
+
+        rows: list[dict[str, Any]] = [
+            {"check": f.check, "subject": f.subject, "duration_ms": round(f.duration_ms, 1)}
+            for f in self.result.report.findings
+        ]
+        return pandas.DataFrame(rows, columns=["check", "subject", "duration_ms"])
+
+
+@contextlib.contextmanager
+def _sandbox_log(path: Path) -> Any:
+    """The sandbox's servers log to a file, not into whichever cell happens to run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.addFilter(RedactingFilter())
+    loggers = [logging.getLogger("diagnostics.sandbox"), logging.getLogger("mail.log")]
+    saved = [(lg.propagate, lg.level) for lg in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, (propagate, level) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        handler.close()
+
+
+async def run_notebook_audit(
+    *, config: str, sandbox: str = "", only: str = "", report_dir: str = "", timeout_s: float = 0
+) -> NotebookAudit:
+    """Audit ``config`` (in the sandbox world ``sandbox`` when given) and write the report folder.
+
+    ``only`` is a comma-separated list of checks or families; ``timeout_s`` (0: the defaults)
+    bounds every network step.
+    """
+    config_path = Path(config)
+    directory = Path(report_dir) if report_dir else Path("reports") / config_path.stem
+    selection = [part.strip() for part in only.split(",") if part.strip()] or None
+    timeouts = None
+    if timeout_s:
+        step = float(timeout_s)
+        timeouts = Timeouts(
+            dns=step, connect=step, banner=step, command=step, data=step, check=step * 12
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        world = None
+        if sandbox:
+            stack.enter_context(_sandbox_log(directory / "sandbox.log"))
+            world = await stack.enter_async_context(Sandbox(load_scenario(sandbox)))
+        result = await run_audit(config_path, sandbox=world, only=selection, timeouts=timeouts)
+    path = write_report(result.report, directory)
+    return NotebookAudit(result, path)

@@ -1,0 +1,303 @@
+"""The HTML report (``report.html``): one self-contained page for the IT admin.
+
+No scripts, no external assets. Everything a finding holds is outside text (SMTP banners,
+TXT records, headers written by strangers), so every value goes through :func:`text`, which
+masks secrets, replaces characters illegal in HTML and XML, and escapes. The sections (verdict,
+what to fix first, findings by flow, settings to copy) are computed here once and shared with
+the Markdown report.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from diagnostics.findings import Finding, Status
+from diagnostics.redact import redact
+from diagnostics.report.json import write_atomic
+
+if TYPE_CHECKING:
+    from diagnostics.report.model import Report
+
+__all__ = [
+    "FLOWS",
+    "CopyBlock",
+    "clean",
+    "flow_of",
+    "group_by_flow",
+    "render_html",
+    "settings_that_work",
+    "snippets_to_copy",
+    "text",
+    "to_fix_first",
+    "verdict_line",
+    "write_html",
+]
+
+FLOWS: dict[str, str] = {
+    "configuration": "Configuration",
+    "outbound": "Outbound: the platform sends as you",
+    "inbound": "Inbound: replies reach the platform",
+    "sender": "Sender: who each candidate mail comes from",
+    "other": "Other checks",
+}
+
+# Used when a check id is not registered (a finding read back from an older report, a test).
+_FLOW_OF_FAMILY = {
+    "config": "configuration",
+    "dns": "outbound",
+    "smtp": "outbound",
+    "allowlist": "outbound",
+    "redirect": "inbound",
+    "headers": "inbound",
+    "sender": "sender",
+}
+
+# C0 controls other than tab/LF/CR, C1 controls, lone surrogates and the two non-characters
+# are illegal in XML 1.0 and parse errors in HTML; U+FFFD keeps visible that something was there.
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(value: object) -> str:
+    """``value`` as text with secrets masked and characters illegal in XML/HTML replaced."""
+    return _ILLEGAL.sub("\ufffd", redact(str(value)))
+
+
+def text(value: object) -> str:
+    """``value`` cleaned (see :func:`clean`) and escaped for HTML text and attributes."""
+    return html.escape(clean(value), quote=True)
+
+
+@functools.cache
+def _registered_flows() -> dict[str, str]:
+    from diagnostics.registry import all_checks
+
+    return {check_id: spec.flow for check_id, spec in all_checks().items()}
+
+
+def flow_of(check_id: str) -> str:
+    """The flow (a key of :data:`FLOWS`) that check ``check_id`` belongs to."""
+    registered = _registered_flows().get(check_id)
+    if registered is not None:
+        return registered
+    return _FLOW_OF_FAMILY.get(check_id.split(".", 1)[0], "other")
+
+
+def group_by_flow(findings: tuple[Finding, ...]) -> list[tuple[str, list[Finding]]]:
+    """Findings per flow, flows in :data:`FLOWS` order, empty flows left out."""
+    groups: dict[str, list[Finding]] = {flow: [] for flow in FLOWS}
+    for finding in findings:
+        groups[flow_of(finding.check)].append(finding)
+    return [(flow, members) for flow, members in groups.items() if members]
+
+
+def to_fix_first(findings: tuple[Finding, ...]) -> list[Finding]:
+    """Every ``fail`` and ``error`` finding, in report order (the order an admin works in)."""
+    return [f for f in findings if f.status >= Status.FAIL]
+
+
+def verdict_line(report: Report) -> str:
+    """The verdict as one plain sentence, e.g. ``Verdict: fail — 3 checks need action``."""
+    verdict = report.verdict.value
+    summary = report.summary()
+    action = summary["fail"] + summary["error"]
+    if action:
+        noun = "check needs" if action == 1 else "checks need"
+        return f"Verdict: {verdict} — {action} {noun} action"
+    if summary["warn"]:
+        noun = "warning" if summary["warn"] == 1 else "warnings"
+        return f"Verdict: {verdict} — nothing must be fixed, {summary['warn']} {noun} to review"
+    if report.verdict is Status.SKIP:
+        return f"Verdict: {verdict} — nothing could be checked"
+    return f"Verdict: {verdict} — nothing needs action"
+
+
+@dataclass(frozen=True)
+class CopyBlock:
+    """One ready-to-paste text: the subject it is for, what it is, and the text."""
+
+    subject: str
+    label: str
+    content: str
+
+
+def snippets_to_copy(findings: tuple[Finding, ...]) -> list[CopyBlock]:
+    """The allowlist snippets (family -> text) in the evidence of the ``allowlist.*`` findings.
+
+    ``allowlist.reachability`` carries them too: its remediation points the reader to them.
+    """
+    blocks = []
+    for finding in findings:
+        if finding.check not in ("allowlist.coverage", "allowlist.reachability"):
+            continue
+        snippets = finding.evidence.get("snippets")
+        if not isinstance(snippets, Mapping):
+            continue
+        for family, content in snippets.items():
+            blocks.append(CopyBlock(finding.subject, str(family), str(content)))
+    return blocks
+
+
+def settings_that_work(findings: tuple[Finding, ...]) -> list[Finding]:
+    """The ``smtp.settings_probe`` findings that name settings (all but skipped ones)."""
+    return [f for f in findings if f.check == "smtp.settings_probe" and f.status is not Status.SKIP]
+
+
+def _run_facts(report: Report) -> list[tuple[str, str]]:
+    return [
+        ("Account", report.account),
+        ("Company", report.company),
+        ("Mode", report.mode),
+        ("Scenario", report.scenario or "—"),
+        ("Config file", report.config_file or "—"),
+        ("Generated at", report.generated_at.isoformat(timespec="seconds")),
+    ]
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #1a1a1a; line-height: 1.4; }
+h1.verdict { font-size: 2rem; padding: 0.75rem 1rem; border-left: 0.6rem solid; }
+h1.verdict-fail, h1.verdict-error { border-color: #b00020; background: #fdecee; }
+h1.verdict-warn { border-color: #8a6d00; background: #fff8e1; }
+h1.verdict-pass { border-color: #1b5e20; background: #e8f5e9; }
+h1.verdict-skip { border-color: #555555; background: #f0f0f0; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 1.5rem; }
+th, td { border: 1px solid #bbbbbb; padding: 0.3rem 0.5rem; text-align: left;
+  vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; }
+th { background: #eeeeee; }
+.badge { display: inline-block; padding: 0.1rem 0.4rem; border-radius: 0.2rem;
+  font-weight: bold; font-family: monospace; }
+.status-fail { background: #b00020; color: #ffffff; }
+.status-error { background: #6a1b9a; color: #ffffff; }
+.status-warn { background: #ffd54f; color: #000000; }
+.status-pass { background: #1b5e20; color: #ffffff; }
+.status-skip { background: #e0e0e0; color: #000000; }
+pre { background: #f5f5f5; padding: 0.5rem; overflow-x: auto; white-space: pre-wrap; }
+.meta { color: #444444; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
+dt { font-weight: bold; }
+"""
+
+_COLUMNS = ("Status", "Check", "Subject", "Title", "Detail", "Cause", "Remediation")
+
+
+def _badge(status: Status) -> str:
+    return f'<span class="badge status-{text(status.value)}">{text(status.value.upper())}</span>'
+
+
+def _evidence(finding: Finding) -> str:
+    evidence = finding.to_dict()["evidence"]
+    if not evidence:
+        return ""
+    dumped = json.dumps(evidence, indent=2, ensure_ascii=False)
+    return f"<details><summary>Evidence</summary><pre>{text(dumped)}</pre></details>"
+
+
+def _row(finding: Finding) -> str:
+    cells = [
+        _badge(finding.status),
+        text(finding.check),
+        text(finding.subject),
+        text(finding.title),
+        text(finding.detail) + _evidence(finding),
+        text(finding.cause.value if finding.cause else ""),
+        text(finding.remediation),
+    ]
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _fix_first(report: Report) -> list[str]:
+    findings = to_fix_first(report.findings)
+    out = ['<section id="fix-first">', "<h2>What to fix first</h2>"]
+    if not findings:
+        out.append("<p>Nothing: no check failed.</p>")
+    else:
+        out.append("<ol>")
+        for f in findings:
+            out.append(
+                f"<li>{_badge(f.status)} <strong>{text(f.title)}</strong> "
+                f'<span class="meta">({text(f.check)}, {text(f.subject)})</span>'
+                f"<p>{text(f.remediation or f.detail)}</p></li>"
+            )
+        out.append("</ol>")
+    out.append("</section>")
+    return out
+
+
+def _flows(report: Report) -> list[str]:
+    out = []
+    header = "".join(f'<th scope="col">{text(c)}</th>' for c in _COLUMNS)
+    for flow, findings in group_by_flow(report.findings):
+        out += [f'<section id="flow-{text(flow)}">', f"<h2>{text(FLOWS[flow])}</h2>"]
+        out += ["<table>", f"<thead><tr>{header}</tr></thead>", "<tbody>"]
+        out += [_row(f) for f in findings]
+        out += ["</tbody>", "</table>", "</section>"]
+    return out
+
+
+def _settings(report: Report) -> list[str]:
+    out = ['<section id="settings">', "<h2>Settings to copy</h2>"]
+    probes = settings_that_work(report.findings)
+    blocks = snippets_to_copy(report.findings)
+    if not probes and not blocks:
+        out.append("<p>No settings to change.</p>")
+    if probes:
+        out += ["<h3>SMTP settings</h3>", "<ul>"]
+        for f in probes:
+            line = f"<strong>{text(f.subject)}</strong>: {text(f.title)}"
+            if f.remediation:
+                line += f"<br>{text(f.remediation)}"
+            out.append(f"<li>{line}</li>")
+        out.append("</ul>")
+    if blocks:
+        out.append("<h3>Allowlist</h3>")
+        for block in blocks:
+            out.append(f"<h4>{text(block.subject)}: {text(block.label)}</h4>")
+            out.append(f"<pre>{text(block.content)}</pre>")
+    out.append("</section>")
+    return out
+
+
+def _run(report: Report) -> list[str]:
+    summary = ", ".join(f"{count} {status}" for status, count in report.summary().items())
+    out = ['<section id="run">', "<h2>About this run</h2>", "<dl>"]
+    for name, value in [*_run_facts(report), ("Findings", summary)]:
+        out.append(f"<dt>{text(name)}</dt><dd>{text(value)}</dd>")
+    out += ["</dl>", "</section>"]
+    return out
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML5 page, every outside value escaped."""
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>maildiag report: {text(report.company)}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        f'<h1 class="verdict verdict-{text(report.verdict.value)}">{text(verdict_line(report))}</h1>',
+        f'<p class="meta">{text(report.company)} (account {text(report.account)}), '
+        f"{text(report.mode)} run</p>",
+        *_fix_first(report),
+        *_flows(report),
+        *_settings(report),
+        *_run(report),
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_html(report: Report, directory: Path) -> Path:
+    """Write ``report.html`` into ``directory`` atomically; return its path."""
+    return write_atomic(directory / "report.html", render_html(report))
