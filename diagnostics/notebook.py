@@ -20,6 +20,8 @@ from diagnostics.sandbox.world import Sandbox
 if TYPE_CHECKING:
     import pandas
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @dataclass(frozen=True)
 class NotebookAudit:
@@ -92,8 +94,9 @@ async def run_notebook_audit(
     ``only`` is a comma-separated list of checks or families; ``timeout_s`` (0: the defaults)
     bounds every network step.
     """
-    config_path = Path(config)
-    directory = Path(report_dir) if report_dir else Path("reports") / config_path.stem
+    base = _base(config)
+    config_path = base / config
+    directory = base / (report_dir or f"reports/{Path(config).stem}")
     selection = [part.strip() for part in only.split(",") if part.strip()] or None
     timeouts = None
     if timeout_s:
@@ -108,4 +111,12 @@ async def run_notebook_audit(
             world = await stack.enter_async_context(Sandbox(load_scenario(sandbox)))
         result = await run_audit(config_path, sandbox=world, only=selection, timeouts=timeouts)
     path = write_report(result.report, directory)
-    return NotebookAudit(result, path)
+    return NotebookAudit(result, path.relative_to(base) if path.is_relative_to(base) else path)
+
+
+def _base(config: str) -> Path:
+    """Where relative paths start: the working directory, or the project's root when the
+    notebook runs from ``notebooks/`` (as nbval runs it) and the file is not found there."""
+    if Path(config).is_absolute() or Path(config).exists() or not (ROOT / config).exists():
+        return Path.cwd()
+    return ROOT
