@@ -85,3 +85,53 @@ def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
     ):
         execute(AUDIT_NOTEBOOK, tmp_path / "out.ipynb", {"sandbox_name": "healthy"})
     assert not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.mark.timeout(180)
+def test_markup_from_a_banner_is_escaped_in_reports_and_notebook_tables(tmp_path: Path) -> None:
+    from diagnostics.demo import run_demo
+
+    directory = run_demo(scenario="markup-banner", report_dir=tmp_path / "markup")
+    raw = '<script>alert("banner")</script>'
+    report_json = (directory / "report.json").read_text()
+    assert r"alert(\"banner\")" in report_json  # the banner is in the evidence, as data
+    html = (directory / "report.html").read_text()
+    assert raw not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&quot;banner&quot;)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    markdown = (directory / "report.md").read_text()
+    assert raw not in markdown and "<img" not in markdown
+    notebook = nbformat.read(str(directory / "audit.ipynb"), as_version=4)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            rendered = output.get("data", {}).get("text/html", "")
+            assert raw not in rendered and "<img src=x" not in rendered
+
+
+@pytest.mark.timeout(180)
+def test_a_password_reaches_no_artefact_of_a_notebook_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import base64
+    import secrets
+
+    from diagnostics.demo import run_demo
+
+    password = "Nb-canary-" + secrets.token_urlsafe(12)
+    monkeypatch.setenv("ACME_SMTP_PASSWORD", password)
+    # bad-password: the server holds another password, so a refused AUTH is in the run too.
+    directory = run_demo(scenario="bad-password", report_dir=tmp_path / "canary")
+    captured = capfd.readouterr()
+    report = json.loads((directory / "report.json").read_text())
+    assert any(
+        f["check"] == "smtp.auth" and f["cause"] == "auth_failed" for f in report["findings"]
+    )
+    texts = {str(p): p.read_text(errors="replace") for p in directory.rglob("*") if p.is_file()}
+    texts["stdout+stderr"] = captured.out + captured.err
+    assert {Path(p).name for p in texts if p != "stdout+stderr"} >= {
+        "audit.ipynb", "report.html", "report.json", "report.md", "junit.xml", "sandbox.log",
+    }  # fmt: skip
+    forms = [password, base64.b64encode(password.encode()).decode()]
+    forms.append(base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode())
+    for form in forms:
+        assert [name for name, text in texts.items() if form in text] == []

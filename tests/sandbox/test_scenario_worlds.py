@@ -346,6 +346,12 @@ async def demo(world: Sandbox) -> None:
         await send_as_platform(world, egress_ip="18.158.122.164")
 
 
+async def markup_banner(world: Sandbox) -> None:
+    outcome = await session_of(world)
+    assert outcome.greeting is not None
+    assert '<script>alert("banner")</script>' in str(outcome.greeting)
+
+
 EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "healthy": healthy,
     "forward-inline": forward_inline,
@@ -382,6 +388,7 @@ EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "sender-three-subcompanies": four_logins_work,
     "sender-subcompany-account-mismatch": parent_login_cannot_send_as_the_subcompany,
     "demo": demo,
+    "markup-banner": markup_banner,
 }
 
 
