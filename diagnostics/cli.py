@@ -125,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("--report-dir", type=Path, help="with --confirm: the report folder")
 
+    batch = commands.add_parser("batch", help="one papermill audit per account file, and an index")
+    batch.add_argument("configs", nargs="+", type=Path, metavar="CONFIG", help="account files")
+    batch.add_argument("--jobs", type=int, default=2, help="audits at a time (default 2)")
+    batch.add_argument(
+        "--sandbox", default="", metavar="SCENARIO", help="run every audit in this sandbox world"
+    )
+    batch.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports/batch"),
+        help="where the folders and index.html go",
+    )
+
     demo = commands.add_parser(
         "demo", help="run the audit notebook on the sandbox's demo scenario (reports/demo/)"
     )
@@ -466,6 +479,21 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return code
 
 
+def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Exit 0 when every audit ran and none failed, 1 otherwise."""
+    from diagnostics.batch import run_batch
+
+    runs = run_batch(
+        args.configs, report_dir=args.report_dir, jobs=args.jobs, sandbox=args.sandbox, progress=err
+    )
+    for run in runs:
+        state = f"error: {run.error}" if run.error else f"verdict {run.verdict}"
+        print(f"{run.config}: {state} ({run.directory})", file=out)
+    print(f"index: {args.report_dir / 'index.html'}", file=out)
+    failed = any(run.error or run.verdict in ("fail", "error") for run in runs)
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     """Exit 0 once the notebook ran and the report folder is written (its faults are deliberate)."""
     from diagnostics.demo import run_demo
@@ -538,6 +566,8 @@ def main(
                 return _diagnose(args, out, err)
             if args.command == "demo":
                 return _demo(args, out)
+            if args.command == "batch":
+                return _batch(args, out, err)
             return asyncio.run(_sandbox_up(args, out))
     except BrokenPipeError:
         # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.

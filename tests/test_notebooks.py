@@ -135,3 +135,46 @@ def test_a_password_reaches_no_artefact_of_a_notebook_run(
     forms.append(base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode())
     for form in forms:
         assert [name for name, text in texts.items() if form in text] == []
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+
+@pytest.mark.timeout(300)
+def test_batch_runs_each_account_and_indexes_them(tmp_path: Path) -> None:
+    import io
+
+    from diagnostics.cli import main
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("platform: {profile: personio, account: acme}\ncompany: {name: Broken\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["batch", str(CONFIGS / "acme.yaml"), str(CONFIGS / "acme-parent-only.yaml"), str(broken),
+         "--sandbox", "healthy", "--jobs", "2", "--report-dir", str(tmp_path / "batch")],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 1  # the broken file's audit fails (config.schema); the others pass
+    lines = out.getvalue().splitlines()
+    assert [line.split(": ", 1)[1].split(" (", 1)[0] for line in lines[:3]] == [
+        "verdict pass", "verdict pass", "verdict fail",
+    ]  # fmt: skip
+    index = (tmp_path / "batch" / "index.html").read_text()
+    assert index.count("<tr><td>") == 3
+    assert '<a href="acme/report.html">' in index and '<a href="broken/report.html">' in index
+    for name in ("acme", "acme-parent-only", "broken"):
+        assert (tmp_path / "batch" / name / "report.html").exists()
+
+
+@pytest.mark.timeout(300)
+def test_batch_records_a_run_that_cannot_start_and_goes_on(tmp_path: Path) -> None:
+    from diagnostics.batch import run_batch
+
+    runs = run_batch(
+        [CONFIGS / "acme.yaml", CONFIGS / "acme-parent-only.yaml"],
+        report_dir=tmp_path / "batch", jobs=2, sandbox="no-such-world",
+    )  # fmt: skip
+    assert [run.verdict for run in runs] == [None, None]
+    assert all(run.error and "no-such-world" in run.error for run in runs)
+    index = (tmp_path / "batch" / "index.html").read_text()
+    assert index.count("<td class=error>ERROR</td>") == 2
