@@ -1,11 +1,13 @@
-"""``maildiag batch``: one papermill audit per account file, in parallel, with progress, a
-failure in one run recorded while the others go on, and an ``index.html`` over all of them."""
+"""``maildiag batch``: one papermill audit per account file, in parallel processes, with
+progress, a failure in one run recorded while the others go on, and an ``index.html`` over all
+of them."""
 
 from __future__ import annotations
 
 import html
 import json
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -67,7 +69,10 @@ def run_batch(
     runs: list[BatchRun] = []
     with Progress(console=None if progress is None else _console(progress), transient=False) as bar:
         task = bar.add_task("audits", total=len(configs))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        # One process per run: each kernel client builds its own event loop and sockets,
+        # which a thread of this process would leave behind.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
             futures = {
                 pool.submit(_one, config, names[config], sandbox): config for config in configs
             }

@@ -10,6 +10,7 @@ to the parent company's identity. The display name is the logged-in employee's n
 
 from __future__ import annotations
 
+import base64
 import email.header
 import email.headerregistry
 import email.message
@@ -166,10 +167,26 @@ def shown_from(name: str, address: str) -> str:
 
 
 def encode_from(name: str, address: str) -> str:
-    """The From header field as it goes on the wire: RFC 2047 encoded words for non-ASCII."""
-    message = email.message.EmailMessage(policy=email.policy.SMTP)
-    message["From"] = email.headerregistry.Address(display_name=check_name(name), addr_spec=address)
-    return message.as_string().split("\r\n\r\n", 1)[0].strip()
+    """The From header field as it goes on the wire.
+
+    An ASCII name is quoted per RFC 5322 where needed. Any other name becomes RFC 2047 "B"
+    encoded words of whole characters, folded between words: the standard library's
+    encoder can leave a space only in the folding between two encoded words, where
+    RFC 2047 section 6.2 says a reader must drop it, and so change the name.
+    """
+    check_name(name)
+    if name.isascii():
+        return f"From: {format_from(name, address)}"
+    words, chunk = [], ""
+    for character in name:
+        # 45 octets make 60 base64 characters: with "=?utf-8?b??=" a word stays within 75.
+        if len((chunk + character).encode("utf-8")) > 45:
+            words.append(chunk)
+            chunk = ""
+        chunk += character
+    words.append(chunk)
+    encoded = [f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words]
+    return "From: " + "\r\n ".join(encoded) + f" <{address}>"
 
 
 def decode_from(field: str) -> tuple[str, str]:
