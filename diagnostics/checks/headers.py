@@ -14,7 +14,7 @@ import email.policy
 from collections.abc import Awaitable, Callable
 from email import message_from_bytes
 
-from diagnostics.checks.redirect import RoundTrip, _addresses, _roundtrip_future, roundtrip_for
+from diagnostics.checks.redirect import RoundTrip, per_roundtrip
 from diagnostics.context import Context
 from diagnostics.dkimcheck import SignatureCheck, verify
 from diagnostics.findings import Cause, Finding, Outcome, Status
@@ -135,39 +135,19 @@ def _attached(data: bytes) -> bytes | None:
     return None
 
 
+def _live(address: str) -> Outcome:
+    return Outcome(
+        Status.SKIP,
+        "Needs the message as it arrived",
+        "In live mode the tool cannot read the arrived message: save it as .eml from the platform "
+        "and run `maildiag headers RECEIVED.eml --original SENT.eml`.",
+    )
+
+
 async def _for_addresses(
     context: Context, check_id: str, judge: Callable[[RoundTrip], Awaitable[Outcome]]
 ) -> list[Finding]:
-    findings = []
-    if context.mailboxes is not None:
-        for _, address, covered_by in _addresses(context):
-            if address is not None and covered_by is None:
-                _roundtrip_future(context, address)
-    for subject, address, covered_by in _addresses(context):
-        if address is None or covered_by is not None or context.mailboxes is None:
-            title = (
-                "No custom address"
-                if address is None
-                else f"Same address as {covered_by}"
-                if covered_by is not None
-                else "Needs the message as it arrived"
-            )
-            detail = (
-                "In live mode the tool cannot read the arrived message: save it as .eml from the platform "
-                "and run `maildiag headers RECEIVED.eml --original SENT.eml`."
-                if address is not None and covered_by is None
-                else "Covered by another finding, or nothing to check."
-            )
-            findings.append(
-                Finding(
-                    check=check_id, status=Status.SKIP, subject=subject, title=title, detail=detail
-                )
-            )
-            continue
-        trip = await roundtrip_for(context, address)
-        outcome = await judge(trip)
-        findings.append(outcome.finding(check_id, subject, trip.evidence()))
-    return findings
+    return await per_roundtrip(context, check_id, judge, live=_live)
 
 
 @check("headers.retention", flow="inbound", title="Original headers retained")

@@ -15,6 +15,7 @@ import email
 import email.policy
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -419,9 +420,18 @@ def _addresses(context: Context) -> list[tuple[str, str | None, str | None]]:
     return result
 
 
-async def _per_address(context: Context, check_id: str, classify: Any) -> list[Finding]:
-    profile = context.config.profile
-    inbound = context.config.inbound_address
+async def per_roundtrip(
+    context: Context,
+    check_id: str,
+    judge: Callable[[RoundTrip], Awaitable[Outcome]],
+    *,
+    live: Callable[[str], Outcome],
+) -> list[Finding]:
+    """One finding per (sub)company from its custom address's round trip, judged by ``judge``.
+
+    Skips a subject without a custom address, or one whose address another subject covers;
+    in live mode (no mailboxes to read) the finding is ``live(address)``.
+    """
     findings = []
     if context.mailboxes is not None:
         # Every address's round trip at once: none waits for another's.
@@ -430,59 +440,67 @@ async def _per_address(context: Context, check_id: str, classify: Any) -> list[F
                 _roundtrip_future(context, address)
     for subject, address, covered_by in _addresses(context):
         if address is None:
-            findings.append(
-                Finding(
-                    check=check_id,
-                    status=Status.SKIP,
-                    subject=subject,
-                    title="No custom address",
-                    detail="This (sub)company has no custom address of its own; candidates write to the parent's.",
-                )
+            outcome = Outcome(
+                Status.SKIP,
+                "No custom address",
+                "This (sub)company has no custom address of its own; candidates write to the parent's.",
             )
-            continue
-        if covered_by is not None:
-            findings.append(
-                Finding(
-                    check=check_id,
-                    status=Status.SKIP,
-                    subject=subject,
-                    title=f"Same address as {covered_by}",
-                    detail=f"{address} is also {covered_by}'s custom address: its finding covers this one.",
-                )
+        elif covered_by is not None:
+            outcome = Outcome(
+                Status.SKIP,
+                f"Same address as {covered_by}",
+                f"{address} is also {covered_by}'s custom address: its finding covers this one.",
             )
+        elif context.mailboxes is None:
+            outcome = live(address)
+        else:
+            trip = await roundtrip_for(context, address)
+            findings.append((await judge(trip)).finding(check_id, subject, trip.evidence()))
             continue
-        if context.mailboxes is None:
-            findings.append(
-                Finding(
-                    check=check_id,
-                    status=Status.SKIP,
-                    subject=subject,
-                    title="Round trip needs a mailbox the tool can read",
-                    detail="In live mode maildiag cannot see the platform's inbound mailbox.",
-                    remediation=manual_steps(profile, address, inbound),
-                )
-            )
-            continue
-        trip = await roundtrip_for(context, address)
-        outcome = (
-            classify(trip, profile)
-            if check_id != "redirect.roundtrip"
-            else classify_roundtrip(trip, profile, inbound, context.timeouts.roundtrip_warn)
-        )
-        findings.append(outcome.finding(check_id, subject, trip.evidence()))
+        findings.append(outcome.finding(check_id, subject))
     return findings
+
+
+async def _per_address(
+    context: Context, check_id: str, classify: Callable[[RoundTrip], Outcome]
+) -> list[Finding]:
+    profile = context.config.profile
+    inbound = context.config.inbound_address
+
+    async def judge(trip: RoundTrip) -> Outcome:
+        return classify(trip)
+
+    def live(address: str) -> Outcome:
+        return Outcome(
+            Status.SKIP,
+            "Round trip needs a mailbox the tool can read",
+            "In live mode maildiag cannot see the platform's inbound mailbox.",
+            remediation=manual_steps(profile, address, inbound),
+        )
+
+    return await per_roundtrip(context, check_id, judge, live=live)
 
 
 @check("redirect.roundtrip", flow="inbound", title="Test message reaches the platform")
 async def roundtrip(context: Context) -> list[Finding]:
-    return await _per_address(context, "redirect.roundtrip", None)
+    profile, inbound = context.config.profile, context.config.inbound_address
+    warn_s = context.timeouts.roundtrip_warn
+    return await _per_address(
+        context,
+        "redirect.roundtrip",
+        lambda trip: classify_roundtrip(trip, profile, inbound, warn_s),
+    )
 
 
 @check("redirect.local_copy", flow="inbound", title="A copy stays on the company server")
 async def local_copy(context: Context) -> list[Finding]:
-    return await _per_address(context, "redirect.local_copy", classify_local_copy)
+    profile = context.config.profile
+    return await _per_address(
+        context, "redirect.local_copy", lambda trip: classify_local_copy(trip, profile)
+    )
 
 
 @check("redirect.loop", flow="inbound", title="No mail loop and no duplicates")
 async def loop(context: Context) -> list[Finding]:
-    return await _per_address(context, "redirect.loop", classify_loop)
+    profile = context.config.profile
+    return await _per_address(context, "redirect.loop", lambda trip: classify_loop(trip, profile))
