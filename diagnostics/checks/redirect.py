@@ -185,6 +185,13 @@ async def roundtrip_for(context: Context, address: str) -> RoundTrip:
 # -- pure tier --------------------------------------------------------------------------------
 
 
+def bounce_cause(data: bytes) -> Cause:
+    """What a bounce of the round trip says went wrong, by the diagnosis rules."""
+    from diagnostics.diagnose import diagnose
+
+    return diagnose(data).cause
+
+
 def parse_bounce(data: bytes) -> tuple[str | None, str | None]:
     """(enhanced status, diagnostic text) of a delivery status notification."""
     text = data.decode("utf-8", "replace")
@@ -260,7 +267,8 @@ def classify_roundtrip(
     for bounce in trip.bounces:
         status, diagnostic = parse_bounce(bounce.data)
         said = f"The redirection bounced: {status or ''} {diagnostic or ''}".strip()
-        if status == "5.4.6" or (diagnostic and "loop" in diagnostic.lower()):
+        cause = bounce_cause(bounce.data)
+        if cause is Cause.LOOP_DETECTED:
             return Outcome(
                 Status.FAIL,
                 "The redirection loops",
@@ -268,7 +276,7 @@ def classify_roundtrip(
                 Cause.LOOP_DETECTED,
                 f"The redirection of {address} leads back to itself. {fix_target}",
             )
-        if status == "5.7.520" or (diagnostic and "5.7.520" in diagnostic):
+        if cause is Cause.FORWARDING_BLOCKED:
             return Outcome(
                 Status.FAIL,
                 "Microsoft 365 blocks the external forwarding",
@@ -277,7 +285,7 @@ def classify_roundtrip(
                 "In the Microsoft 365 Defender portal, open Policies > Anti-spam > Anti-spam outbound policy and set "
                 "Automatic forwarding rules to On for the recruiting mailbox (or use a mail flow rule that redirects).",
             )
-        if status == "5.1.1" or (diagnostic and "unknown" in diagnostic.lower()):
+        if cause is Cause.RECIPIENT_UNKNOWN:
             return Outcome(
                 Status.FAIL,
                 "The redirection targets an address that does not exist",
@@ -359,8 +367,8 @@ def classify_loop(trip: RoundTrip, profile: PlatformProfile) -> Outcome:
             "The test message was not delivered; see redirect.roundtrip.",
         )
     for bounce in trip.bounces:
-        status, diagnostic = parse_bounce(bounce.data)
-        if status == "5.4.6" or (diagnostic and "loop" in diagnostic.lower()):
+        _, diagnostic = parse_bounce(bounce.data)
+        if bounce_cause(bounce.data) is Cause.LOOP_DETECTED:
             return Outcome(
                 Status.FAIL,
                 "Mail loop",
