@@ -19,6 +19,9 @@ from diagnostics.sandbox.world import Sandbox
 
 if TYPE_CHECKING:
     import pandas
+    from pandas.io.formats.style import Styler
+
+    from diagnostics.report.tables import Chart, Message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +56,60 @@ class NotebookAudit:
             if f.check == "sender.resolution" and "position" in f.evidence
         ]
         return pandas.DataFrame(rows, columns=list(RESOLUTION_COLUMNS))
+
+    def to_fix(self) -> Styler | Message:
+        """The ``fail``, ``error`` and ``warn`` findings, worst first, with their remediation
+        (a sentence saying so when there is none)."""
+        from diagnostics.findings import Status
+        from diagnostics.report.tables import Message, findings_frame, styled
+
+        findings = sorted(
+            (f for f in self.result.report.findings if f.status >= Status.WARN),
+            key=lambda f: -f.status.rank,
+        )
+        if not findings:
+            return Message("Nothing to fix: no check failed or warned.")
+        frame = findings_frame(findings)[["status", "check", "subject", "title", "remediation"]]
+        return styled(frame, name="to_fix")
+
+    def findings(self) -> Styler:
+        """Every finding, status coloured, with its remediation."""
+        from diagnostics.report.tables import findings_frame, styled
+
+        frame = findings_frame(self.result.report.findings)
+        return styled(
+            frame[["status", "check", "subject", "title", "remediation"]], name="findings"
+        )
+
+    def flow_tables(self) -> list[tuple[str, Styler]]:
+        """One styled findings table per flow (configuration, outbound, inbound, sender), with
+        the flow's heading, in report order."""
+        from diagnostics.report.html import FLOWS, group_by_flow
+        from diagnostics.report.tables import findings_frame, styled
+
+        columns = ["status", "check", "subject", "title", "cause"]
+        return [
+            (FLOWS[flow], styled(findings_frame(members)[columns], name=f"flow_{flow}"))
+            for flow, members in group_by_flow(self.result.report.findings)
+        ]
+
+    def status_by_company(self) -> Styler:
+        """The worst status per (sub)company and flow, coloured: the account at a glance."""
+        from diagnostics.report.tables import status_matrix, styled
+
+        return styled(status_matrix(self.result.report.findings), name="status_by_company")
+
+    def steps_table(self) -> pandas.DataFrame:
+        """Every SMTP session's timed steps (resolve, connect, banner, EHLO, STARTTLS, AUTH...)."""
+        from diagnostics.report.tables import steps_frame
+
+        return steps_frame(self.result.report.findings)
+
+    def steps_chart(self) -> Chart | None:
+        """A bar per SMTP session, one segment per step (None when no session ran)."""
+        from diagnostics.report.tables import steps_chart
+
+        return steps_chart(self.steps_table())
 
     def timings_table(self) -> pandas.DataFrame:
         import pandas

@@ -19,7 +19,8 @@ def outputs(notebook: Path) -> str:
     for cell in executed.cells:
         for output in cell.get("outputs", []):
             texts.append(output.get("text", ""))
-            texts.append(output.get("data", {}).get("text/plain", ""))
+            data = output.get("data", {})
+            texts += [data.get(kind, "") for kind in ("text/plain", "text/markdown", "text/html")]
     return "\n".join(texts)
 
 
@@ -178,3 +179,61 @@ def test_batch_records_a_run_that_cannot_start_and_goes_on(tmp_path: Path) -> No
     assert all(run.error and "no-such-world" in run.error for run in runs)
     index = (tmp_path / "batch" / "index.html").read_text()
     assert index.count("<td class=error>ERROR</td>") == 2
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_every_parameter_is_typed_and_documented_for_help_notebook(notebook: str) -> None:
+    parameters = papermill.inspect_notebook(str(NOTEBOOKS / notebook))
+    assert parameters, f"{notebook} declares no parameters"
+    for name, spec in parameters.items():
+        assert spec["inferred_type_name"] in ("str", "float"), (notebook, name, spec)
+        assert spec["help"].strip(), (notebook, name)
+        assert "password" not in name.lower(), (notebook, name)
+
+
+@pytest.mark.timeout(240)
+def test_a_password_reaches_no_papermill_or_ci_log(tmp_path: Path) -> None:
+    """The papermill command line (cell outputs logged at DEBUG) on a refused AUTH, and nbval
+    as CI runs it, each in its own process: the password is in neither's output or files."""
+    import base64
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    password = "Ci-canary-" + secrets.token_urlsafe(12)
+    env = {**os.environ, "ACME_SMTP_PASSWORD": password, "ACME_RETAIL_SMTP_PASSWORD": password}
+    bin_dir = Path(sys.executable).parent
+    root = NOTEBOOKS.parent
+    out = tmp_path / "reports"
+    papermill_run = subprocess.run(
+        [str(bin_dir / "papermill"), "notebooks/audit.ipynb", str(tmp_path / "audit.ipynb"),
+         "-p", "config", "fixtures/configs/acme.yaml", "-p", "sandbox", "bad-password",
+         "-p", "report_dir", str(out), "--log-output", "--log-level", "DEBUG",
+         "--no-progress-bar"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert papermill_run.returncode == 0, papermill_run.stderr[-2000:]
+    assert "auth_failed" in (out / "report.json").read_text()  # the refused AUTH happened
+    assert "Verdict: fail" in papermill_run.stdout + papermill_run.stderr  # cells were logged
+    nbval_run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=",
+         "--nbval", "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks/audit.ipynb",
+         f"--junitxml={tmp_path / 'ci-junit.xml'}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert nbval_run.returncode == 0, nbval_run.stdout[-3000:]
+    texts = {
+        "papermill stdout": papermill_run.stdout,
+        "papermill stderr": papermill_run.stderr,
+        "nbval stdout": nbval_run.stdout,
+        "nbval stderr": nbval_run.stderr,
+    }
+    texts |= {str(p): p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"audit.ipynb", "report.html", "sandbox.log", "ci-junit.xml"} <= {
+        Path(name).name for name in texts
+    }
+    forms = [password, base64.b64encode(password.encode()).decode()]
+    forms.append(base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode())
+    for form in forms:
+        assert [name for name, text in texts.items() if form in text] == []
