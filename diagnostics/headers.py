@@ -339,13 +339,29 @@ class Retention:
             return f"Retained: {names}, the MIME structure and the body arrived unchanged."
         return "Not retained: " + "; ".join(self.problems()) + "."
 
+    def title(self) -> str:
+        """What the redirection did, by header, e.g. ``The redirection changed Subject and
+        dropped References``."""
+        verbs = {"missing": "dropped", "added": "added", "duplicated": "duplicated"}
+        grouped: dict[str, list[str]] = {}
+        for d in self.diffs:
+            grouped.setdefault(verbs.get(d.kind, "changed"), []).append(d.name)
+        if self.structure_changed:
+            grouped.setdefault("changed", []).append("the MIME structure")
+        if self.body_changed:
+            grouped.setdefault("changed", []).append("the body")
+        if not grouped:
+            return "The redirection kept the message as it was sent"
+        parts = [f"{verb} {_and_list(names)}" for verb, names in grouped.items()]
+        return "The redirection " + _and_list(parts)
+
     def outcome(self, remediation: str = "") -> Outcome:
         """The ``headers.retention`` outcome."""
         if self.retained:
             return Outcome(Status.PASS, "Original headers and body retained", self.summary())
         return Outcome(
             Status.FAIL,
-            f"{len(self.problems())} difference(s) after the redirection",
+            self.title(),
             self.summary(),
             cause=Cause.UNKNOWN,
             remediation=remediation,
@@ -364,6 +380,11 @@ class Retention:
             "arrived_body_sha256": self.arrived_body.sha256,
             "body_changed": self.body_changed,
         }
+
+
+def _and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _header_diff(

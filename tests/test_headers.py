@@ -196,7 +196,7 @@ def test_each_kind_of_difference_is_named() -> None:
     assert (outcome.status, outcome.cause, outcome.title, outcome.remediation) == (
         Status.FAIL,
         Cause.UNKNOWN,
-        "4 difference(s) after the redirection",
+        "The redirection duplicated Cc, changed Subject, added Reply-To and dropped References",
         "fix it",
     )
 

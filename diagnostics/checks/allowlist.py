@@ -184,7 +184,7 @@ def classify_coverage(
                 "No allowlist documented",
                 "No allowlist documented; if your server restricts clients by IP, it must "
                 f"permit: {_listing(egress)} ({platform}'s egress IPs). Ready-to-paste lines "
-                "are in this finding's evidence under 'snippets'.",
+                "are under 'Settings to copy' in report.html (report.json: this finding's 'snippets').",
                 remediation=f"If {server} or its firewall restricts clients by IP, document "
                 f"what it permits as allowlist: [...] in the account file, so that the audit "
                 "can compare it.",
@@ -224,7 +224,7 @@ def classify_coverage(
                 Cause.CLIENT_IP_REJECTED,
                 f"Permit {_listing(coverage.missing)} on {server} (the server's allowlist or "
                 "its firewall): ready-to-paste lines for Postfix, Exchange, nftables and "
-                "iptables are in this finding's evidence under 'snippets'. Then add "
+                "iptables are under 'Settings to copy' in report.html (report.json: this finding's 'snippets'). Then add "
                 f"{_them(coverage.missing)} to the allowlist in the account file and run the "
                 "audit again.",
             ),
@@ -241,7 +241,7 @@ def classify_coverage(
                 "account's password stands between them and sending through your server." + notes,
                 remediation=f"Replace {_listing(coverage.too_broad)} with {platform}'s egress "
                 f"IPs ({_listing(egress)}) and the networks of your own clients; "
-                "ready-to-paste lines are in this finding's evidence under 'snippets'.",
+                "ready-to-paste lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets').",
             ),
             coverage,
             egress,
@@ -542,7 +542,7 @@ def classify_reachability(
     refused_ips = tuple(dict.fromkeys(r.egress_ip for r in allowlist_failures))
     permit = (
         f"Permit {', '.join(refused_ips)} on {at} in the server's allowlist or firewall "
-        "(ready-to-paste lines are in this finding's evidence under 'snippets'), then press "
+        "(ready-to-paste lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets')), then press "
         f"'{ui.test_connection}' in {ui.settings_path} to confirm that {platform} gets through."
     )
     if not failed:

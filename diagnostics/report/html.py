@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from diagnostics.findings import Finding, Status
 from diagnostics.redact import redact
+from diagnostics.report.colours import STATUS_COLOURS
 from diagnostics.report.json import write_atomic
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ __all__ = [
     "FLOWS",
     "CopyBlock",
     "clean",
+    "counts_line",
     "flow_of",
     "group_by_flow",
     "render_html",
@@ -37,6 +39,7 @@ __all__ = [
     "text",
     "to_fix_first",
     "verdict_line",
+    "worst_by_subject",
     "write_html",
 ]
 
@@ -100,6 +103,26 @@ def group_by_flow(findings: tuple[Finding, ...]) -> list[tuple[str, list[Finding
 def to_fix_first(findings: tuple[Finding, ...]) -> list[Finding]:
     """Every ``fail`` and ``error`` finding, in report order (the order an admin works in)."""
     return [f for f in findings if f.status >= Status.FAIL]
+
+
+def worst_by_subject(findings: tuple[Finding, ...]) -> dict[str, dict[str, Status]]:
+    """The worst status per subject ((sub)company) and flow, subjects in report order; a flow
+    with no finding for a subject is absent from its row."""
+    worst: dict[str, dict[str, Status]] = {}
+    for finding in findings:
+        row = worst.setdefault(finding.subject, {})
+        flow = flow_of(finding.check)
+        if flow not in row or finding.status > row[flow]:
+            row[flow] = finding.status
+    return worst
+
+
+def counts_line(findings: list[Finding] | tuple[Finding, ...]) -> str:
+    """``2 fail, 1 warn, 10 pass, 3 skip``: the statuses present, worst first."""
+    counts = {status: 0 for status in sorted(Status, reverse=True)}
+    for finding in findings:
+        counts[finding.status] += 1
+    return ", ".join(f"{n} {status.value}" for status, n in counts.items() if n)
 
 
 def verdict_line(report: Report) -> str:
@@ -167,24 +190,35 @@ h1.verdict-fail, h1.verdict-error { border-color: #b00020; background: #fdecee; 
 h1.verdict-warn { border-color: #8a6d00; background: #fff8e1; }
 h1.verdict-pass { border-color: #1b5e20; background: #e8f5e9; }
 h1.verdict-skip { border-color: #555555; background: #f0f0f0; }
-table { border-collapse: collapse; width: 100%; margin-bottom: 1.5rem; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 1rem; }
 th, td { border: 1px solid #bbbbbb; padding: 0.3rem 0.5rem; text-align: left;
-  vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; }
+  vertical-align: top; overflow-wrap: break-word; }
 th { background: #eeeeee; }
+table.findings { table-layout: fixed; }
+table.findings col.status { width: 5.5rem; }
+table.findings col.check { width: 15rem; }
+table.findings col.todo { width: 32%; }
+td p { margin: 0.3rem 0 0 0; white-space: pre-wrap; }
+code { font-family: monospace; overflow-wrap: anywhere; }
+table.glance { width: auto; }
+table.glance td { text-align: center; }
+details.passed > summary { cursor: pointer; color: #444444; margin-bottom: 0.5rem; }
 .badge { display: inline-block; padding: 0.1rem 0.4rem; border-radius: 0.2rem;
-  font-weight: bold; font-family: monospace; }
-.status-fail { background: #b00020; color: #ffffff; }
-.status-error { background: #6a1b9a; color: #ffffff; }
-.status-warn { background: #ffd54f; color: #000000; }
-.status-pass { background: #1b5e20; color: #ffffff; }
-.status-skip { background: #e0e0e0; color: #000000; }
+  font-weight: bold; font-family: monospace; white-space: nowrap; }
 pre { background: #f5f5f5; padding: 0.5rem; overflow-x: auto; white-space: pre-wrap; }
 .meta { color: #444444; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
 dt { font-weight: bold; }
-"""
+""" + "".join(
+    f".status-{status.value} {{ background: {bg}; color: {fg}; }}\n"
+    for status, (bg, fg) in STATUS_COLOURS.items()
+)
 
-_COLUMNS = ("Status", "Check", "Subject", "Title", "Detail", "Cause", "Remediation")
+_COLUMNS = ("Status", "Check and subject", "What was found", "What to do")
+_COLGROUP = (
+    '<colgroup><col class="status"><col class="check"><col class="found"><col class="todo">'
+    "</colgroup>"
+)
 
 
 def _badge(status: Status) -> str:
@@ -200,16 +234,36 @@ def _evidence(finding: Finding) -> str:
 
 
 def _row(finding: Finding) -> str:
+    found = f"<strong>{text(finding.title)}</strong>"
+    if finding.detail:
+        found += f"<p>{text(finding.detail)}</p>"
+    todo = f"<p>{text(finding.remediation)}</p>" if finding.remediation else ""
+    if finding.cause is not None:
+        todo += f'<p class="meta">cause: <code>{text(finding.cause.value)}</code></p>'
     cells = [
         _badge(finding.status),
-        text(finding.check),
-        text(finding.subject),
-        text(finding.title),
-        text(finding.detail) + _evidence(finding),
-        text(finding.cause.value if finding.cause else ""),
-        text(finding.remediation),
+        f"<code>{text(finding.check)}</code><p>{text(finding.subject)}</p>",
+        found + _evidence(finding),
+        todo,
     ]
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+    return (
+        f'<tr data-check="{text(finding.check)}">'
+        + "".join(f"<td>{cell}</td>" for cell in cells)
+        + "</tr>"
+    )
+
+
+def _table(findings: list[Finding]) -> list[str]:
+    header = "".join(f'<th scope="col">{text(c)}</th>' for c in _COLUMNS)
+    return [
+        '<table class="findings">',
+        _COLGROUP,
+        f"<thead><tr>{header}</tr></thead>",
+        "<tbody>",
+        *(_row(f) for f in findings),
+        "</tbody>",
+        "</table>",
+    ]
 
 
 def _fix_first(report: Report) -> list[str]:
@@ -230,14 +284,53 @@ def _fix_first(report: Report) -> list[str]:
     return out
 
 
+def _glance(report: Report) -> list[str]:
+    """The worst status per (sub)company and flow: where the trouble is, in one table."""
+    worst = worst_by_subject(report.findings)
+    flows = [flow for flow in FLOWS if any(flow in row for row in worst.values())]
+    if not worst:
+        return []
+    out = ['<section id="glance">', "<h2>At a glance</h2>", '<table class="glance">']
+    header = "".join(f'<th scope="col">{text(FLOWS[flow].split(":", 1)[0])}</th>' for flow in flows)
+    out.append(f'<thead><tr><th scope="col">(Sub)company</th>{header}</tr></thead>')
+    out.append("<tbody>")
+    for subject, row in worst.items():
+        cells = "".join(f"<td>{_badge(row[flow]) if flow in row else '—'}</td>" for flow in flows)
+        out.append(f'<tr><th scope="row">{text(subject)}</th>{cells}</tr>')
+    out += ["</tbody>", "</table>", "</section>"]
+    return out
+
+
 def _flows(report: Report) -> list[str]:
+    """Per flow: what needs attention (fail, error, warn) in full, then what passed or was
+    skipped, folded away so that it does not bury the rest."""
     out = []
-    header = "".join(f'<th scope="col">{text(c)}</th>' for c in _COLUMNS)
     for flow, findings in group_by_flow(report.findings):
-        out += [f'<section id="flow-{text(flow)}">', f"<h2>{text(FLOWS[flow])}</h2>"]
-        out += ["<table>", f"<thead><tr>{header}</tr></thead>", "<tbody>"]
-        out += [_row(f) for f in findings]
-        out += ["</tbody>", "</table>", "</section>"]
+        worst = max(f.status for f in findings)
+        out += [
+            f'<section id="flow-{text(flow)}">',
+            f"<h2>{_badge(worst)} {text(FLOWS[flow])}</h2>",
+        ]
+        attention = [f for f in findings if f.status >= Status.WARN]
+        rest = [f for f in findings if f.status < Status.WARN]
+        if attention:
+            out.append(f'<p class="meta">{text(counts_line(findings))}</p>')
+            out += _table(attention)
+        if rest:
+            passed = sum(f.status is Status.PASS for f in rest)
+            skipped = len(rest) - passed
+            summary = " and ".join(
+                part
+                for part in (
+                    f"{passed} passed" if passed else "",
+                    f"{skipped} skipped" if skipped else "",
+                )
+                if part
+            )
+            out += ['<details class="passed">', f"<summary>{text(summary)}</summary>"]
+            out += _table(rest)
+            out.append("</details>")
+        out.append("</section>")
     return out
 
 
@@ -289,6 +382,7 @@ def render_html(report: Report) -> str:
         f'<p class="meta">{text(report.company)} (account {text(report.account)}), '
         f"{text(report.mode)} run</p>",
         *_fix_first(report),
+        *_glance(report),
         *_flows(report),
         *_settings(report),
         *_run(report),

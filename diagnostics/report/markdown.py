@@ -22,6 +22,7 @@ from diagnostics.report.html import (
     snippets_to_copy,
     to_fix_first,
     verdict_line,
+    worst_by_subject,
 )
 from diagnostics.report.json import write_atomic
 
@@ -80,10 +81,24 @@ def _fix_first(report: Report) -> list[str]:
     return [*out, ""]
 
 
+def _glance(report: Report) -> list[str]:
+    worst = worst_by_subject(report.findings)
+    flows = [flow for flow in FLOWS if any(flow in row for row in worst.values())]
+    if not worst:
+        return []
+    out = ["## At a glance", ""]
+    out.append("| (Sub)company | " + " | ".join(FLOWS[f].split(":", 1)[0] for f in flows) + " |")
+    out.append("|" + "|".join(" --- " for _ in range(len(flows) + 1)) + "|")
+    for subject, row in worst.items():
+        cells = [_badge(row[flow]) if flow in row else "—" for flow in flows]
+        out.append(f"| {inline(subject)} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
 def _flows(report: Report) -> list[str]:
     out = []
     for flow, findings in group_by_flow(report.findings):
-        out += [f"## {FLOWS[flow]}", ""]
+        out += [f"## {_badge(max(f.status for f in findings))} {FLOWS[flow]}", ""]
         out.append("| " + " | ".join(_COLUMNS) + " |")
         out.append("|" + "|".join(" --- " for _ in _COLUMNS) + "|")
         out += [_row(f) for f in findings]
@@ -136,6 +151,7 @@ def render_markdown(report: Report) -> str:
         f"{inline(report.company)} (account {inline(report.account)}), {inline(report.mode)} run",
         "",
         *_fix_first(report),
+        *_glance(report),
         *_flows(report),
         *_settings(report),
         *_run(report),

@@ -148,8 +148,8 @@ def test_the_whole_internet_passes_every_ip_but_warns() -> None:
     )
     assert verdict.outcome.remediation == (
         "Replace 0.0.0.0/0 with Personio's egress IPs (3.121.59.239, 3.65.146.216, "
-        "18.158.122.164) and the networks of your own clients; ready-to-paste lines are in "
-        "this finding's evidence under 'snippets'."
+        "18.158.122.164) and the networks of your own clients; ready-to-paste lines are under "
+        "'Settings to copy' in report.html (report.json: this finding's 'snippets')."
     )
     assert verdict.snippet_networks == PERSONIO.egress_ips
 
@@ -185,7 +185,7 @@ def test_undocumented_allowlist_skips_and_names_every_egress_ip() -> None:
     assert verdict.outcome.detail == (
         "No allowlist documented; if your server restricts clients by IP, it must permit: "
         "3.121.59.239, 3.65.146.216, 18.158.122.164 (Personio's egress IPs). Ready-to-paste "
-        "lines are in this finding's evidence under 'snippets'."
+        "lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets')."
     )
     assert verdict.snippet_networks == PERSONIO.egress_ips
     assert verdict.coverage is None
@@ -211,8 +211,8 @@ def test_missing_ip_fails_with_client_ip_rejected_and_names_only_it() -> None:
     )
     assert outcome.remediation == (
         "Permit 18.158.122.164 on smtp.acme.example port 587 (the server's allowlist or its "
-        "firewall): ready-to-paste lines for Postfix, Exchange, nftables and iptables are in "
-        "this finding's evidence under 'snippets'. Then add it to the allowlist in the account "
+        "firewall): ready-to-paste lines for Postfix, Exchange, nftables and iptables are under "
+        "'Settings to copy' in report.html (report.json: this finding's 'snippets'). Then add it to the allowlist in the account "
         "file and run the audit again."
     )
     assert verdict.snippet_networks == nets("18.158.122.164/32")
@@ -699,7 +699,7 @@ async def test_the_egress_ip_missing_from_the_servers_allowlist_is_named(
     )
     assert company.remediation == (
         "Permit 18.158.122.164 on smtp.acme.example port 587 in the server's allowlist or "
-        "firewall (ready-to-paste lines are in this finding's evidence under 'snippets'), then "
+        "firewall (ready-to-paste lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets')), then "
         f"press 'Test connection' in {SETTINGS_PATH} to confirm that Personio gets through."
     )
     assert company.evidence["snippets"]["iptables"] == (

@@ -211,9 +211,20 @@ def test_findings_grouped_by_flow() -> None:
         "sender": ["sender.display_name"],
     }
     for flow, checks in expected.items():
-        rows = re.findall(r"<tr><td>.*?</td><td>([\w.]+)</td>", sections[flow])
+        rows = re.findall(r'<tr data-check="([\w.]+)">', sections[flow])
         assert rows == checks
-    assert '<span class="badge status-fail">FAIL</span>' in sections["outbound"]
+    # What needs attention is in the open; what passed or was skipped is folded away.
+    outbound = sections["outbound"]
+    assert '<details class="passed">' not in outbound  # no pass or skip in this flow
+    assert outbound.startswith(
+        'id="flow-outbound">\n<h2><span class="badge status-error">ERROR</span> Outbound'
+    )
+    assert '<p class="meta">1 error, 3 fail, 1 warn</p>' in outbound
+    configuration = sections["configuration"]
+    assert '<details class="passed">\n<summary>1 passed</summary>' in configuration
+    assert '<p class="meta">' not in configuration  # nothing needs attention: no count line
+    sender = sections["sender"]
+    assert "<summary>1 skipped</summary>" in sender
 
 
 def test_settings_to_copy_and_run_facts() -> None:
@@ -242,3 +253,20 @@ def test_write_html_replaces_atomically(tmp_path: Path) -> None:
     assert path == old
     assert path.read_text(encoding="utf-8") == render_html(make_report())
     assert os.listdir(tmp_path) == ["report.html"]
+
+
+def test_at_a_glance_shows_the_worst_status_per_company_and_flow() -> None:
+    page = render_html(make_report())
+    glance = page[page.index('<section id="glance">') :].split("</section>", 1)[0]
+    assert page.index('id="fix-first"') < page.index('id="glance"') < page.index('id="flow-')
+    header = re.findall(r'<th scope="col">([^<]+)</th>', glance)
+    assert header == ["(Sub)company", "Configuration", "Outbound", "Inbound", "Sender"]
+    rows = {
+        subject: re.findall(r"<td>(?:<span class=\"badge status-(\w+)\">\w+</span>|—)</td>", cells)
+        for subject, cells in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', glance)
+    }
+    assert rows == {
+        "Acme GmbH": ["pass", "fail", "fail", ""],
+        "Acme Retail GmbH": ["", "error", "", ""],
+        "Acme Labs GmbH": ["", "", "", "skip"],
+    }

@@ -12,9 +12,18 @@ from tests.report.test_html import make_report
 
 def test_tables_keep_their_shape() -> None:
     text = render_markdown(make_report())
-    rows = [line for line in text.splitlines() if line.startswith("|")]
+    flows = text.split("## At a glance\n\n", 1)[1].split("\n\n", 1)[1]
+    rows = [line for line in flows.splitlines() if line.startswith("|")]
     assert len(rows) == 4 * 2 + 8
     assert {row.count("|") for row in rows} == {8}
+    glance = text.split("## At a glance\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert glance == [
+        "| (Sub)company | Configuration | Outbound | Inbound | Sender |",
+        "| --- | --- | --- | --- | --- |",
+        "| Acme GmbH | **PASS** | **FAIL** | **FAIL** | — |",
+        "| Acme Retail GmbH | — | **ERROR** | — | — |",
+        "| Acme Labs GmbH | — | — | — | **SKIP** |",
+    ]
     assert (
         "| **ERROR** | smtp.connect | Acme Retail GmbH | &lt;script&gt;alert(1)&lt;/script&gt; "
         '"quotes" &amp; a &#124; pipe<br>second line\ufffdbell |'
@@ -37,10 +46,11 @@ def test_order_verdict_fix_first_flows_settings() -> None:
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == [
         "## What to fix first",
-        "## Configuration",
-        "## Outbound: the platform sends as you",
-        "## Inbound: replies reach the platform",
-        "## Sender: who each candidate mail comes from",
+        "## At a glance",
+        "## **PASS** Configuration",
+        "## **ERROR** Outbound: the platform sends as you",
+        "## **FAIL** Inbound: replies reach the platform",
+        "## **SKIP** Sender: who each candidate mail comes from",
         "## Settings to copy",
         "## About this run",
     ]
