@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--scenario", default="demo", help="the sandbox scenario to audit")
     demo.add_argument("--report-dir", type=Path, help="where to write (default reports/demo/)")
+    demo.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help="also render report.html in headless Chromium and save a PNG of it here",
+    )
 
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
@@ -494,11 +500,20 @@ def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
-def _demo(args: argparse.Namespace, out: TextIO) -> int:
-    """Exit 0 once the notebook ran and the report folder is written (its faults are deliberate)."""
+def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Exit 0 once the notebook ran and the report folder is written (its faults are deliberate);
+    2 when --screenshot is asked for and there is no browser (checked before the notebook runs)."""
     from diagnostics.demo import run_demo
     from diagnostics.report.json import read_json
 
+    if args.screenshot is not None:
+        from diagnostics.report.browser import BrowserUnavailable, require_browser
+
+        try:
+            require_browser()
+        except BrowserUnavailable as exc:
+            print(f"maildiag: {redact(str(exc))}", file=err)
+            return EXIT_USAGE
     directory = run_demo(scenario=args.scenario, report_dir=args.report_dir)
     report = read_json(directory / "report.json")
     summary = report["summary"]
@@ -509,6 +524,15 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     print(f"executed notebook: {directory / 'audit.ipynb'}", file=out)
     main_file = directory / "report.html"
     print(f"report: {main_file if main_file.exists() else directory / 'report.json'}", file=out)
+    if args.screenshot is not None:
+        from diagnostics.report.browser import BrowserUnavailable, screenshot
+
+        try:
+            png = screenshot(main_file, args.screenshot)
+        except BrowserUnavailable as exc:
+            print(f"maildiag: {redact(str(exc))}", file=err)
+            return EXIT_USAGE
+        print(f"screenshot: {png}", file=out)
     return EXIT_OK
 
 
@@ -565,7 +589,7 @@ def main(
             if args.command == "diagnose":
                 return _diagnose(args, out, err)
             if args.command == "demo":
-                return _demo(args, out)
+                return _demo(args, out, err)
             if args.command == "batch":
                 return _batch(args, out, err)
             return asyncio.run(_sandbox_up(args, out))
