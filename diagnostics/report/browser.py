@@ -29,7 +29,6 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,21 +358,6 @@ def screenshot(
                 context.close()
 
     image = _outside_running_loop(work)
-    temp: str | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(image)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, target)
-        temp = None
-    except OSError as exc:
-        raise ReportError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    finally:
-        if temp is not None:
-            with contextlib.suppress(OSError):
-                Path(temp).unlink(missing_ok=True)
-    return target
+    from diagnostics.report.json import write_atomic
+
+    return write_atomic(target, image)
