@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send one test message per SMTP setting, from the custom address to itself",
     )
+    audit.add_argument(
+        "--notebook",
+        action="store_true",
+        help="run through notebooks/audit.ipynb (papermill) and keep the executed notebook "
+        "in the report folder",
+    )
 
     smtp = commands.add_parser("smtp", help='the "Test connection" check alone')
     smtp.add_argument("--host", required=True, help="SMTP host, as entered on the platform")
@@ -231,10 +237,15 @@ def _print_resolution(report: Report, out: TextIO) -> None:
     Console(file=out, width=140, markup=False, emoji=False).print(table)
 
 
+def _verdict(report: Report) -> str:
+    """``verdict: fail (6 fail, 2 warn, 40 pass, 21 skip)``: the counts worst first."""
+    from diagnostics.report.html import counts_line
+
+    return f"verdict: {report.verdict.value} ({counts_line(report.findings)})"
+
+
 def _print_report(report: Report, out: TextIO) -> None:
-    summary = report.summary()
-    counts = ", ".join(f"{v} {k}" for k, v in summary.items() if v)
-    print(f"verdict: {report.verdict.value} ({counts})", file=out)
+    print(_verdict(report), file=out)
     for finding in report.findings:
         print(
             f"  {finding.status.value:5} {finding.check:34} {finding.subject}: {finding.title}",
@@ -269,6 +280,45 @@ async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _print_report(result.report, out)
         print(f"report: {path}", file=out)
     return result.exit_code
+
+
+def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``maildiag audit --notebook``: the same audit, executed as notebooks/audit.ipynb, so that
+    the report folder holds the executed notebook too (SPEC section 8)."""
+    from diagnostics.demo import AUDIT_NOTEBOOK, execute
+    from diagnostics.findings import Status
+    from diagnostics.registry import select
+    from diagnostics.report.json import read_json
+    from diagnostics.report.model import Report
+    from diagnostics.sandbox.scenario import load_scenario
+
+    only = _split_only(args.only)
+    select(only)  # an unknown check id is a usage error here, not a failed notebook cell
+    if args.sandbox:
+        load_scenario(args.sandbox)  # likewise an unknown scenario
+    directory = (args.report_dir or _default_report_dir(args.config)).resolve()
+    parameters: dict[str, object] = {
+        "config": str(args.config.resolve()),
+        "sandbox": args.sandbox or "",
+        "only": ",".join(only or []),
+        "report_dir": str(directory),
+        "timeout_s": 0,
+        "ca_file": str(args.ca_file.resolve()) if args.ca_file else "",
+        "send_test": bool(args.send_test),
+    }
+    notebook = execute(AUDIT_NOTEBOOK, directory / "audit.ipynb", parameters)
+    report = Report.from_dict(read_json(directory / "report.json"))
+    if args.json:
+        out.write((directory / "report.json").read_text(encoding="utf-8"))
+    else:
+        _print_report(report, out)
+        print(f"executed notebook: {notebook}", file=out)
+        print(f"report: {directory / 'report.json'}", file=out)
+    invalid = [f for f in report.findings if f.check == "config.schema" and f.status >= Status.FAIL]
+    if invalid:  # as without --notebook: the file's problems on stderr, exit 2
+        print(redact(invalid[0].detail), file=err)
+        return EXIT_USAGE
+    return report.exit_code
 
 
 def _static_hosts(values: list[str] | None) -> dict[str, tuple[str, ...]]:
@@ -515,12 +565,9 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"maildiag: {redact(str(exc))}", file=err)
             return EXIT_USAGE
     directory = run_demo(scenario=args.scenario, report_dir=args.report_dir)
-    report = read_json(directory / "report.json")
-    summary = report["summary"]
-    counts = ", ".join(
-        f"{summary[k]} {k}" for k in ("fail", "error", "warn", "pass", "skip") if summary[k]
-    )
-    print(f"verdict: {report['verdict']} ({counts})", file=out)
+    from diagnostics.report.model import Report
+
+    print(_verdict(Report.from_dict(read_json(directory / "report.json"))), file=out)
     print(f"executed notebook: {directory / 'audit.ipynb'}", file=out)
     main_file = directory / "report.html"
     print(f"report: {main_file if main_file.exists() else directory / 'report.json'}", file=out)
@@ -581,6 +628,8 @@ def main(
     try:
         with _logging(log_file, verbose=args.verbose):
             if args.command == "audit":
+                if args.notebook:
+                    return _audit_notebook(args, out, err)
                 return asyncio.run(_audit(args, out, err))
             if args.command == "smtp":
                 return asyncio.run(_smtp(args, out))

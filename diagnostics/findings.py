@@ -140,6 +140,21 @@ class Finding:
             "duration_ms": round(self.duration_ms, 3),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """A finding read back from :meth:`to_dict` output (KeyError/ValueError if malformed)."""
+        return cls(
+            check=str(data["check"]),
+            status=Status(data["status"]),
+            subject=str(data["subject"]),
+            title=str(data["title"]),
+            detail=str(data.get("detail") or ""),
+            evidence=data.get("evidence") or {},
+            cause=Cause(data["cause"]) if data.get("cause") else None,
+            remediation=str(data.get("remediation") or ""),
+            duration_ms=float(data.get("duration_ms") or 0.0),
+        )
+
 
 @dataclass(frozen=True)
 class Outcome:

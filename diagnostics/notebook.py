@@ -35,9 +35,10 @@ class NotebookAudit:
 
     @property
     def verdict_line(self) -> str:
+        from diagnostics.report.html import counts_line
+
         report = self.result.report
-        counts = ", ".join(f"{n} {status}" for status, n in report.summary().items() if n)
-        return f"Verdict: {report.verdict.value} ({counts})"
+        return f"Verdict: {report.verdict.value} ({counts_line(report.findings)})"
 
     def findings_table(self) -> pandas.DataFrame:
         from diagnostics.report.tables import findings_frame
@@ -144,12 +145,20 @@ def _sandbox_log(path: Path) -> Any:
 
 
 async def run_notebook_audit(
-    *, config: str, sandbox: str = "", only: str = "", report_dir: str = "", timeout_s: float = 0
+    *,
+    config: str,
+    sandbox: str = "",
+    only: str = "",
+    report_dir: str = "",
+    timeout_s: float = 0,
+    ca_file: str = "",
+    send_test: bool = False,
 ) -> NotebookAudit:
     """Audit ``config`` (in the sandbox world ``sandbox`` when given) and write the report folder.
 
     ``only`` is a comma-separated list of checks or families; ``timeout_s`` (0: the defaults)
-    bounds every network step.
+    bounds every network step; ``ca_file`` adds CA certificates (PEM) to the trust store;
+    ``send_test`` sends one test message per SMTP setting, from the custom address to itself.
     """
     base = _base(config)
     config_path = base / config
@@ -166,7 +175,14 @@ async def run_notebook_audit(
         if sandbox:
             stack.enter_context(_sandbox_log(directory / "sandbox.log"))
             world = await stack.enter_async_context(Sandbox(load_scenario(sandbox)))
-        result = await run_audit(config_path, sandbox=world, only=selection, timeouts=timeouts)
+        result = await run_audit(
+            config_path,
+            sandbox=world,
+            only=selection,
+            timeouts=timeouts,
+            ca_file=base / ca_file if ca_file else None,
+            send_test=bool(send_test),
+        )
     path = write_report(result.report, directory)
     return NotebookAudit(result, path.relative_to(base) if path.is_relative_to(base) else path)
 

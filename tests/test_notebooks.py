@@ -64,7 +64,7 @@ def test_demo_runs_the_audit_notebook_in_the_kernels_loop(tmp_path: Path) -> Non
         (e.check, e.subject, e.status) for e in expected
     ]
     text = outputs(directory / "audit.ipynb")
-    assert f"Verdict: fail ({report['summary']['skip']} skip" in text
+    assert f"Verdict: fail (6 fail, 2 warn, {report['summary']['pass']} pass, 21 skip)" in text
     assert "allowlist.reachability" in text
     assert (directory / "sandbox.log").read_text().count(
         "redirected to acme-jobs@m.personio.de"
@@ -80,9 +80,11 @@ def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
         "only",
         "report_dir",
         "timeout_s",
+        "ca_file",
+        "send_test",
     }
     with pytest.raises(
-        ValueError, match="has no parameter sandbox_name; it declares: config, only"
+        ValueError, match="has no parameter sandbox_name; it declares: ca_file, config, only"
     ):
         execute(AUDIT_NOTEBOOK, tmp_path / "out.ipynb", {"sandbox_name": "healthy"})
     assert not (tmp_path / "out.ipynb").exists()
@@ -186,7 +188,7 @@ def test_every_parameter_is_typed_and_documented_for_help_notebook(notebook: str
     parameters = papermill.inspect_notebook(str(NOTEBOOKS / notebook))
     assert parameters, f"{notebook} declares no parameters"
     for name, spec in parameters.items():
-        assert spec["inferred_type_name"] in ("str", "float"), (notebook, name, spec)
+        assert spec["inferred_type_name"] in ("str", "float", "bool"), (notebook, name, spec)
         assert spec["help"].strip(), (notebook, name)
         assert "password" not in name.lower(), (notebook, name)
 
@@ -237,3 +239,59 @@ def test_a_password_reaches_no_papermill_or_ci_log(tmp_path: Path) -> None:
     forms.append(base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode())
     for form in forms:
         assert [name for name, text in texts.items() if form in text] == []
+
+
+@pytest.mark.timeout(240)
+def test_audit_through_the_notebook_keeps_the_executed_notebook(tmp_path: Path) -> None:
+    import io
+
+    from diagnostics.cli import main
+    from diagnostics.sandbox.scenario import load_scenario
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["audit", str(CONFIGS / "acme.yaml"), "--sandbox", "demo", "--notebook",
+         "--report-dir", str(tmp_path / "acme")],
+        out=out, err=err,
+    )  # fmt: skip
+    assert (code, err.getvalue()) == (1, "")
+    folder = tmp_path / "acme"
+    assert {p.name for p in folder.iterdir()} >= {
+        "audit.ipynb", "report.html", "report.json", "report.md", "junit.xml", "sandbox.log",
+    }  # fmt: skip
+    report = json.loads((folder / "report.json").read_text())
+    assert [(f["check"], f["subject"], f["status"]) for f in report["findings"]] == [
+        (e.check, e.subject, e.status) for e in load_scenario("demo").expect
+    ]
+    printed = out.getvalue().splitlines()
+    assert printed[0].startswith("verdict: fail (6 fail, 2 warn, ")
+    assert f"executed notebook: {folder / 'audit.ipynb'}" in printed
+    assert "Verdict: fail" in outputs(folder / "audit.ipynb")
+
+
+@pytest.mark.timeout(240)
+def test_audit_through_the_notebook_reports_bad_input_like_the_plain_audit(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from diagnostics.cli import main
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("platform: {profile: personio, account: acme}\ncompany: {name: 42}\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["audit", str(broken), "--notebook", "--report-dir", str(tmp_path / "b")], out=out, err=err
+    )
+    assert code == 2
+    assert str(broken) in err.getvalue() and "company" in err.getvalue()
+    assert (tmp_path / "b" / "audit.ipynb").exists()  # the run is documented all the same
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["audit", str(CONFIGS / "acme.yaml"), "--notebook", "--only", "smtp.nosuch",
+         "--report-dir", str(tmp_path / "c")],
+        out=out, err=err,
+    )  # fmt: skip
+    assert code == 2 and "smtp.nosuch" in err.getvalue()
+    assert not (tmp_path / "c").exists()  # refused before anything ran

@@ -38,6 +38,19 @@ class Report:
         counts = Counter(f.status for f in self.findings)
         return {status.value: counts.get(status, 0) for status in Status}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """A report read back from ``report.json`` (:meth:`to_dict` output)."""
+        return cls(
+            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+            account=str(data["account"]),
+            company=str(data["company"]),
+            mode=str(data["mode"]),
+            config_file=data.get("config_file"),
+            scenario=data.get("scenario"),
+            generated_at=datetime.datetime.fromisoformat(data["generated_at"]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (``maildiag.report/1``)."""
         from diagnostics.report.json import SCHEMA

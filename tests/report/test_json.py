@@ -224,3 +224,15 @@ def test_rendered_json_redacts_secrets(tmp_path: Path, value: str) -> None:
     written = write_json(make_report(leaky), tmp_path).read_text(encoding="utf-8")
     assert written == text
     assert value not in json.loads(written)["findings"][0]["detail"]
+
+
+def test_a_report_read_back_from_json_is_the_same_report(tmp_path: Path) -> None:
+    report = make_report(*FINDINGS)
+    again = Report.from_dict(read_json(write_json(report, tmp_path)))
+    assert again.to_dict() == report.to_dict()
+    assert again.findings[1] == FINDINGS[1]
+    assert (again.verdict, again.exit_code, again.generated_at) == (
+        Status.FAIL,
+        1,
+        WHEN.replace(microsecond=0),
+    )
