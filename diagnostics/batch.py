@@ -4,7 +4,6 @@ of them."""
 
 from __future__ import annotations
 
-import html
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,6 +25,9 @@ class BatchRun:
     verdict: str | None = None
     summary: dict[str, int] | None = None
     error: str | None = None
+    company: str = ""
+    #: The titles of the account's fail and error findings, in report order.
+    to_fix: tuple[str, ...] = ()
 
 
 def _one(config: Path, directory: Path, sandbox: str) -> BatchRun:
@@ -44,7 +46,14 @@ def _one(config: Path, directory: Path, sandbox: str) -> BatchRun:
         report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
     except Exception as exc:  # one broken run must not stop the others; it is reported
         return BatchRun(config, directory, error=redact(f"{type(exc).__name__}: {exc}"[:2000]))
-    return BatchRun(config, directory, report["verdict"], report["summary"])
+    to_fix = tuple(
+        f"{f['title']} ({f['subject']})"
+        for f in report["findings"]
+        if f["status"] in ("fail", "error")
+    )
+    return BatchRun(
+        config, directory, report["verdict"], report["summary"], None, report["company"], to_fix
+    )
 
 
 def run_batch(
@@ -90,28 +99,63 @@ def _console(stream: TextIO):  # type: ignore[no-untyped-def]
     return Console(file=stream, width=100)
 
 
+_INDEX_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #1a1a1a; line-height: 1.4; }
+table { border-collapse: collapse; width: 100%; }
+th, td { border: 1px solid #bbbbbb; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #eeeeee; }
+ul { margin: 0; padding-left: 1.2rem; }
+.badge { display: inline-block; padding: 0.1rem 0.4rem; border-radius: 0.2rem;
+  font-weight: bold; font-family: monospace; white-space: nowrap; }
+.meta { color: #444444; }
+"""
+
+
 def render_index(runs: list[BatchRun], report_dir: Path) -> str:
-    """The summary page: one row per account, linking its report; everything escaped."""
+    """The summary page: one row per account (its company, verdict, counts, what to fix
+    first), linking its report; every value escaped."""
+    from diagnostics.report.colours import STATUS_COLOURS
+    from diagnostics.report.html import text
+
+    badge_css = "".join(
+        f".status-{status.value} {{ background: {bg}; color: {fg}; }}\n"
+        for status, (bg, fg) in STATUS_COLOURS.items()
+    )
     rows = []
     for run in runs:
-        link = html.escape(str(run.directory.relative_to(report_dir) / "report.html"))
-        name = html.escape(str(run.config))
+        link = text(run.directory.relative_to(report_dir).as_posix() + "/report.html")
+        account = f'{text(run.company or "—")}<br><span class="meta">{text(run.config)}</span>'
         if run.error is not None:
             rows.append(
-                f"<tr><td>{name}</td><td class=error>ERROR</td><td colspan=2>{html.escape(run.error)}</td></tr>"
+                f'<tr><td>{account}</td><td><span class="badge status-error">ERROR</span></td>'
+                f"<td>the audit did not run</td><td>{text(run.error)}</td><td></td></tr>"
             )
             continue
-        counts = ", ".join(f"{n} {k}" for k, n in (run.summary or {}).items() if n and k != "total")
-        verdict = html.escape(run.verdict or "")
-        rows.append(
-            f'<tr><td>{name}</td><td class="{verdict}">{verdict.upper()}</td>'
-            f'<td>{html.escape(counts)}</td><td><a href="{link}">report</a></td></tr>'
+        counts = ", ".join(
+            f"{n} {status}"
+            for status in ("error", "fail", "warn", "pass", "skip")
+            if (n := (run.summary or {}).get(status, 0))
         )
+        verdict = text(run.verdict or "")
+        fix = (
+            "<ul>" + "".join(f"<li>{text(title)}</li>" for title in run.to_fix) + "</ul>"
+            if run.to_fix
+            else "nothing"
+        )
+        rows.append(
+            f'<tr><td>{account}</td><td><span class="badge status-{verdict}">{verdict.upper()}</span></td>'
+            f'<td>{text(counts)}</td><td>{fix}</td><td><a href="{link}">report</a></td></tr>'
+        )
+    failing = sum(run.error is not None or run.verdict in ("fail", "error") for run in runs)
+    noun = "account" if len(runs) == 1 else "accounts"
     return (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>maildiag batch</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:.3em .6em}.fail,.error{background:#fdd}"
-        ".warn{background:#ffd}.pass{background:#dfd}</style></head><body>"
-        f"<h1>maildiag batch: {len(runs)} accounts</h1><table><tr><th>account file</th><th>verdict</th>"
-        "<th>findings</th><th></th></tr>" + "".join(rows) + "</table></body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>maildiag batch: {len(runs)} {noun}</title>\n"
+        f"<style>{_INDEX_STYLE}{badge_css}</style>\n</head>\n<body>\n"
+        f"<h1>maildiag batch: {len(runs)} {noun}, {failing} need action</h1>\n"
+        '<table>\n<thead><tr><th scope="col">Company and account file</th>'
+        '<th scope="col">Verdict</th><th scope="col">Findings</th>'
+        '<th scope="col">What to fix first</th><th scope="col"></th></tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>\n</body>\n</html>\n"
     )

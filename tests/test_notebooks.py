@@ -167,6 +167,18 @@ def test_batch_runs_each_account_and_indexes_them(tmp_path: Path) -> None:
     assert '<a href="acme/report.html">' in index and '<a href="broken/report.html">' in index
     for name in ("acme", "acme-parent-only", "broken"):
         assert (tmp_path / "batch" / name / "report.html").exists()
+    from diagnostics.report.browser import read_report
+
+    broken_title = next(
+        f["title"]
+        for f in json.loads((tmp_path / "batch" / "broken" / "report.json").read_text())["findings"]
+        if f["status"] == "fail"
+    )
+    page = read_report(tmp_path / "batch" / "index.html", must_see=["Acme GmbH", broken_title])
+    assert page.verdict == "maildiag batch: 3 accounts, 1 need action"
+    assert page.unseen == [] and page.blocked_requests == [] and page.script_elements == 0
+    rows = [line for line in page.text.splitlines() if line.startswith("Acme GmbH")]
+    assert rows and "PASS" in page.text and page.text.count("FAIL") == 1
 
 
 @pytest.mark.timeout(300)
@@ -180,7 +192,8 @@ def test_batch_records_a_run_that_cannot_start_and_goes_on(tmp_path: Path) -> No
     assert [run.verdict for run in runs] == [None, None]
     assert all(run.error and "no-such-world" in run.error for run in runs)
     index = (tmp_path / "batch" / "index.html").read_text()
-    assert index.count("<td class=error>ERROR</td>") == 2
+    assert index.count('<span class="badge status-error">ERROR</span>') == 2
+    assert index.count("the audit did not run") == 2
 
 
 @pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
