@@ -35,6 +35,9 @@ _REPLY_PATTERNS = (
     re.compile(r"(?<![\d.])([45]\d\d)[ -](?=[45]\.\d{1,3}\.\d{1,3})"),
 )
 _GENERIC_STATUS = re.compile(r"^[245]\.0\.0$")
+# Bounces wrap long replies over indented lines ("Client host\n    rejected"): wording is
+# matched with every run of white space read as one space.
+_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,10 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     best = Specificity.NONE
     chosen = None
     phrase: str | None = None
+    wording = _WHITESPACE.sub(" ", failure.text)
     for rule in table.rules:
         level, matched = rule.match(
-            failure.code, failure.enhanced, failure.text, generic=table.generic_enhanced
+            failure.code, failure.enhanced, wording, generic=table.generic_enhanced
         )
         if level > best:
             best, chosen, phrase = level, rule, matched
