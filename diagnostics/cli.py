@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from diagnostics import __version__
 from diagnostics.errors import ConfigError, DiagnosticsError
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios"
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,9 +353,28 @@ def _nameserver(value: str | None) -> tuple[str, int] | None:
         ) from None
 
 
+def _in_thread(function: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+    """``function(*args)`` run in a daemon thread: it is waited for only where it is needed,
+    so that a command refused for its options neither waits for it nor hears of its errors."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"maildiag-{function.__name__}", daemon=True).start()
+    return future
+
+
 async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
+    from diagnostics.context import Timeouts, system_trust
+
+    # Loading the system's trust store keeps OpenSSL busy for a while, without the GIL: it
+    # loads in a thread while the imports below run; its errors surface where they did.
+    trust = _in_thread(system_trust, args.ca_file)
     from diagnostics.adhoc import adhoc_config, run_smtp_check
-    from diagnostics.context import Timeouts
     from diagnostics.report.json import render_json
 
     config = adhoc_config(
@@ -368,14 +391,17 @@ async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
         timeouts = Timeouts(
             dns=step, connect=step, banner=step, command=step, data=step, check=step * 12
         )
+    static_hosts = _static_hosts(args.resolve)
+    nameserver = _nameserver(args.dns_server)
+    trust_store = await asyncio.wrap_future(trust)
     report = await run_smtp_check(
         config,
-        ca_file=args.ca_file,
+        trust=trust_store,
         send_test=args.send_test,
         source=args.source,
-        static_hosts=_static_hosts(args.resolve),
+        static_hosts=static_hosts,
         timeouts=timeouts,
-        nameserver=_nameserver(args.dns_server),
+        nameserver=nameserver,
     )
     if args.report_dir:
         from diagnostics.audit import write_report

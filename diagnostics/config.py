@@ -9,13 +9,11 @@ what was expected and what was found. A secret's value never appears in a messag
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import yaml
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,18 +25,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from diagnostics import fields
 from diagnostics.errors import ConfigError, ConfigProblem, SecretError
+from diagnostics.fields import FieldProblem
 from diagnostics.profiles import IPNetwork, PlatformProfile, load_profiles
 from diagnostics.secrets import Secret, env_reference_name, read_secret_file, resolve_env
 
 Encryption = Literal["starttls", "tls", "none"]
 SenderName = Literal["employee", "company"]
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
-_ACCOUNT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+T = TypeVar("T")
 
 
 def _problem(expected: str, found: Any) -> PydanticCustomError:
@@ -47,15 +43,16 @@ def _problem(expected: str, found: Any) -> PydanticCustomError:
     )
 
 
-def _email(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _problem("an e-mail address (text)", value)
-    if _CONTROL.search(value):
-        raise _problem("an e-mail address without control characters (CR, LF, TAB, ...)", value)
+def _checked(rule: Callable[[Any], T], value: Any) -> T:
+    """``rule(value)`` (a rule of :mod:`diagnostics.fields`), its problem as pydantic's error."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise _problem(f"an e-mail address like jobs@company.example ({exc})", value) from None
+        return rule(value)
+    except FieldProblem as problem:
+        raise _problem(problem.expected, problem.found) from None
+
+
+def _email(value: Any) -> str:
+    return _checked(fields.email, value)
 
 
 EmailAddress = Annotated[str, Field(json_schema_extra={"format": "email"})]
@@ -131,34 +128,17 @@ class SmtpSettings(_Model):
     @field_validator("host", mode="before")
     @classmethod
     def _host(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise _problem("a host name like smtp.company.example", value)
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            pass
-        if not _HOSTNAME.match(value):
-            raise _problem(
-                "a host name like smtp.company.example (letters, digits, - and .)", value
-            )
-        return value.rstrip(".").lower()
+        return _checked(fields.host, value)
 
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise _problem("a port number from 1 to 65535 (usually 587, 465 or 25)", value)
-        return value
+        return _checked(fields.port, value)
 
     @field_validator("encryption", mode="before")
     @classmethod
     def _encryption(cls, value: Any) -> str:
-        aliases = {"ssl": "tls", "implicit": "tls", "tls/starttls": "starttls"}
-        text = str(value).strip().lower() if isinstance(value, str) else value
-        text = aliases.get(text, text) if isinstance(text, str) else text
-        if text not in ("starttls", "tls", "none"):
-            raise _problem("one of starttls, tls (implicit TLS, 'SSL'), none", value)
-        return str(text)
+        return _checked(fields.encryption, value)
 
     @field_validator("account", mode="before")
     @classmethod
@@ -292,17 +272,12 @@ class Platform(_Model):
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
-        known = load_profiles()
-        if value not in known:
-            raise _problem(f"one of the built-in profiles: {', '.join(sorted(known))}", value)
-        return value
+        return _checked(lambda name: fields.profile_name(name, load_profiles()), value)
 
     @field_validator("account")
     @classmethod
     def _account(cls, value: str) -> str:
-        if not _ACCOUNT.match(value):
-            raise _problem("the platform account name: lower-case letters, digits and -", value)
-        return value
+        return _checked(fields.platform_account, value)
 
 
 class AccountConfig(_Model):
@@ -417,13 +392,7 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
     return text or "(top level)"
 
 
-def _found(value: Any, loc: tuple[str | int, ...]) -> str:
-    if any(part in ("password", "password_file") for part in loc if isinstance(part, str)):
-        return "(not shown)"
-    if isinstance(value, dict):
-        return "a mapping"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+_found = fields.found_text
 
 
 def problems_from_validation(

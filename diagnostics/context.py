@@ -16,13 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-import dns.asyncresolver
-import dns.resolver
-
-from diagnostics.config import AccountConfig
 from diagnostics.errors import SandboxError
 
 if TYPE_CHECKING:
+    import dns.asyncresolver
+
+    # Only a type here: `maildiag smtp` builds a Context without loading pydantic's models.
+    from diagnostics.config import AccountConfig
     from diagnostics.roundtrip import Mailboxes
 
 Mode = Literal["live", "sandbox"]
@@ -103,6 +103,10 @@ def live_resolver(timeout: float) -> dns.asyncresolver.Resolver:
     resolver has no name servers: each DNS check then reports that, instead of the audit
     failing before any check could run.
     """
+    # dnspython is imported here, so that system_trust() and the types come without it.
+    import dns.asyncresolver
+    import dns.resolver
+
     try:
         resolver = dns.asyncresolver.Resolver()
     except dns.resolver.NoResolverConfiguration:

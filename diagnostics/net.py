@@ -12,11 +12,14 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
-
-import aiosmtplib
+from typing import TYPE_CHECKING, Any
 
 from diagnostics.errors import ProbeError, StepTimeout
+
+if TYPE_CHECKING:
+    # aiosmtplib is imported where a session is opened: `maildiag smtp` speaks SMTP through
+    # diagnostics.smtpclient and only needs connect_socket from here.
+    import aiosmtplib
 
 
 async def connect_socket(
@@ -55,6 +58,8 @@ async def smtp_session(sock: socket.socket, **options: Any) -> AsyncIterator[aio
     while a TLS transport is still shutting down would free its descriptor under the event
     loop's feet (and the next socket would get the same number).
     """
+    import aiosmtplib
+
     client = aiosmtplib.SMTP(sock=sock, **options)
     try:
         await client.connect()
@@ -95,6 +100,8 @@ async def authenticate_once(client: aiosmtplib.SMTP, account: str, password: str
     SMTPAuthenticationError passes up with the server's reply; SMTPException when the server
     offers no mechanism this client speaks.
     """
+    import aiosmtplib
+
     if client.last_ehlo_response is None:
         # After STARTTLS the client must forget the old EHLO answer (RFC 3207 4.2) and ask again.
         await client.ehlo()

@@ -7,21 +7,24 @@ that remediation texts quote.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, field_validator
-
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class PlatformUI(BaseModel):
-    """Labels and menu paths of the platform's settings, as its users see them."""
+# Plain frozen dataclasses, not pydantic models: the profiles are the product's own data, and
+# `maildiag smtp` reads them without importing pydantic (it must start fast). A key missing
+# from or unknown to profiles.yaml is an error all the same (see _build).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+@dataclass(frozen=True)
+class PlatformUI:
+    """Labels and menu paths of the platform's settings, as its users see them."""
 
     settings_path: str
     inbound_address_label: str
@@ -37,10 +40,9 @@ class PlatformUI(BaseModel):
     position_subcompany: str
 
 
-class PlatformProfile(BaseModel):
+@dataclass(frozen=True)
+class PlatformProfile:
     """One recruiting platform."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     display_name: str
@@ -49,11 +51,6 @@ class PlatformProfile(BaseModel):
     egress_ips: tuple[IPNetwork, ...]
     ui: PlatformUI
     encryption_labels: dict[str, str]
-
-    @field_validator("egress_ips", mode="before")
-    @classmethod
-    def _networks(cls, value: Any) -> tuple[IPNetwork, ...]:
-        return tuple(ipaddress.ip_network(str(v), strict=True) for v in value)
 
     def inbound_address_for(self, account: str) -> str:
         """The platform's inbound address for ``account`` (``acme`` -> ``acme-jobs@m.personio.de``)."""
@@ -64,12 +61,44 @@ class PlatformProfile(BaseModel):
         return self.encryption_labels.get(encryption, encryption)
 
 
+def _build(cls: type[Any], where: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` checked against ``cls``'s fields: ValueError names a missing or unknown key."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing, unknown = sorted(names - set(body)), sorted(set(body) - names)
+    if missing or unknown:
+        raise ValueError(
+            f"data/profiles.yaml, {where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
+        )
+    return body
+
+
+def build_profile(name: str, body: dict[str, Any]) -> PlatformProfile:
+    """The profile ``name`` from its data in profiles.yaml; ValueError for a wrong key or
+    network."""
+    body = _build(PlatformProfile, name, {"name": name, **body})
+    ui = _build(PlatformUI, f"{name}.ui", dict(body["ui"]))
+    return PlatformProfile(
+        **{
+            **body,
+            "egress_ips": tuple(
+                ipaddress.ip_network(str(v), strict=True) for v in body["egress_ips"]
+            ),
+            "ui": PlatformUI(**{**ui, "smtp_fields": tuple(ui["smtp_fields"])}),
+            "encryption_labels": {str(k): str(v) for k, v in body["encryption_labels"].items()},
+        }
+    )
+
+
 @cache
 def load_profiles() -> dict[str, PlatformProfile]:
     """Every built-in profile by name."""
+    import yaml
+
     text = resources.files("diagnostics").joinpath("data/profiles.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text)
-    return {name: PlatformProfile(name=name, **body) for name, body in raw.items()}
+    # libyaml's safe loader, when PyYAML has it, builds the same data several times faster.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    raw: dict[str, dict[str, Any]] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    return {name: build_profile(name, body) for name, body in raw.items()}
 
 
 def get_profile(name: str) -> PlatformProfile:

@@ -20,7 +20,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from diagnostics.errors import ProbeError, StepTimeout
 from diagnostics.net import connect_socket
@@ -88,6 +88,9 @@ class TLSInfo:
     version: str
     cipher: str
     peer_certificate: bytes | None
+    # The same certificate as the ssl module decodes it (``getpeercert()``): filled only when
+    # the handshake verified it; lets the checks read it without importing cryptography.
+    peer_certificate_decoded: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -179,10 +182,15 @@ class SMTPConnection:
         if ssl_object is None:
             return
         cipher = ssl_object.cipher()
+        try:
+            decoded = ssl_object.getpeercert() or None
+        except ValueError:  # a name the ssl module cannot decode: read from the DER form only
+            decoded = None
         self.tls = TLSInfo(
             version=str(ssl_object.version()),
             cipher=cipher[0] if cipher else "",
             peer_certificate=ssl_object.getpeercert(binary_form=True),
+            peer_certificate_decoded=decoded,
         )
         self.transcript.add("*", f"TLS established: {self.tls.version}, {self.tls.cipher}")
 

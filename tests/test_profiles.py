@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
-from pydantic import ValidationError
 
-from diagnostics.profiles import PlatformProfile, get_profile, load_profiles
+from diagnostics.profiles import build_profile, get_profile, load_profiles
 
 
 def test_the_built_in_profiles() -> None:
@@ -69,12 +69,13 @@ def test_unknown_profile_names_the_known_ones() -> None:
 
 def test_profile_is_frozen() -> None:
     personio = get_profile("personio")
-    with pytest.raises(ValidationError, match="frozen"):
-        personio.inbound_domain = "evil.example"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        personio.inbound_domain = "evil.example"  # type: ignore[misc]
 
 
 def test_profile_rejects_egress_network_with_host_bits() -> None:
-    body = get_profile("personio").model_dump()
+    body = dataclasses.asdict(get_profile("personio"))
+    body.pop("name")
     body["egress_ips"] = ["10.0.0.1/8"]
-    with pytest.raises(ValidationError, match="has host bits set"):
-        PlatformProfile(**body)
+    with pytest.raises(ValueError, match="has host bits set"):
+        build_profile("personio", body)

@@ -19,18 +19,16 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from diagnostics.config import SmtpSettings
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError, StepTimeout
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import AUTH_PREFERENCE
-from diagnostics.profiles import PlatformProfile
 from diagnostics.providers import Provider, recognise
 from diagnostics.registry import check
 from diagnostics.smtpclient import (
@@ -41,6 +39,11 @@ from diagnostics.smtpclient import (
     Transcript,
     check_address,
 )
+
+if TYPE_CHECKING:
+    # Types only: `maildiag smtp` runs these checks without loading pydantic's models.
+    from diagnostics.config import SmtpSettings
+    from diagnostics.profiles import PlatformProfile
 
 T = TypeVar("T")
 
@@ -99,8 +102,16 @@ class Certificate:
         }
 
 
-def parse_certificate(der: bytes) -> Certificate:
-    """The reader-relevant fields of a DER certificate."""
+def parse_certificate(der: bytes, decoded: dict[str, Any] | None = None) -> Certificate:
+    """The reader-relevant fields of a DER certificate.
+
+    ``decoded`` is the same certificate as the ssl module decodes it (``getpeercert()``, which
+    it fills for a verified peer only); when it holds every field, it is read instead.
+    """
+    if decoded:
+        certificate = certificate_from_decoded(decoded)
+        if certificate is not None:
+            return certificate
     # cryptography costs a noticeable share of the command's start-up; only TLS needs it.
     from cryptography import x509
     from cryptography.x509.oid import NameOID
@@ -124,6 +135,41 @@ def parse_certificate(der: bytes) -> Certificate:
         names=names,
         not_after=cert.not_valid_after_utc,
         self_signed=cert.issuer == cert.subject,
+    )
+
+
+def certificate_from_decoded(decoded: dict[str, Any]) -> Certificate | None:
+    """What :func:`parse_certificate` reads from the DER form, read from the ssl module's
+    decoding instead; None when that lacks something (no common name, say), so that
+    cryptography reads the DER form as before.
+    """
+
+    def common_name(name: Any) -> str | None:
+        return next((v for rdn in name for k, v in rdn if k == "commonName"), None)
+
+    try:
+        subject = common_name(decoded["subject"])
+        issuer = common_name(decoded["issuer"])
+        alt_names = decoded.get("subjectAltName", ())
+        dns_names = tuple(v for k, v in alt_names if k == "DNS")
+        addresses = tuple(
+            str(ipaddress.ip_address(v.strip())) for k, v in alt_names if k == "IP Address"
+        )
+        not_after = datetime.datetime.fromtimestamp(
+            ssl.cert_time_to_seconds(decoded["notAfter"]), datetime.UTC
+        )
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(subject, str) or not isinstance(issuer, str):
+        return None
+    if not all(isinstance(n, str) and n.isascii() for n in dns_names):
+        return None  # an IA5String holds ASCII only: let cryptography judge such a name
+    return Certificate(
+        subject=subject,
+        issuer=issuer,
+        names=dns_names + addresses,
+        not_after=not_after,
+        self_signed=decoded["issuer"] == decoded["subject"],
     )
 
 
@@ -388,7 +434,8 @@ async def fetch_certificate(
             if reply.code == 220:
                 await connection.starttls(_unverified(), context.timeouts.command)
         der = connection.tls.peer_certificate if connection.tls else None
-        return parse_certificate(der) if der else None
+        decoded = connection.tls.peer_certificate_decoded if connection.tls else None
+        return parse_certificate(der, decoded) if der else None
     except ProbeError:
         return None
     finally:
@@ -430,7 +477,9 @@ async def probe_session(
     finally:
         await connection.close()
         if outcome.tls is not None and outcome.tls.peer_certificate and outcome.certificate is None:
-            outcome.certificate = parse_certificate(outcome.tls.peer_certificate)
+            outcome.certificate = parse_certificate(
+                outcome.tls.peer_certificate, outcome.tls.peer_certificate_decoded
+            )
     return outcome
 
 

@@ -1,0 +1,100 @@
+"""The rules for single setting values (host, port, encryption, e-mail address, ...).
+
+Shared by the account file's models (:mod:`diagnostics.config`, pydantic) and by
+``maildiag smtp`` (:mod:`diagnostics.adhoc`), which checks its command-line options with the
+same rules without paying for pydantic at start-up. A rule returns the normalised value or
+raises :class:`FieldProblem` with what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+PLATFORM_ACCOUNT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENCRYPTION_ALIASES = {"ssl": "tls", "implicit": "tls", "tls/starttls": "starttls"}
+
+
+class FieldProblem(Exception):
+    """A value breaks its rule: ``expected`` says what would do, ``found`` is the value."""
+
+    def __init__(self, expected: str, found: Any) -> None:
+        super().__init__(f"expected {expected}")
+        self.expected = expected
+        self.found = found
+
+
+def host(value: Any) -> str:
+    """An IP address (normalised) or a host name (lower case, without the trailing dot)."""
+    if not isinstance(value, str) or not value:
+        raise FieldProblem("a host name like smtp.company.example", value)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not HOSTNAME.match(value):
+        raise FieldProblem(
+            "a host name like smtp.company.example (letters, digits, - and .)", value
+        )
+    return value.rstrip(".").lower()
+
+
+def port(value: Any) -> int:
+    """A TCP port number."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise FieldProblem("a port number from 1 to 65535 (usually 587, 465 or 25)", value)
+    return value
+
+
+def encryption(value: Any) -> str:
+    """``starttls``, ``tls`` or ``none``; also the names other tools use (SSL, implicit)."""
+    text = str(value).strip().lower() if isinstance(value, str) else value
+    text = _ENCRYPTION_ALIASES.get(text, text) if isinstance(text, str) else text
+    if text not in ("starttls", "tls", "none"):
+        raise FieldProblem("one of starttls, tls (implicit TLS, 'SSL'), none", value)
+    return str(text)
+
+
+def email(value: Any) -> str:
+    """An e-mail address, normalised by email-validator (no deliverability check)."""
+    if not isinstance(value, str):
+        raise FieldProblem("an e-mail address (text)", value)
+    if _CONTROL.search(value):
+        raise FieldProblem("an e-mail address without control characters (CR, LF, TAB, ...)", value)
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise FieldProblem(f"an e-mail address like jobs@company.example ({exc})", value) from None
+
+
+def platform_account(value: str) -> str:
+    """The platform account's name."""
+    if not PLATFORM_ACCOUNT.match(value):
+        raise FieldProblem("the platform account name: lower-case letters, digits and -", value)
+    return value
+
+
+def profile_name(value: str, known: Iterable[str]) -> str:
+    """One of the ``known`` platform profiles."""
+    names = sorted(known)
+    if value not in names:
+        raise FieldProblem(f"one of the built-in profiles: {', '.join(names)}", value)
+    return value
+
+
+def found_text(value: Any, loc: tuple[str | int, ...]) -> str:
+    """How a problem shows the value it found: never a password, a mapping as such, short."""
+    if any(part in ("password", "password_file") for part in loc if isinstance(part, str)):
+        return "(not shown)"
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
