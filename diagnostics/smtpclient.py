@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import re
 import ssl
 import time
@@ -133,6 +134,23 @@ class SMTPConnection:
         self.tls: TLSInfo | None = None
         # After a timeout or a garbled reply the dialogue is out of step: no polite QUIT then.
         self.broken = False
+
+    @property
+    def helo_name(self) -> str:
+        """What to say after EHLO: the address literal of this end of the connection
+        (``[192.0.2.5]``, ``[IPv6:2001:db8::5]``). RFC 5321 4.1.4: a client without a
+        meaningful domain name sends an address literal; a made-up name is refused by servers
+        that look the name up (Postfix reject_unknown_helo_hostname: "Helo command rejected:
+        Host not found")."""
+        sockname = self.writer.get_extra_info("sockname")
+        try:
+            address = ipaddress.ip_address(str(sockname[0]).split("%", 1)[0])
+        except (TypeError, IndexError, ValueError):
+            return "[127.0.0.1]"
+        if isinstance(address, ipaddress.IPv6Address):
+            mapped = address.ipv4_mapped
+            return f"[{mapped}]" if mapped else f"[IPv6:{address.compressed}]"
+        return f"[{address}]"
 
     @classmethod
     async def open(

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 EXPIRY_WARN_DAYS = 21
-HELO_NAME = "maildiag.invalid"
 ALTERNATIVES: tuple[tuple[int, str], ...] = ((465, "tls"), (587, "starttls"), (25, "starttls"))
 
 
@@ -377,7 +376,7 @@ async def _open(
         outcome.ehlo = await _timed(
             outcome,
             "ehlo",
-            lambda: connection.command("ehlo", f"EHLO {HELO_NAME}", timeouts.command),
+            lambda: connection.command("ehlo", f"EHLO {connection.helo_name}", timeouts.command),
         )
     except ProbeError:
         await connection.close()
@@ -514,7 +513,9 @@ async def _session(
             raise
         outcome.tls = connection.tls
         outcome.ehlo = await _timed(
-            outcome, "ehlo_tls", lambda: connection.command("ehlo", f"EHLO {HELO_NAME}", command)
+            outcome,
+            "ehlo_tls",
+            lambda: connection.command("ehlo", f"EHLO {connection.helo_name}", command),
         )
         if outcome.failed:
             return
@@ -1280,7 +1281,7 @@ async def probe_alternative(
                 return Alternative(port, encryption, False, f"STARTTLS answered {reply}")
             await connection.starttls(context.trust, context.timeouts.command)
             outcome.ehlo = await connection.command(
-                "ehlo", f"EHLO {HELO_NAME}", context.timeouts.command
+                "ehlo", f"EHLO {connection.helo_name}", context.timeouts.command
             )
         mechanisms = outcome.advertised_auth
         tls = connection.tls

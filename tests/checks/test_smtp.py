@@ -452,3 +452,49 @@ def test_every_provider_rule_has_a_known_cause_and_fills_its_placeholders() -> N
         for rule in provider.rules:
             text = rule.remediation.format(account="a@b.example", sender="c@b.example")
             assert "{" not in text and text.endswith(".")
+
+
+# -- EHLO ---------------------------------------------------------------------------------------
+
+
+async def test_ehlo_names_the_client_by_its_address_literal() -> None:
+    """RFC 5321 4.1.4: without a meaningful domain name a client sends an address literal; a
+    made-up name is refused where servers look it up ("Helo command rejected: Host not
+    found")."""
+    said: list[bytes] = []
+
+    async def record_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.example ESMTP\r\n")
+        await writer.drain()
+        said.append(await reader.readline())
+        writer.write(b"250 mx.example\r\n")  # no STARTTLS: the session ends there
+        await writer.drain()
+        await reader.read()
+
+    async with hostile(record_ehlo) as port:
+        context = hostile_context(
+            port, Timeouts(dns=1, connect=1, banner=1, command=1, data=1, check=5)
+        )
+        await run_checks(context, select(["smtp.connect"]))
+    assert said[0] == b"EHLO [127.0.0.1]\r\n"
+
+
+@pytest.mark.parametrize(
+    ("sockname", "literal"),
+    [
+        (("192.0.2.5", 40000), "[192.0.2.5]"),
+        (("2001:db8::5", 40000, 0, 0), "[IPv6:2001:db8::5]"),
+        (("fe80::1%eth0", 40000, 0, 2), "[IPv6:fe80::1]"),
+        (("::ffff:192.0.2.7", 40000, 0, 0), "[192.0.2.7]"),
+    ],
+)
+def test_the_address_literal_of_each_family(sockname: tuple[object, ...], literal: str) -> None:
+    from diagnostics.smtpclient import SMTPConnection
+
+    class Writer:
+        def get_extra_info(self, name: str) -> object:
+            return sockname if name == "sockname" else None
+
+    connection = SMTPConnection.__new__(SMTPConnection)
+    connection.writer = Writer()  # type: ignore[assignment]
+    assert connection.helo_name == literal
