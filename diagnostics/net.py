@@ -50,6 +50,21 @@ async def connect_socket(
     return sock
 
 
+def address_literal(sockname: Any) -> str:
+    """The RFC 5321 address literal of a socket's address (``[192.0.2.5]``,
+    ``[IPv6:2001:db8::5]``): what a client without a meaningful domain name says after EHLO
+    (RFC 5321 4.1.4). A made-up name is refused by servers that look it up (Postfix
+    reject_unknown_helo_hostname), and looking up our own name could ask a DNS server."""
+    try:
+        address = ipaddress.ip_address(str(sockname[0]).split("%", 1)[0])
+    except (TypeError, IndexError, ValueError):
+        return "[127.0.0.1]"
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        return f"[{mapped}]" if mapped else f"[IPv6:{address.compressed}]"
+    return f"[{address}]"
+
+
 @contextlib.asynccontextmanager
 async def smtp_session(sock: socket.socket, **options: Any) -> AsyncIterator[aiosmtplib.SMTP]:
     """An aiosmtplib client on the connected ``sock``, greeted and, on exit, quit politely.
@@ -60,6 +75,9 @@ async def smtp_session(sock: socket.socket, **options: Any) -> AsyncIterator[aio
     """
     import aiosmtplib
 
+    # Without a name of its own the client introduces itself by its address (aiosmtplib would
+    # otherwise take socket.getfqdn(), a reverse DNS lookup of this machine).
+    options.setdefault("local_hostname", address_literal(sock.getsockname()))
     client = aiosmtplib.SMTP(sock=sock, **options)
     try:
         await client.connect()

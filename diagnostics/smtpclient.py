@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import re
 import ssl
 import time
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diagnostics.errors import ProbeError, StepTimeout
-from diagnostics.net import connect_socket
+from diagnostics.net import address_literal, connect_socket
 from diagnostics.redact import redact
 from diagnostics.secrets import MASK, Secret
 
@@ -137,20 +136,9 @@ class SMTPConnection:
 
     @property
     def helo_name(self) -> str:
-        """What to say after EHLO: the address literal of this end of the connection
-        (``[192.0.2.5]``, ``[IPv6:2001:db8::5]``). RFC 5321 4.1.4: a client without a
-        meaningful domain name sends an address literal; a made-up name is refused by servers
-        that look the name up (Postfix reject_unknown_helo_hostname: "Helo command rejected:
-        Host not found")."""
-        sockname = self.writer.get_extra_info("sockname")
-        try:
-            address = ipaddress.ip_address(str(sockname[0]).split("%", 1)[0])
-        except (TypeError, IndexError, ValueError):
-            return "[127.0.0.1]"
-        if isinstance(address, ipaddress.IPv6Address):
-            mapped = address.ipv4_mapped
-            return f"[{mapped}]" if mapped else f"[IPv6:{address.compressed}]"
-        return f"[{address}]"
+        """What to say after EHLO: the address literal of this end of the connection (see
+        :func:`diagnostics.net.address_literal`)."""
+        return address_literal(self.writer.get_extra_info("sockname"))
 
     @classmethod
     async def open(

@@ -434,3 +434,11 @@ async def test_a_relay_fault_bounces_instead_of_retrying_forever(
     assert len(world.platform_mailbox("acme")) == 0
     bounce = world.postmaster.read(world.postmaster.keys()[0])
     assert b"451 4.4.1 internal error: RuntimeError" in bounce
+
+
+async def test_a_session_introduces_itself_by_its_source_address(world: Sandbox) -> None:
+    """No EHLO name of our own: the address literal of the socket, not socket.getfqdn() (a
+    reverse lookup of this machine that could leave loopback)."""
+    async with submission(world, 587) as client:
+        assert client.local_hostname == f"[{world.egress_sources[EGRESS[0]]}]"
+        assert client.last_ehlo_response is not None
