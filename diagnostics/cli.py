@@ -24,6 +24,7 @@ from diagnostics.errors import ConfigError, DiagnosticsError
 from diagnostics.redact import RedactingFilter, redact
 
 if TYPE_CHECKING:
+    from diagnostics.findings import Finding
     from diagnostics.report.model import Report
 
 # Heavy modules (pydantic, dnspython, aiosmtpd, cryptography) are imported by the commands
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--report-dir", type=Path, help="where to write the report folder")
     audit.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
     audit.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    audit.add_argument(
+        "--all",
+        action="store_true",
+        help="list every finding (by default: what needs action, then a count of the rest)",
+    )
     audit.add_argument(
         "--send-test",
         action="store_true",
@@ -248,15 +254,41 @@ def _verdict(report: Report) -> str:
     return f"verdict: {report.verdict.value} ({counts_line(report.findings)})"
 
 
-def _print_report(report: Report, out: TextIO) -> None:
+def _print_finding(finding: Finding, out: TextIO) -> None:
+    print(
+        f"  {finding.status.value:5} {finding.check:34} {finding.subject}: {finding.title}",
+        file=out,
+    )
+    if finding.status.value in ("fail", "error", "warn") and finding.remediation:
+        print(f"        -> {finding.remediation}", file=out)
+
+
+def _print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
+    """The verdict, then the findings: all of them in report order (``every``), or what needs
+    action first, then what to review, and a count of the rest."""
     print(_verdict(report), file=out)
-    for finding in report.findings:
-        print(
-            f"  {finding.status.value:5} {finding.check:34} {finding.subject}: {finding.title}",
-            file=out,
+    if every:
+        for finding in report.findings:
+            _print_finding(finding, out)
+    else:
+        from diagnostics.findings import Status
+
+        groups = (
+            ("What to fix first:", [f for f in report.findings if f.status >= Status.FAIL]),
+            ("To review:", [f for f in report.findings if f.status is Status.WARN]),
         )
-        if finding.status.value in ("fail", "error", "warn") and finding.remediation:
-            print(f"        -> {finding.remediation}", file=out)
+        for heading, findings in groups:
+            if findings:
+                print(f"\n{heading}", file=out)
+                for finding in findings:
+                    _print_finding(finding, out)
+        rest = [f for f in report.findings if f.status < Status.WARN]
+        if rest:
+            passed = sum(f.status is Status.PASS for f in rest)
+            parts = [f"{passed} passed"] * bool(passed) + [f"{len(rest) - passed} skipped"] * bool(
+                len(rest) - passed
+            )
+            print(f"\n{' and '.join(parts)}, not listed (--all lists every finding).", file=out)
     _print_resolution(report, out)
 
 
@@ -281,8 +313,8 @@ async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         out.write(render_json(result.report))
     else:
-        _print_report(result.report, out)
-        print(f"report: {path}", file=out)
+        _print_report(result.report, out, every=args.all)
+        print(f"report: {path.parent / 'report.html'}", file=out)
     return result.exit_code
 
 
@@ -315,9 +347,9 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         out.write((directory / "report.json").read_text(encoding="utf-8"))
     else:
-        _print_report(report, out)
+        _print_report(report, out, every=args.all)
         print(f"executed notebook: {notebook}", file=out)
-        print(f"report: {directory / 'report.json'}", file=out)
+        print(f"report: {directory / 'report.html'}", file=out)
     invalid = [f for f in report.findings if f.check == "config.schema" and f.status >= Status.FAIL]
     if invalid:  # as without --notebook: the file's problems on stderr, exit 2
         print(redact(invalid[0].detail), file=err)

@@ -1083,8 +1083,15 @@ class StyleVerdict:
         """Every style but ``redirect``."""
         return tuple(s for s in self.styles if s != "redirect")
 
-    def outcome(self, family: str | None = None) -> Outcome:
-        """The ``headers.forwarding_style`` outcome, with the fix for ``family``."""
+    def outcome(
+        self,
+        family: str | None = None,
+        *,
+        custom_address: str | None = None,
+        inbound_address: str | None = None,
+    ) -> Outcome:
+        """The ``headers.forwarding_style`` outcome, with the fix for ``family`` naming the
+        account's addresses."""
         if not self.styles:
             return Outcome(Status.PASS, "No sign of forwarding", "The message arrived directly.")
         if not self.faults:
@@ -1099,7 +1106,9 @@ class StyleVerdict:
             _STYLE_TITLES[primary],
             "; ".join(self.evidence),
             cause=Cause.UNKNOWN if grave else None,
-            remediation=remediation_for(primary, family),
+            remediation=remediation_for(
+                primary, family, custom_address=custom_address, inbound_address=inbound_address
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -1498,20 +1507,23 @@ def remediation_for(
     style: str,
     family: str | None,
     *,
-    custom_address: str = "jobs@acme.example",
-    inbound_address: str = "acme-jobs@m.personio.de",
+    custom_address: str | None = None,
+    inbound_address: str | None = None,
 ) -> str:
-    """What IT should change for ``style`` on a server of ``family`` (generic when unknown)."""
+    """What IT should change for ``style`` on a server of ``family`` (generic when unknown),
+    naming the account's addresses; placeholders such as ``<recruiting address>`` stand for
+    an address that is not known (a message analysed without its account)."""
     fixes = load_forwarding_fixes()
     if style not in fixes:
         raise ValueError(f"unknown forwarding style {style!r}; known: {', '.join(fixes)}")
     texts = fixes[style]
     template = texts.get(family or "generic", texts["generic"])
+    local_part, _, domain = (custom_address or "").partition("@")
     return template.format(
-        custom_address=custom_address,
-        inbound_address=inbound_address,
-        local_part=custom_address.partition("@")[0],
-        domain=custom_address.partition("@")[2],
+        custom_address=custom_address or "<recruiting address>",
+        inbound_address=inbound_address or "<Company recruiting email address>",
+        local_part=local_part if custom_address else "<mailbox>",
+        domain=domain if custom_address else "<domain>",
     )
 
 

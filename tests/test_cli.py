@@ -94,7 +94,9 @@ def test_audit_without_the_environment_uses_the_sandbox_passwords(
     assert code == 0
     assert out.startswith("verdict: pass (")
     assert " fail " not in out and " error " not in out
-    assert f"report: {tmp_path / 'report.json'}" in out
+    assert f"report: {tmp_path / 'report.html'}" in out
+    assert "What to fix first:" not in out and "To review:" not in out
+    assert "passed and " in out and "not listed (--all lists every finding)." in out
 
 
 def test_audit_exits_1_on_a_failing_finding(tmp_path: Path) -> None:
@@ -104,6 +106,17 @@ def test_audit_exits_1_on_a_failing_finding(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "fail  config.port_encryption" in out
+    # Terminal: what needs action first, each with its fix; passes only counted.
+    lines = out.splitlines()
+    first = lines.index("What to fix first:")
+    assert lines[first + 1].startswith("  fail  config.port_encryption")
+    assert lines[first + 2].startswith("        -> ")
+    assert "  pass  " not in out
+    code, every, _ = run(
+        "audit", str(config), "--sandbox", "wrong-encryption", "--all",
+        "--report-dir", str(tmp_path / "all"),
+    )  # fmt: skip
+    assert code == 1 and "  pass  config.schema" in every and "What to fix first:" not in every
     report = json.loads((tmp_path / "report.json").read_text())
     failing = {f["check"]: f for f in report["findings"] if f["status"] == "fail"}
     assert {check: f["cause"] for check, f in failing.items()} == {

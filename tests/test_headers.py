@@ -1225,7 +1225,9 @@ def test_every_style_has_a_generic_fix_and_every_family_resolves() -> None:
     ],
 )
 def test_fixes_name_the_concrete_setting(style: str, family: str, phrases: tuple[str, ...]) -> None:
-    text = remediation_for(style, family)
+    text = remediation_for(
+        style, family, custom_address="jobs@acme.example", inbound_address="acme-jobs@m.personio.de"
+    )
     for phrase in phrases:
         assert phrase in text
 
@@ -1260,7 +1262,14 @@ def test_analysis_of_a_tagged_message_with_its_original() -> None:
         ("subject_tagged", "footer_appended", "redirect"),
         True,
     )
-    assert analysis.remediation == remediation_for("subject_tagged", "exchange")
+    assert analysis.custom_address is not None  # the address the message was sent to
+    assert analysis.remediation == remediation_for(
+        "subject_tagged",
+        "exchange",
+        custom_address=analysis.custom_address,
+        inbound_address=analysis.inbound_address,
+    )
+    assert analysis.custom_address in analysis.remediation
     assert analysis.total_delay_s == 5.0
     assert analysis.retention is not None and analysis.retention.problems() == [
         "Subject changed ('Re: Ihre Bewerbung als Store Manager' -> "

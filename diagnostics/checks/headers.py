@@ -77,7 +77,7 @@ def classify_style(trip: RoundTrip, inbound: str) -> Outcome:
         return _not_arrived(trip)
     verdict = classify_forwarding(arrival.data, original=trip.sent)
     family = server_family(arrival.data)
-    return verdict.outcome(family)
+    return verdict.outcome(family, custom_address=trip.address, inbound_address=inbound)
 
 
 def classify_dkim(

@@ -190,3 +190,28 @@ def test_microsoft_365_second_redirection_hint_when_the_copy_came_through_exchan
     result = classify_roundtrip(trip, PROFILE, "acme-jobs@m.personio.de", 60)
     assert (result.status, result.cause) == (Status.FAIL, Cause.FORWARDING_BLOCKED)
     assert "Microsoft 365 runs one redirection per message" in result.remediation
+
+
+async def test_header_fixes_name_each_companys_own_address(
+    make_world: Callable[..., Sandbox],
+) -> None:
+    """A subcompany's fix names its own recruiting address, never the parent's."""
+    async with make_world(load_scenario("subject-tagged")) as world:
+        config = load_config(world.scenario.config_path(), environ=world.environ)
+        findings = await run_checks(world.context(config), select(["headers"]))
+    fixes = {
+        (f.check, f.subject): f.remediation
+        for f in findings
+        if f.check in ("headers.retention", "headers.forwarding_style")
+        and f.status is not Status.SKIP
+    }
+    assert sorted(fixes) == [
+        ("headers.forwarding_style", "Acme GmbH"),
+        ("headers.forwarding_style", "Acme Retail GmbH"),
+        ("headers.retention", "Acme GmbH"),
+        ("headers.retention", "Acme Retail GmbH"),
+    ]
+    for (_, subject), text in fixes.items():
+        own = "jobs@retail.acme.example" if subject == "Acme Retail GmbH" else "jobs@acme.example"
+        other = "jobs@acme.example" if own != "jobs@acme.example" else "jobs@retail.acme.example"
+        assert f"Exempt {own} from that rule" in text and other not in text
