@@ -19,9 +19,8 @@ from diagnostics.sandbox.world import Sandbox
 
 if TYPE_CHECKING:
     import pandas
-    from pandas.io.formats.style import Styler
 
-    from diagnostics.report.tables import Chart, Message
+    from diagnostics.report.tables import Chart, Message, StyledTable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +57,7 @@ class NotebookAudit:
         ]
         return pandas.DataFrame(rows, columns=list(RESOLUTION_COLUMNS))
 
-    def to_fix(self) -> Styler | Message:
+    def to_fix(self) -> StyledTable | Message:
         """The ``fail``, ``error`` and ``warn`` findings, worst first, with their remediation
         (a sentence saying so when there is none)."""
         from diagnostics.findings import Status
@@ -73,7 +72,7 @@ class NotebookAudit:
         frame = findings_frame(findings)[["status", "check", "subject", "title", "remediation"]]
         return styled(frame, name="to_fix")
 
-    def findings(self) -> Styler:
+    def findings(self) -> StyledTable:
         """Every finding, status coloured, with its remediation."""
         from diagnostics.report.tables import findings_frame, styled
 
@@ -82,7 +81,7 @@ class NotebookAudit:
             frame[["status", "check", "subject", "title", "remediation"]], name="findings"
         )
 
-    def flow_tables(self) -> list[tuple[str, Styler]]:
+    def flow_tables(self) -> list[tuple[str, StyledTable]]:
         """One styled findings table per flow (configuration, outbound, inbound, sender), with
         the flow's heading, in report order."""
         from diagnostics.report.html import FLOWS, group_by_flow
@@ -94,7 +93,7 @@ class NotebookAudit:
             for flow, members in group_by_flow(self.result.report.findings)
         ]
 
-    def status_by_company(self) -> Styler:
+    def status_by_company(self) -> StyledTable:
         """The worst status per (sub)company and flow, coloured: the account at a glance."""
         from diagnostics.report.tables import status_matrix, styled
 

@@ -95,7 +95,23 @@ def diagnosis_frame(text: str = "", path: str = "") -> pandas.DataFrame:
     return pandas.DataFrame(rows, columns=list(DIAGNOSIS_COLUMNS))
 
 
-def styled(frame: pandas.DataFrame, *, name: str) -> Styler:
+@dataclass(frozen=True)
+class StyledTable:
+    """A table for Jupyter: the coloured, escaped HTML of a pandas Styler, and the frame as
+    plain text for every reader without HTML (papermill's log, a terminal, nbval's text
+    comparison) instead of pandas' ``<Styler at 0x...>``."""
+
+    styler: Styler
+    frame: pandas.DataFrame
+
+    def _repr_html_(self) -> str:
+        return str(self.styler.to_html())
+
+    def __repr__(self) -> str:
+        return str(self.frame.to_string(index=bool(self.frame.index.name)))
+
+
+def styled(frame: pandas.DataFrame, *, name: str) -> StyledTable:
     """``frame`` for display: every value and label HTML-escaped (outside text such as SMTP
     banners reaches these tables), status cells coloured, no index.
 
@@ -109,7 +125,7 @@ def styled(frame: pandas.DataFrame, *, name: str) -> Styler:
         styler = styler.map(status_css, subset=status_columns)
     if not frame.index.name:
         styler = styler.hide(axis="index")
-    return styler.set_uuid(name).set_table_attributes('class="maildiag"')
+    return StyledTable(styler.set_uuid(name).set_table_attributes('class="maildiag"'), frame)
 
 
 STEP_COLUMNS = ("session", "step", "elapsed_ms", "ok")

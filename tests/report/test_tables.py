@@ -75,3 +75,11 @@ def test_steps_come_from_the_smtp_session_and_chart_as_png() -> None:
 
 def test_an_empty_table_is_a_sentence() -> None:
     assert Message("Nothing to fix.")._repr_markdown_() == "Nothing to fix."
+
+
+def test_a_styled_table_reads_as_plain_text_where_there_is_no_html() -> None:
+    table = styled(findings_frame(_findings())[["status", "check", "subject"]], name="p")
+    lines = repr(table).splitlines()
+    assert lines[0].split() == ["status", "check", "subject"]
+    assert lines[2].split() == ["fail", "smtp.connect", "Acme", "GmbH"]
+    assert "Styler at 0x" not in repr(table)
