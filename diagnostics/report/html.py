@@ -150,6 +150,14 @@ class CopyBlock:
     content: str
 
 
+def _snippet_title(family: str) -> str:
+    """What a snippet is for, as its data file names it ("Postfix (client access table)")."""
+    from diagnostics.checks.allowlist import load_snippet_templates
+
+    template = load_snippet_templates().get(family)
+    return template.title if template is not None and template.title else family
+
+
 def snippets_to_copy(findings: tuple[Finding, ...]) -> list[CopyBlock]:
     """The allowlist snippets (family -> text) in the evidence of the ``allowlist.*`` findings.
 
@@ -163,7 +171,7 @@ def snippets_to_copy(findings: tuple[Finding, ...]) -> list[CopyBlock]:
         if not isinstance(snippets, Mapping):
             continue
         for family, content in snippets.items():
-            blocks.append(CopyBlock(finding.subject, str(family), str(content)))
+            blocks.append(CopyBlock(finding.subject, _snippet_title(str(family)), str(content)))
     return blocks
 
 
@@ -358,7 +366,7 @@ def _settings(report: Report) -> list[str]:
 
 
 def _run(report: Report) -> list[str]:
-    summary = ", ".join(f"{count} {status}" for status, count in report.summary().items())
+    summary = counts_line(report.findings) or "none"
     out = ['<section id="run">', "<h2>About this run</h2>", "<dl>"]
     for name, value in [*_run_facts(report), ("Findings", summary)]:
         out.append(f"<dt>{text(name)}</dt><dd>{text(value)}</dd>")

@@ -17,6 +17,7 @@ from diagnostics.findings import Finding, Status
 from diagnostics.report.html import (
     FLOWS,
     clean,
+    counts_line,
     group_by_flow,
     settings_that_work,
     snippets_to_copy,
@@ -138,7 +139,7 @@ def _run(report: Report) -> list[str]:
         ("Scenario", report.scenario or "—"),
         ("Config file", report.config_file or "—"),
         ("Generated at", report.generated_at.isoformat(timespec="seconds")),
-        ("Findings", ", ".join(f"{n} {s}" for s, n in report.summary().items())),
+        ("Findings", counts_line(report.findings) or "none"),
     ]
     return ["## About this run", "", *(f"- {name}: {inline(value)}" for name, value in facts), ""]
 

@@ -270,3 +270,18 @@ def test_at_a_glance_shows_the_worst_status_per_company_and_flow() -> None:
         "Acme Retail GmbH": ["", "error", "", ""],
         "Acme Labs GmbH": ["", "", "", "skip"],
     }
+
+
+def test_snippets_are_headed_by_what_they_are_for() -> None:
+    finding = Finding(
+        check="allowlist.coverage",
+        status=Status.FAIL,
+        subject="Acme GmbH",
+        title="Allowlist misses 1 egress IP",
+        cause=Cause.CLIENT_IP_REJECTED,
+        evidence={"snippets": {"nftables": "nft insert rule ...", "custom": "x"}},
+    )
+    page = render_html(make_report(finding))
+    assert "<h4>Acme GmbH: Firewall (nftables)</h4>" in page
+    assert "<h4>Acme GmbH: custom</h4>" in page  # a family the data file does not know
+    assert "<dt>Findings</dt><dd>1 fail</dd>" in page
