@@ -87,13 +87,15 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    ratios, trips = [], []
+    ratios, trips, bares, worlds = [], [], [], []
     for number in range(1, args.rounds + 1):
         bare = await baseline(args.messages)
         world = await sandbox_rate(args.messages)
         trip = await audit_roundtrip()
         ratios.append(world / bare)
         trips.append(trip)
+        bares.append(bare)
+        worlds.append(world)
         print(
             f"round {number}: bare Maildir server {bare:7.1f} msg/s, sandbox round trip {world:7.1f} msg/s "
             f"({world / bare:.0%} of bare); one audit round trip {trip * 1000:.0f} ms"
@@ -101,6 +103,10 @@ async def main() -> None:
     print(
         f"median over {args.rounds} rounds: sandbox / bare = {statistics.median(ratios):.0%}; "
         f"audit round trip {statistics.median(trips) * 1000:.0f} ms"
+    )
+    print(
+        f"median msg/s: bare Maildir server {statistics.median(bares):.1f}, "
+        f"sandbox round trip {statistics.median(worlds):.1f}"
     )
 
 

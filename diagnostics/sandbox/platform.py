@@ -55,6 +55,21 @@ class PlatformInboundHandler(Handler):
     def __init__(self, *, hostname: str, accounts: Mapping[str, InboundAccount]) -> None:
         self.hostname = hostname
         self.by_address = {a.inbound_address.casefold(): a for a in accounts.values()}
+        # Opened (and created) once per folder rather than for every message.
+        self._mailboxes: dict[tuple[str, str], Maildir] = {}
+
+    async def _file(self, account: InboundAccount, folder: str, data: bytes) -> None:
+        """Store ``data`` durably in ``folder`` of ``account``."""
+        box = self._mailboxes.get((account.account, folder))
+        if box is not None:
+            try:
+                await box.adeliver(data)
+                return
+            except FileNotFoundError:
+                # The folder was removed meanwhile; a failed delivery leaves nothing behind.
+                pass
+        box = self._mailboxes[(account.account, folder)] = account.mailbox(folder)
+        await box.adeliver(data)
 
     def refuse_recipient(self, address: str) -> str | None:
         if address.casefold() not in self.by_address:
@@ -70,7 +85,7 @@ class PlatformInboundHandler(Handler):
             account = self.by_address[rcpt.casefold()]
             received = self.received(server, session, recipient=rcpt, ident=ident)
             folder = account.folder(sender)
-            await account.mailbox(folder).adeliver(received + content)
+            await self._file(account, folder, received + content)
             log.info("platform %s: message for %s filed in %s", ident, account.account, folder)
         return replies.R250_QUEUED.format(ident=ident)
 
