@@ -27,12 +27,10 @@ from email.headerregistry import AddressHeader, DateHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from functools import cache
-from importlib import resources
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-import yaml
-
+from diagnostics.datafiles import load_data_file
 from diagnostics.findings import Cause, Outcome, Status
 
 RETAINED = (
@@ -1488,8 +1486,7 @@ def classify_forwarding(
 @cache
 def load_forwarding_fixes() -> Mapping[str, Mapping[str, str]]:
     """The remediation texts of ``data/forwarding_fixes.yaml``: style -> family -> text."""
-    text = resources.files("diagnostics").joinpath("data/forwarding_fixes.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text)
+    raw = load_data_file("forwarding_fixes.yaml")
     fixes: dict[str, Mapping[str, str]] = {}
     for style, texts in raw.items():
         if style not in STYLES or not isinstance(texts, dict) or "generic" not in texts:

@@ -11,8 +11,9 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
+
+from diagnostics.datafiles import load_data_file
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -92,12 +93,7 @@ def build_profile(name: str, body: dict[str, Any]) -> PlatformProfile:
 @cache
 def load_profiles() -> dict[str, PlatformProfile]:
     """Every built-in profile by name."""
-    import yaml
-
-    text = resources.files("diagnostics").joinpath("data/profiles.yaml").read_text("utf-8")
-    # libyaml's safe loader, when PyYAML has it, builds the same data several times faster.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    raw: dict[str, dict[str, Any]] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    raw: dict[str, dict[str, Any]] = load_data_file("profiles.yaml")
     return {name: build_profile(name, body) for name, body in raw.items()}
 
 

@@ -12,11 +12,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
+from diagnostics.datafiles import load_data_file
 from diagnostics.findings import Cause
 
 
@@ -121,12 +119,7 @@ def _provider(key: str, raw: dict[str, Any]) -> Provider:
 @cache
 def load_providers() -> tuple[Provider, ...]:
     """Every known provider, in the data file's order."""
-    text = resources.files("diagnostics").joinpath("data/providers.yaml").read_text("utf-8")
-    # libyaml's safe loader (when PyYAML has it) builds the same data several times faster.
-    if yaml.__with_libyaml__:
-        raw = yaml.load(text, Loader=yaml.CSafeLoader)
-    else:
-        raw = yaml.safe_load(text)
+    raw = load_data_file("providers.yaml")
     return tuple(_provider(key, body) for key, body in raw.items())
 
 

@@ -21,16 +21,15 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import dns.asyncresolver
 import dns.exception
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from diagnostics.config import AccountConfig, Company, SmtpSettings, Subcompany
 from diagnostics.context import Context
+from diagnostics.datafiles import load_data_file
 from diagnostics.errors import ProbeError, SandboxError, StepTimeout
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import connect_socket
@@ -299,10 +298,7 @@ class SnippetTemplate(BaseModel):
 @cache
 def load_snippet_templates() -> dict[str, SnippetTemplate]:
     """Every snippet template by server family, in the data file's order."""
-    text = (
-        resources.files("diagnostics").joinpath("data/allowlist_snippets.yaml").read_text("utf-8")
-    )
-    raw = yaml.safe_load(text)
+    raw = load_data_file("allowlist_snippets.yaml")
     return {family: SnippetTemplate.model_validate(body) for family, body in raw.items()}
 
 

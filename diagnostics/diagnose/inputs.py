@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import mailbox
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from diagnostics.datafiles import load_data_file
 from diagnostics.findings import Cause
 
 
@@ -43,8 +41,9 @@ def read_inputs(name: str, stdin: bytes | None = None) -> list[tuple[str, bytes]
 
 @cache
 def _confirming() -> dict[str, tuple[str, ...]]:
-    text = resources.files("diagnostics").joinpath("data/confirming_checks.yaml").read_text("utf-8")
-    return {cause: tuple(checks) for cause, checks in yaml.safe_load(text).items()}
+    return {
+        cause: tuple(checks) for cause, checks in load_data_file("confirming_checks.yaml").items()
+    }
 
 
 def confirming_checks(cause: Cause) -> tuple[str, ...]:

@@ -14,11 +14,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
+from diagnostics.datafiles import load_data_file
 from diagnostics.errors import DiagnosticsError
 from diagnostics.findings import Cause
 
@@ -167,5 +165,4 @@ def parse_rules(data: Mapping[str, Any]) -> RuleTable:
 @cache
 def load_rules() -> RuleTable:
     """The packaged rule table."""
-    text = resources.files("diagnostics").joinpath("data/diagnosis_rules.yaml").read_text("utf-8")
-    return parse_rules(yaml.safe_load(text))
+    return parse_rules(load_data_file("diagnosis_rules.yaml"))
