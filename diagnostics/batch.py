@@ -115,7 +115,7 @@ def render_index(runs: list[BatchRun], report_dir: Path) -> str:
     """The summary page: one row per account (its company, verdict, counts, what to fix
     first), linking its report; every value escaped."""
     from diagnostics.report.colours import STATUS_COLOURS
-    from diagnostics.report.html import text
+    from diagnostics.report.html import counts_text, text
 
     badge_css = "".join(
         f".status-{status.value} {{ background: {bg}; color: {fg}; }}\n"
@@ -131,11 +131,7 @@ def render_index(runs: list[BatchRun], report_dir: Path) -> str:
                 f"<td>the audit did not run</td><td>{text(run.error)}</td><td></td></tr>"
             )
             continue
-        counts = ", ".join(
-            f"{n} {status}"
-            for status in ("error", "fail", "warn", "pass", "skip")
-            if (n := (run.summary or {}).get(status, 0))
-        )
+        counts = counts_text(run.summary or {})
         verdict = text(run.verdict or "")
         fix = (
             "<ul>" + "".join(f"<li>{text(title)}</li>" for title in run.to_fix) + "</ul>"

@@ -284,11 +284,9 @@ def _print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
                     _print_finding(finding, out)
         rest = [f for f in report.findings if f.status < Status.WARN]
         if rest:
-            passed = sum(f.status is Status.PASS for f in rest)
-            parts = [f"{passed} passed"] * bool(passed) + [f"{len(rest) - passed} skipped"] * bool(
-                len(rest) - passed
-            )
-            print(f"\n{' and '.join(parts)}, not listed (--all lists every finding).", file=out)
+            from diagnostics.report.html import folded_line
+
+            print(f"\n{folded_line(rest)}, not listed (--all lists every finding).", file=out)
     _print_resolution(report, out)
 
 

@@ -13,6 +13,7 @@ import functools
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,10 @@ __all__ = [
     "CopyBlock",
     "clean",
     "counts_line",
+    "counts_text",
     "flow_of",
+    "folded_line",
+    "glance_columns",
     "group_by_flow",
     "render_html",
     "settings_that_work",
@@ -117,12 +121,39 @@ def worst_by_subject(findings: tuple[Finding, ...]) -> dict[str, dict[str, Statu
     return worst
 
 
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``2 fail, 1 warn, 10 pass, 3 skip`` from counts by status value (a report's
+    ``summary``): the statuses present, worst first."""
+    return ", ".join(
+        f"{n} {status.value}"
+        for status in sorted(Status, reverse=True)
+        if (n := counts.get(status.value, 0))
+    )
+
+
 def counts_line(findings: list[Finding] | tuple[Finding, ...]) -> str:
-    """``2 fail, 1 warn, 10 pass, 3 skip``: the statuses present, worst first."""
-    counts = {status: 0 for status in sorted(Status, reverse=True)}
-    for finding in findings:
-        counts[finding.status] += 1
-    return ", ".join(f"{n} {status.value}" for status, n in counts.items() if n)
+    """:func:`counts_text` of ``findings``."""
+    return counts_text(Counter(f.status.value for f in findings))
+
+
+def folded_line(findings: list[Finding] | tuple[Finding, ...]) -> str:
+    """``17 passed and 11 skipped``: what the passed and skipped of ``findings`` come to,
+    where they are not listed one by one."""
+    passed = sum(f.status is Status.PASS for f in findings)
+    skipped = sum(f.status is Status.SKIP for f in findings)
+    return " and ".join(
+        [f"{passed} passed"] * bool(passed) + [f"{skipped} skipped"] * bool(skipped)
+    )
+
+
+def glance_columns(worst: Mapping[str, Mapping[str, Status]]) -> list[tuple[str, str]]:
+    """The flows that :func:`worst_by_subject` has a status for, in :data:`FLOWS` order, each
+    with its short heading (``outbound``, ``Outbound``)."""
+    return [
+        (flow, label.split(":", 1)[0])
+        for flow, label in FLOWS.items()
+        if any(flow in row for row in worst.values())
+    ]
 
 
 def verdict_line(report: Report) -> str:
@@ -295,11 +326,12 @@ def _fix_first(report: Report) -> list[str]:
 def _glance(report: Report) -> list[str]:
     """The worst status per (sub)company and flow: where the trouble is, in one table."""
     worst = worst_by_subject(report.findings)
-    flows = [flow for flow in FLOWS if any(flow in row for row in worst.values())]
     if not worst:
         return []
+    columns = glance_columns(worst)
+    flows = [flow for flow, _ in columns]
     out = ['<section id="glance">', "<h2>At a glance</h2>", '<table class="glance">']
-    header = "".join(f'<th scope="col">{text(FLOWS[flow].split(":", 1)[0])}</th>' for flow in flows)
+    header = "".join(f'<th scope="col">{text(label)}</th>' for _, label in columns)
     out.append(f'<thead><tr><th scope="col">(Sub)company</th>{header}</tr></thead>')
     out.append("<tbody>")
     for subject, row in worst.items():
@@ -325,16 +357,7 @@ def _flows(report: Report) -> list[str]:
             out.append(f'<p class="meta">{text(counts_line(findings))}</p>')
             out += _table(attention)
         if rest:
-            passed = sum(f.status is Status.PASS for f in rest)
-            skipped = len(rest) - passed
-            summary = " and ".join(
-                part
-                for part in (
-                    f"{passed} passed" if passed else "",
-                    f"{skipped} skipped" if skipped else "",
-                )
-                if part
-            )
+            summary = folded_line(rest)
             out += ['<details class="passed">', f"<summary>{text(summary)}</summary>"]
             out += _table(rest)
             out.append("</details>")

@@ -18,6 +18,7 @@ from diagnostics.report.html import (
     FLOWS,
     clean,
     counts_line,
+    glance_columns,
     group_by_flow,
     settings_that_work,
     snippets_to_copy,
@@ -84,11 +85,12 @@ def _fix_first(report: Report) -> list[str]:
 
 def _glance(report: Report) -> list[str]:
     worst = worst_by_subject(report.findings)
-    flows = [flow for flow in FLOWS if any(flow in row for row in worst.values())]
     if not worst:
         return []
+    columns = glance_columns(worst)
+    flows = [flow for flow, _ in columns]
     out = ["## At a glance", ""]
-    out.append("| (Sub)company | " + " | ".join(FLOWS[f].split(":", 1)[0] for f in flows) + " |")
+    out.append("| (Sub)company | " + " | ".join(label for _, label in columns) + " |")
     out.append("|" + "|".join(" --- " for _ in range(len(flows) + 1)) + "|")
     for subject, row in worst.items():
         cells = [_badge(row[flow]) if flow in row else "—" for flow in flows]
