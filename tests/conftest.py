@@ -93,3 +93,14 @@ async def world(make_world: Callable[..., Sandbox], healthy: Scenario) -> AsyncI
 @pytest.fixture
 def acme(world: Sandbox) -> AccountConfig:
     return load_config(ACME, environ=world.environ)
+
+
+def forms_of(password: str) -> list[str]:
+    """The password as it could leak: plain, base64 (AUTH LOGIN), and in AUTH PLAIN blobs."""
+    import base64
+
+    return [
+        password,
+        base64.b64encode(password.encode()).decode(),
+        base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode(),
+    ]

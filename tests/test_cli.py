@@ -4,7 +4,6 @@ and no password in any report file, output or log line."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import logging
@@ -26,6 +25,7 @@ from diagnostics.net import connect_socket, smtp_session
 from diagnostics.redact import RedactingFilter
 from diagnostics.sandbox.scenario import load_scenario
 from diagnostics.sandbox.world import Sandbox
+from tests.conftest import forms_of
 
 ROOT = Path(__file__).resolve().parents[1]
 ACME = ROOT / "fixtures" / "configs" / "acme.yaml"
@@ -47,15 +47,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def forms_of(password: str) -> list[str]:
-    """The password as it could leak: plain, base64 (AUTH LOGIN), and in AUTH PLAIN blobs."""
-    return [
-        password,
-        base64.b64encode(password.encode()).decode(),
-        base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode(),
-    ]
 
 
 def test_audit_json_on_the_healthy_sandbox(passwords: dict[str, str], tmp_path: Path) -> None:

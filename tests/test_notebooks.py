@@ -9,6 +9,8 @@ import nbformat
 import papermill
 import pytest
 
+from tests.conftest import forms_of
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 BOUNCES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 
@@ -115,7 +117,6 @@ def test_markup_from_a_banner_is_escaped_in_reports_and_notebook_tables(tmp_path
 def test_a_password_reaches_no_artefact_of_a_notebook_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    import base64
     import secrets
 
     from diagnostics.demo import run_demo
@@ -134,9 +135,7 @@ def test_a_password_reaches_no_artefact_of_a_notebook_run(
     assert {Path(p).name for p in texts if p != "stdout+stderr"} >= {
         "audit.ipynb", "report.html", "report.json", "report.md", "junit.xml", "sandbox.log",
     }  # fmt: skip
-    forms = [password, base64.b64encode(password.encode()).decode()]
-    forms.append(base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode())
-    for form in forms:
+    for form in forms_of(password):
         assert [name for name, text in texts.items() if form in text] == []
 
 
@@ -210,7 +209,6 @@ def test_every_parameter_is_typed_and_documented_for_help_notebook(notebook: str
 def test_a_password_reaches_no_papermill_or_ci_log(tmp_path: Path) -> None:
     """The papermill command line (cell outputs logged at DEBUG) on a refused AUTH, and nbval
     as CI runs it, each in its own process: the password is in neither's output or files."""
-    import base64
     import os
     import secrets
     import subprocess
@@ -248,9 +246,7 @@ def test_a_password_reaches_no_papermill_or_ci_log(tmp_path: Path) -> None:
     assert {"audit.ipynb", "report.html", "sandbox.log", "ci-junit.xml"} <= {
         Path(name).name for name in texts
     }
-    forms = [password, base64.b64encode(password.encode()).decode()]
-    forms.append(base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode())
-    for form in forms:
+    for form in forms_of(password):
         assert [name for name, text in texts.items() if form in text] == []
 
 
