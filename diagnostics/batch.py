@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from diagnostics.demo import AUDIT_NOTEBOOK, execute
+from diagnostics.demo import run_audit_notebook
 from diagnostics.redact import redact
 from diagnostics.report.json import write_atomic
 
@@ -32,17 +32,7 @@ class BatchRun:
 
 def _one(config: Path, directory: Path, sandbox: str) -> BatchRun:
     try:
-        execute(
-            AUDIT_NOTEBOOK,
-            directory / "audit.ipynb",
-            {
-                "config": str(config.resolve()),
-                "sandbox": sandbox,
-                "only": "",
-                "report_dir": str(directory),
-                "timeout_s": 0,
-            },
-        )
+        run_audit_notebook(config, directory, sandbox=sandbox)
         report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
     except Exception as exc:  # one broken run must not stop the others; it is reported
         return BatchRun(config, directory, error=redact(f"{type(exc).__name__}: {exc}"[:2000]))

@@ -319,7 +319,7 @@ async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``maildiag audit --notebook``: the same audit, executed as notebooks/audit.ipynb, so that
     the report folder holds the executed notebook too (SPEC section 8)."""
-    from diagnostics.demo import AUDIT_NOTEBOOK, execute
+    from diagnostics.demo import run_audit_notebook
     from diagnostics.findings import Status
     from diagnostics.registry import select
     from diagnostics.report.json import read_json
@@ -331,16 +331,14 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.sandbox:
         load_scenario(args.sandbox)  # likewise an unknown scenario
     directory = (args.report_dir or _default_report_dir(args.config)).resolve()
-    parameters: dict[str, object] = {
-        "config": str(args.config.resolve()),
-        "sandbox": args.sandbox or "",
-        "only": ",".join(only or []),
-        "report_dir": str(directory),
-        "timeout_s": 0,
-        "ca_file": str(args.ca_file.resolve()) if args.ca_file else "",
-        "send_test": bool(args.send_test),
-    }
-    notebook = execute(AUDIT_NOTEBOOK, directory / "audit.ipynb", parameters)
+    notebook = run_audit_notebook(
+        args.config,
+        directory,
+        sandbox=args.sandbox or "",
+        only=",".join(only or []),
+        ca_file=args.ca_file,
+        send_test=bool(args.send_test),
+    )
     report = Report.from_dict(read_json(directory / "report.json"))
     if args.json:
         out.write((directory / "report.json").read_text(encoding="utf-8"))

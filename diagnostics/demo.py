@@ -39,18 +39,35 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Path
     return output
 
 
-def run_demo(*, scenario: str = "demo", report_dir: Path | None = None) -> Path:
-    """Run the audit notebook on ``scenario``; the report folder it wrote."""
-    directory = (report_dir or ROOT / "reports" / "demo").resolve()
-    execute(
+def run_audit_notebook(
+    config: Path,
+    directory: Path,
+    *,
+    sandbox: str = "",
+    only: str = "",
+    ca_file: Path | None = None,
+    send_test: bool = False,
+) -> Path:
+    """Execute the audit notebook for ``config`` (in the sandbox world ``sandbox`` when given)
+    into ``directory``, which receives the report folder and the executed ``audit.ipynb``;
+    the executed notebook's path. Every parameter is passed, none left to its default."""
+    return execute(
         AUDIT_NOTEBOOK,
         directory / "audit.ipynb",
         {
-            "config": str(ROOT / "fixtures" / "configs" / "acme.yaml"),
-            "sandbox": scenario,
-            "only": "",
+            "config": str(config.resolve()),
+            "sandbox": sandbox,
+            "only": only,
             "report_dir": str(directory),
             "timeout_s": 0,
+            "ca_file": str(ca_file.resolve()) if ca_file else "",
+            "send_test": send_test,
         },
     )
+
+
+def run_demo(*, scenario: str = "demo", report_dir: Path | None = None) -> Path:
+    """Run the audit notebook on ``scenario``; the report folder it wrote."""
+    directory = (report_dir or ROOT / "reports" / "demo").resolve()
+    run_audit_notebook(ROOT / "fixtures" / "configs" / "acme.yaml", directory, sandbox=scenario)
     return directory
