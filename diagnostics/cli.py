@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 # Heavy modules (pydantic, dnspython, aiosmtpd, cryptography) are imported by the commands
 # that need them, so that `maildiag --help` answers at once.
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios"
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -171,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sandbox_command", required=True, metavar="ACTION"
     )
     up = sandbox_commands.add_parser("up", help="run the sandbox and print its endpoints")
-    names = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
+    from diagnostics.datafiles import package_path
+
+    names = ", ".join(sorted(p.stem for p in package_path("scenarios").glob("*.yaml")))
     up.add_argument("--scenario", default="healthy", help=f"one of: {names}")
     up.add_argument("--state", type=Path, help="keep the sandbox's mail in this folder")
     up.add_argument("--json", action="store_true", help="print the endpoints as JSON only")

@@ -1,10 +1,12 @@
-"""The product's own data files (``diagnostics/data/*.yaml``: profiles, providers, rules,
-remediation texts), read one way.
+"""The product's own files, found where the package is installed: its data files
+(``diagnostics/data/*.yaml``: profiles, providers, rules, remediation texts), read one way, and
+the notebooks, scenarios and example account files it ships.
 """
 
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 
@@ -19,3 +21,17 @@ def load_data_file(name: str) -> Any:
     text = resources.files("diagnostics").joinpath("data", name).read_text("utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+
+
+def package_path(*parts: str) -> Path:
+    """The installed location of a file or folder shipped inside the package (notebooks,
+    scenarios, example account files), found through ``importlib.resources``, so that a wheel
+    installed anywhere finds what a checkout finds.
+
+    The notebooks are handed to papermill and nbval by path, so the package must live on the
+    file system (a wheel always does; a zip import would not, and is refused here).
+    """
+    location = resources.files("diagnostics").joinpath(*parts)
+    if not isinstance(location, Path):
+        raise RuntimeError(f"maildiag's {'/'.join(parts)} is not on the file system: {location}")
+    return location

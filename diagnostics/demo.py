@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-AUDIT_NOTEBOOK = ROOT / "notebooks" / "audit.ipynb"
+from diagnostics.datafiles import package_path
+
+AUDIT_NOTEBOOK = package_path("notebooks", "audit.ipynb")
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -33,8 +34,9 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Path
             f"{notebook.name} has no parameter {', '.join(unknown)}; it declares: {known}"
         )
     output.parent.mkdir(parents=True, exist_ok=True)
+    # The kernel runs in the caller's folder, where the user's relative paths start.
     papermill.execute_notebook(
-        str(notebook), str(output), parameters=dict(parameters), progress_bar=False, cwd=str(ROOT)
+        str(notebook), str(output), parameters=dict(parameters), progress_bar=False
     )
     return output
 
@@ -62,12 +64,16 @@ def run_audit_notebook(
             "timeout_s": 0,
             "ca_file": str(ca_file.resolve()) if ca_file else "",
             "send_test": send_test,
+            # The caller reads the verdict from report.json and sets its own exit code.
+            "fail_on": "never",
         },
     )
 
 
 def run_demo(*, scenario: str = "demo", report_dir: Path | None = None) -> Path:
     """Run the audit notebook on ``scenario``; the report folder it wrote."""
-    directory = (report_dir or ROOT / "reports" / "demo").resolve()
-    run_audit_notebook(ROOT / "fixtures" / "configs" / "acme.yaml", directory, sandbox=scenario)
+    from diagnostics.sandbox.scenario import load_scenario
+
+    directory = (report_dir or Path("reports") / "demo").resolve()
+    run_audit_notebook(load_scenario(scenario).config_path(), directory, sandbox=scenario)
     return directory

@@ -9,7 +9,9 @@ exceptions are wrapped at the I/O tier with ``raise ... from exc``::
     ├── ProbeError             a network step could not be carried out
     │   └── StepTimeout        ... because it did not finish in its time (also a TimeoutError)
     ├── SandboxError           the local mail world could not start or was misused
-    └── ReportError            a report could not be written
+    ├── ReportError            a report could not be written
+    └── AuditFailed            the audit notebook's verdict reached its ``fail_on`` (papermill
+                               then exits non-zero, as a scheduled job must)
 
 Messages are built from fields (``fmt``) so that every error names what a reader needs:
 for a configuration error the file, the key path, what was expected and what was found.
@@ -86,3 +88,15 @@ class SandboxError(DiagnosticsError):
 
 class ReportError(DiagnosticsError):
     """A report could not be written."""
+
+
+class AuditFailed(DiagnosticsError):
+    """The audit's verdict reached the notebook's ``fail_on``: raised by its last cell, after
+    the report folder is written, so that papermill, cron and CI jobs exit non-zero."""
+
+    def __init__(self, verdict: str, fail_on: str, counts: str, report: Path | str) -> None:
+        self.verdict = verdict
+        self.fail_on = fail_on
+        super().__init__(
+            f"verdict {verdict} ({counts}) reaches fail_on={fail_on!r}; the report is {report}"
+        )

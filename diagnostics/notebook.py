@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from diagnostics.audit import AuditResult, run_audit, write_report
 from diagnostics.context import Timeouts
+from diagnostics.errors import AuditFailed
 from diagnostics.redact import RedactingFilter
 from diagnostics.sandbox.scenario import load_scenario
 from diagnostics.sandbox.world import Sandbox
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from diagnostics.report.tables import Chart, Message, StyledTable
 
-ROOT = Path(__file__).resolve().parents[1]
+FAIL_ON = ("fail", "warn", "never")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,23 @@ class NotebookAudit:
 
     result: AuditResult
     report_path: Path
+    #: The least grave status that fails the run: "fail" (fail or error), "warn", or "never".
+    fail_on: str = "fail"
+
+    def raise_for_verdict(self) -> None:
+        """Raise :class:`AuditFailed` when the verdict reaches ``fail_on`` (the notebook's last
+        cell calls it, so that papermill exits non-zero on a failing setup)."""
+        from diagnostics.findings import Status
+        from diagnostics.report.html import counts_line
+
+        report = self.result.report
+        if self.fail_on != "never" and report.verdict >= Status(self.fail_on):
+            raise AuditFailed(
+                report.verdict.value,
+                self.fail_on,
+                counts_line(report.findings),
+                self.report_path.parent / "report.html",
+            )
 
     @property
     def verdict_line(self) -> str:
@@ -152,16 +170,32 @@ async def run_notebook_audit(
     timeout_s: float = 0,
     ca_file: str = "",
     send_test: bool = False,
+    fail_on: str = "fail",
 ) -> NotebookAudit:
     """Audit ``config`` (in the sandbox world ``sandbox`` when given) and write the report folder.
 
     ``only`` is a comma-separated list of checks or families; ``timeout_s`` (0: the defaults)
     bounds every network step; ``ca_file`` adds CA certificates (PEM) to the trust store;
-    ``send_test`` sends one test message per SMTP setting, from the custom address to itself.
+    ``send_test`` sends one test message per SMTP setting, from the custom address to itself;
+    ``fail_on`` (``fail``, ``warn`` or ``never``) is checked here, before anything runs, and
+    applied by :meth:`NotebookAudit.raise_for_verdict`.
     """
-    base = _base(config)
-    config_path = base / config
-    directory = base / (report_dir or f"reports/{Path(config).stem}")
+    if fail_on not in FAIL_ON:
+        raise ValueError(
+            f"parameter fail_on: expected one of {', '.join(FAIL_ON)}, found {fail_on!r}"
+        )
+    # Relative paths start in the kernel's working folder: where papermill was run (it starts
+    # the kernel there), nbval's notebook folder, or the CLI's caller (which passes them absolute).
+    if config:
+        config_path = Path(config)
+    elif sandbox:
+        config_path = load_scenario(sandbox).config_path()
+    else:
+        raise ValueError(
+            "parameter config: expected the account's YAML file (or sandbox, to audit the "
+            'scenario\'s example account), found ""'
+        )
+    directory = Path(report_dir or f"reports/{config_path.stem}")
     selection = [part.strip() for part in only.split(",") if part.strip()] or None
     timeouts = None
     if timeout_s:
@@ -179,16 +213,8 @@ async def run_notebook_audit(
             sandbox=world,
             only=selection,
             timeouts=timeouts,
-            ca_file=base / ca_file if ca_file else None,
+            ca_file=Path(ca_file) if ca_file else None,
             send_test=bool(send_test),
         )
     path = write_report(result.report, directory)
-    return NotebookAudit(result, path.relative_to(base) if path.is_relative_to(base) else path)
-
-
-def _base(config: str) -> Path:
-    """Where relative paths start: the working directory, or the project's root when the
-    notebook runs from ``notebooks/`` (as nbval runs it) and the file is not found there."""
-    if Path(config).is_absolute() or Path(config).exists() or not (ROOT / config).exists():
-        return Path.cwd()
-    return ROOT
+    return NotebookAudit(result, path, fail_on)

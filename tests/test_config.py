@@ -20,14 +20,14 @@ from diagnostics.secrets import MASK, Secret
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "configs"
 ACME = FIXTURES / "acme.yaml"
-INVALID = FIXTURES / "invalid"
+INVALID = FIXTURES.parent / "invalid-configs"
 
 UNKNOWN_KEY_FOUND = "an unknown key (its value is not shown)"
 
 
 @dataclass(frozen=True)
 class Case:
-    """What loading one file of ``fixtures/configs/invalid/`` must report."""
+    """What loading one file of ``fixtures/invalid-configs/`` must report."""
 
     file: str
     key: str
@@ -153,7 +153,7 @@ CASES = [
     ),
 ]
 
-# The literal written in fixtures/configs/invalid/literal_password.yaml.
+# The literal written in fixtures/invalid-configs/literal_password.yaml.
 FIXTURE_LITERAL_PASSWORD = "Lit3ral-Pa55word-q7Zx"
 
 

@@ -84,9 +84,11 @@ def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
         "timeout_s",
         "ca_file",
         "send_test",
+        "fail_on",
     }
     with pytest.raises(
-        ValueError, match="has no parameter sandbox_name; it declares: ca_file, config, only"
+        ValueError,
+        match="has no parameter sandbox_name; it declares: ca_file, config, fail_on, only",
     ):
         execute(AUDIT_NOTEBOOK, tmp_path / "out.ipynb", {"sandbox_name": "healthy"})
     assert not (tmp_path / "out.ipynb").exists()
@@ -226,7 +228,9 @@ def test_a_password_reaches_no_papermill_or_ci_log(tmp_path: Path) -> None:
          "--no-progress-bar"],
         cwd=root, env=env, capture_output=True, text=True, timeout=200, check=False,
     )  # fmt: skip
-    assert papermill_run.returncode == 0, papermill_run.stderr[-2000:]
+    # The failing verdict fails the papermill run (fail_on="fail"), after the report is written.
+    assert papermill_run.returncode == 1, papermill_run.stderr[-2000:]
+    assert "AuditFailed: verdict fail" in papermill_run.stderr
     assert "auth_failed" in (out / "report.json").read_text()  # the refused AUTH happened
     assert "Verdict: fail" in papermill_run.stdout + papermill_run.stderr  # cells were logged
     nbval_run = subprocess.run(

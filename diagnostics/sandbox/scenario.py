@@ -3,7 +3,7 @@
 A scenario names the DNS zones, the company's MX (redirection rules and forwarding faults),
 its submission server (ports, certificate, users, allowlist), the platform's inbound side,
 the candidates' mail server, and the findings an audit of it must produce (``expect``).
-Files live in ``fixtures/scenarios/``; :func:`load_scenario` takes a name or a path.
+Files ship in the package (``diagnostics/scenarios/``, also reachable as ``fixtures/scenarios/``); :func:`load_scenario` takes a name or a path.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from diagnostics.datafiles import package_path
 from diagnostics.errors import ConfigError, ConfigProblem
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+SCENARIO_DIR = package_path("scenarios")
+# The example account files the scenarios are played against (acme.yaml and its variants).
+CONFIG_DIR = package_path("configs")
 
 ForwardingStyle = Literal["redirect", "forward_inline", "forward_attachment"]
 CertVariant = Literal[
@@ -171,12 +174,12 @@ class Scenario(_Model):
 
     def config_path(self, base: Path | None = None) -> Path:
         """The account file this scenario is played against by default."""
-        root = base or SCENARIO_DIR.parent / "configs"
+        root = base or CONFIG_DIR
         return root / self.config
 
 
 def scenario_names() -> list[str]:
-    """The names of the scenarios shipped in ``fixtures/scenarios/``."""
+    """The names of the scenarios shipped with the package."""
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
 
