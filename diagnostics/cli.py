@@ -165,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also render report.html in headless Chromium and save a PNG of it here",
     )
 
+    notebook = commands.add_parser(
+        "notebook",
+        help="copy a shipped notebook (audit, dns, ...) into your folder, or print its path",
+        description="Without NAME: list the shipped notebooks. NAME OUT: copy it to OUT "
+        "(to run with papermill or to commit). NAME --path: print where it is installed. "
+        "NAME 'sanitize' is the nbval sanitize file for drift checks.",
+    )
+    notebook.add_argument("name", nargs="?", metavar="NAME", help="audit, dns, sanitize, ...")
+    notebook.add_argument("output", nargs="?", type=Path, metavar="OUT", help="where to copy it")
+    notebook.add_argument("--path", action="store_true", help="print the installed path")
+    notebook.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
         dest="sandbox_command", required=True, metavar="ACTION"
@@ -607,7 +619,8 @@ def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Exit 0 once the notebook ran and the report folder is written (its faults are deliberate);
+    """Exit as ``audit`` does, by the verdict of the report folder it wrote: 0 no fail/error
+    finding, 1 at least one (the default scenario's two faults are deliberate, so it exits 1);
     2 when --screenshot is asked for and there is no browser (checked before the notebook runs)."""
     from diagnostics.demo import run_demo
     from diagnostics.report.json import read_json
@@ -623,7 +636,8 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     directory = run_demo(scenario=args.scenario, report_dir=args.report_dir)
     from diagnostics.report.model import Report
 
-    print(_verdict(Report.from_dict(read_json(directory / "report.json"))), file=out)
+    report = Report.from_dict(read_json(directory / "report.json"))
+    print(_verdict(report), file=out)
     print(f"executed notebook: {directory / 'audit.ipynb'}", file=out)
     main_file = directory / "report.html"
     print(f"report: {main_file if main_file.exists() else directory / 'report.json'}", file=out)
@@ -636,6 +650,34 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"maildiag: {redact(str(exc))}", file=err)
             return EXIT_USAGE
         print(f"screenshot: {png}", file=out)
+    return report.exit_code
+
+
+def _notebook(args: argparse.Namespace, out: TextIO) -> int:
+    """List, locate or copy a shipped notebook; ValueError (exit 2) for a wrong name or an
+    existing OUT without --force."""
+    import shutil
+
+    from diagnostics.datafiles import shipped_notebook, shipped_notebooks
+
+    if args.name is None:
+        for name, path in shipped_notebooks().items():
+            print(f"{name:28} {path.name}", file=out)
+        return EXIT_OK
+    source = shipped_notebook(args.name)
+    if args.path or args.output is None:
+        if args.output is not None:
+            raise ValueError("give either OUT or --path, not both")
+        print(source, file=out)
+        return EXIT_OK
+    target: Path = args.output
+    if target.is_dir():
+        target = target / source.name
+    if target.exists() and not args.force:
+        raise ValueError(f"{target} exists; --force overwrites it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    print(target, file=out)
     return EXIT_OK
 
 
@@ -652,10 +694,23 @@ async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with Sandbox(scenario, state_dir=args.state) as world:
-            description = world.describe()
+            from diagnostics.sandbox.credentials import write_credentials
+
+            # In the state folder, so it lives as long as the folder: a temporary one goes at stop.
+            credentials = write_credentials(world.state_dir, world.generated_secrets())
+            description = {
+                **world.describe(),
+                "credentials_file": str(credentials) if credentials else None,
+            }
             if not args.json:
                 _endpoint_table(description, out)
                 print(f"CA certificate: {description['ca_file']}", file=out)
+                if credentials is not None:
+                    import shlex
+
+                    names = ", ".join(description["secrets_generated"])
+                    print(f"Passwords generated for {names}, to use in another shell:", file=out)
+                    print(f"  . {shlex.quote(str(credentials))}   (readable by you only)", file=out)
                 print("Press Ctrl-C to stop.", file=out)
             out.write(json.dumps(description) + "\n")
             out.flush()
@@ -697,6 +752,8 @@ def main(
                 return _demo(args, out, err)
             if args.command == "batch":
                 return _batch(args, out, err)
+            if args.command == "notebook":
+                return _notebook(args, out)
             return asyncio.run(_sandbox_up(args, out))
     except BrokenPipeError:
         # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.

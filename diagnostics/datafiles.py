@@ -35,3 +35,26 @@ def package_path(*parts: str) -> Path:
     if not isinstance(location, Path):
         raise RuntimeError(f"maildiag's {'/'.join(parts)} is not on the file system: {location}")
     return location
+
+
+def shipped_notebooks() -> dict[str, Path]:
+    """The notebooks the package ships, by name (``audit``, ``dns``, ...), and ``sanitize``:
+    the nbval sanitize file that masks what differs between two runs of the same setup."""
+    folder = package_path("notebooks")
+    found = {path.stem: path for path in sorted(folder.glob("*.ipynb"))}
+    found["sanitize"] = folder / "sanitize.cfg"
+    return found
+
+
+def shipped_notebook(name: str) -> Path:
+    """The shipped notebook ``name`` (``audit`` or ``audit.ipynb``; ``sanitize`` for the nbval
+    sanitize file); ValueError naming the known ones, and the closest, for any other name."""
+    import difflib
+
+    known = shipped_notebooks()
+    stem = name.removesuffix(".ipynb").removesuffix(".cfg")
+    if stem in known:
+        return known[stem]
+    close = difflib.get_close_matches(stem, list(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"no shipped notebook {name!r}{hint}; known: {', '.join(known)}")

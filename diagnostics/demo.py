@@ -35,8 +35,14 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Path
         )
     output.parent.mkdir(parents=True, exist_ok=True)
     # The kernel runs in the caller's folder, where the user's relative paths start.
+    from diagnostics.kernels import kernel_config
+
     papermill.execute_notebook(
-        str(notebook), str(output), parameters=dict(parameters), progress_bar=False
+        str(notebook),
+        str(output),
+        parameters=dict(parameters),
+        progress_bar=False,
+        config=kernel_config(),
     )
     return output
 
@@ -52,7 +58,10 @@ def run_audit_notebook(
 ) -> Path:
     """Execute the audit notebook for ``config`` (in the sandbox world ``sandbox`` when given)
     into ``directory``, which receives the report folder and the executed ``audit.ipynb``;
-    the executed notebook's path. Every parameter is passed, none left to its default."""
+    the executed notebook's path. Every parameter is passed, none left to its default, and
+    every path absolute: the kernel's working folder is the caller's, but a caller in another
+    process (batch) must not depend on it."""
+    directory = directory.resolve()
     return execute(
         AUDIT_NOTEBOOK,
         directory / "audit.ipynb",

@@ -373,3 +373,37 @@ def test_smtp_command_without_the_password_variable_is_a_usage_error(
     )  # fmt: skip
     assert code == 2
     assert "NO_SUCH_PASSWORD_VAR unset or empty" in err
+
+
+def test_notebook_lists_copies_and_locates_the_shipped_notebooks(tmp_path: Path) -> None:
+    import json as json_module
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["notebook"], out=out, err=err) == 0
+    listed = [line.split()[0] for line in out.getvalue().splitlines()]
+    assert listed[:2] == ["allowlist", "audit"] and listed[-1] == "sanitize"
+
+    target = tmp_path / "new" / "folder" / "audit.ipynb"  # folders are made, as a user expects
+    out = io.StringIO()
+    assert main(["notebook", "audit", str(target)], out=out, err=err) == 0
+    assert out.getvalue().strip() == str(target)
+    cells = json_module.loads(target.read_text(encoding="utf-8"))["cells"]
+    assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
+
+    # An existing file is kept unless --force; a folder receives the notebook's own name.
+    err = io.StringIO()
+    assert main(["notebook", "audit", str(target)], out=io.StringIO(), err=err) == 2
+    assert f"{target} exists; --force overwrites it" in err.getvalue()
+    assert main(["notebook", "audit", str(target), "--force"], out=io.StringIO()) == 0
+    assert main(["notebook", "sanitize", str(tmp_path)], out=io.StringIO()) == 0
+    assert "[ports]" in (tmp_path / "sanitize.cfg").read_text(encoding="utf-8")
+
+    out = io.StringIO()
+    assert main(["notebook", "audit.ipynb", "--path"], out=out) == 0
+    located = Path(out.getvalue().strip())
+    assert located.name == "audit.ipynb" and located.parent.name == "notebooks"
+
+    err = io.StringIO()
+    assert main(["notebook", "audti", str(tmp_path / "x.ipynb")], out=io.StringIO(), err=err) == 2
+    assert "no shipped notebook 'audti' (did you mean audit?)" in err.getvalue()
+    assert not (tmp_path / "x.ipynb").exists()

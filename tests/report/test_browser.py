@@ -196,8 +196,8 @@ def test_demo_screenshot_end_to_end(tmp_path: Path) -> None:
         err=err,
     )
 
-    # `maildiag demo` exits 0 once the report is written: its faults are deliberate.
-    assert code == 0, err.getvalue()
+    # `maildiag demo` exits by its verdict, as audit does: the demo world's faults fail it.
+    assert code == 1, err.getvalue()
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("verdict: fail (6 fail, 2 warn, ")
     assert lines[-1] == f"screenshot: {png}"
