@@ -1,0 +1,42 @@
+"""How maildiag starts notebook kernels: with CurveZMQ-encrypted sockets where they can be.
+
+jupyter_client provisions CurveZMQ keys only when asked (``KernelManager.transport_encryption``
+is ``"disabled"`` by default), and ipykernel 7.x warns on every start of a kernel without them
+that it "is running over TCP without encryption". Asked for ``"auto"``, the kernel manager gives
+keys to any kernel whose spec declares curve support (ipykernel's does) and starts the others as
+before, so the warning goes away at its cause instead of being hidden.
+
+:func:`kernel_config` is what maildiag's own papermill runs pass; :class:`EncryptedEngine`,
+registered as papermill's engine ``maildiag``, gives the same to ``papermill --engine maildiag``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from papermill.engines import NBClientEngine
+from traitlets.config import Config
+
+
+def kernel_config() -> Config:
+    """The kernel manager's configuration: CurveZMQ keys for kernels that take them.
+
+    Empty where this jupyter_client cannot provision keys (too old, or pyzmq without curve),
+    so that nothing breaks and kernels start as they did.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    config = Config()
+    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
+class EncryptedEngine(NBClientEngine):  # type: ignore[misc]  # papermill is untyped
+    """papermill's nbclient engine, with :func:`kernel_config` unless a config is given."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("config", kernel_config())
+        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
