@@ -682,6 +682,9 @@ def _notebook(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
+    import shlex
+
+    from diagnostics.sandbox.credentials import write_credentials
     from diagnostics.sandbox.scenario import load_scenario
     from diagnostics.sandbox.world import Sandbox
 
@@ -694,10 +697,9 @@ async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with Sandbox(scenario, state_dir=args.state) as world:
-            from diagnostics.sandbox.credentials import write_credentials
-
             # In the state folder, so it lives as long as the folder: a temporary one goes at stop.
-            credentials = write_credentials(world.state_dir, world.generated_secrets())
+            # Absolute, as it is read from another shell, maybe in another folder.
+            credentials = write_credentials(world.state_dir.absolute(), world.generated_secrets())
             description = {
                 **world.describe(),
                 "credentials_file": str(credentials) if credentials else None,
@@ -706,8 +708,6 @@ async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
                 _endpoint_table(description, out)
                 print(f"CA certificate: {description['ca_file']}", file=out)
                 if credentials is not None:
-                    import shlex
-
                     names = ", ".join(description["secrets_generated"])
                     print(f"Passwords generated for {names}, to use in another shell:", file=out)
                     print(f"  . {shlex.quote(str(credentials))}   (readable by you only)", file=out)

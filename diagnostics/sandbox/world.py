@@ -79,7 +79,8 @@ class Sandbox:
         self.profile = get_profile(scenario.platform.profile)
         base_env = environ if environ is not None else os.environ
         self._generated: dict[str, str] = {}
-        self.environ: Mapping[str, str] = ChainMap(dict(base_env), self._generated)
+        # Generated first: a variable exported empty is one the sandbox generated a value for.
+        self.environ: Mapping[str, str] = ChainMap(self._generated, dict(base_env))
         self.egress_sources = {
             str(network.network_address): str(_EGRESS_BASE + index)
             for index, network in enumerate(self.profile.egress_ips)
@@ -425,6 +426,11 @@ class Sandbox:
             ),
             "secrets_generated": sorted(self._generated),
         }
+
+    def generated_secrets(self) -> dict[str, str]:
+        """The passwords this sandbox generated, by variable name (those unset or empty in its
+        environment); ``maildiag sandbox up`` hands them to its user in a file."""
+        return dict(self._generated)
 
     def _referenced_secrets(self) -> list[str]:
         return [
