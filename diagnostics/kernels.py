@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from papermill.engines import NBClientEngine
 from traitlets.config import Config
 
 
@@ -33,10 +32,28 @@ def kernel_config() -> Config:
     return config
 
 
-class EncryptedEngine(NBClientEngine):  # type: ignore[misc]  # papermill is untyped
-    """papermill's nbclient engine, with :func:`kernel_config` unless a config is given."""
+class EncryptedEngine:
+    """papermill's nbclient engine, with :func:`kernel_config` unless a config is given.
+
+    It delegates instead of subclassing: papermill imports its engines' modules while its own
+    module is still being imported, so this one must not import papermill until it is used.
+    """
 
     @classmethod
-    def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+    def execute_notebook(cls, nb: Any, kernel_name: str | None, **kwargs: Any) -> Any:
+        from papermill.engines import NBClientEngine
+
         kwargs.setdefault("config", kernel_config())
-        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+        return NBClientEngine.execute_notebook(nb, kernel_name, **kwargs)
+
+    @classmethod
+    def nb_kernel_name(cls, nb: Any, name: str | None = None) -> Any:
+        from papermill.engines import NBClientEngine
+
+        return NBClientEngine.nb_kernel_name(nb, name)
+
+    @classmethod
+    def nb_language(cls, nb: Any, language: str | None = None) -> Any:
+        from papermill.engines import NBClientEngine
+
+        return NBClientEngine.nb_language(nb, language)
