@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from diagnostics import __version__
 from diagnostics.errors import ConfigError, DiagnosticsError
@@ -35,8 +36,65 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, which also says "did you mean" for a mistyped command or option.
+
+    Python 3.11's argparse has no ``suggest_on_error``. Every subcommand's parser is one too
+    (argparse makes them of the main parser's class), and each refuses the arguments it does
+    not know itself: handed up to the main parser, as argparse does, they would be judged
+    against the main parser's options instead of the subcommand's. So, unlike argparse's,
+    ``parse_known_args`` here never returns unknown arguments.
+    """
+
+    _given: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        given = list(sys.argv[1:] if args is None else args)
+        # A parser with subcommands passes their arguments on: only its extras are its own.
+        leaf = not any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        self._given = given if leaf else ()
+        parsed, extras = super().parse_known_args(given, namespace)
+        if extras:
+            self._given = extras
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        hints = [f"did you mean {match!r}?" for match in self._close_options(self._given)]
+        super().error("\n".join([message, *hints]))
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            choices = [str(choice) for choice in action.choices or ()]
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            if not close:
+                raise
+            raise argparse.ArgumentError(
+                action, f"{exc.message}\ndid you mean {close[0]!r}?"
+            ) from None
+
+    def _close_options(self, strings: Sequence[str]) -> list[str]:
+        """For each unknown long option among ``strings``, the known one it is closest to."""
+        known = [option for option in self._option_string_actions if option.startswith("--")]
+        found: list[str] = []
+        for string in strings:
+            if string == "--":
+                break
+            name = string.split("=", 1)[0]
+            if not name.startswith("--") or name in self._option_string_actions:
+                continue
+            if any(option.startswith(name) for option in known):  # an abbreviation
+                continue
+            found += [m for m in difflib.get_close_matches(name, known, n=1) if m not in found]
+        return found
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maildiag",
         description="Validate and diagnose the recruiting e-mail setup of an HR platform account.",
     )
@@ -176,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     notebook.add_argument("output", nargs="?", type=Path, metavar="OUT", help="where to copy it")
     notebook.add_argument("--path", action="store_true", help="print the installed path")
     notebook.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script",
+        description='bash: eval "$(maildiag completion bash)" in ~/.bashrc; zsh: maildiag '
+        "completion zsh > ~/.zfunc/_maildiag (a folder on $fpath); tcsh: eval "
+        '"`maildiag completion tcsh`" in ~/.tcshrc.',
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="bash, zsh or tcsh")
 
     sandbox = commands.add_parser("sandbox", help="the local mail world")
     sandbox_commands = sandbox.add_subparsers(
@@ -681,6 +748,21 @@ def _notebook(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _completion(args: argparse.Namespace, out: TextIO) -> int:
+    """The completion script for ``args.shell``, made by shtab from this very parser."""
+    import shtab
+
+    parser = build_parser()
+    actions = list(parser._actions)
+    for action in actions:  # every subcommand's options too
+        if isinstance(action, argparse._SubParsersAction):
+            actions += [a for sub in action.choices.values() for a in sub._actions]
+        elif action.type is Path:
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+    out.write(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK
+
+
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
     import shlex
 
@@ -752,6 +834,8 @@ def main(
                 return _demo(args, out, err)
             if args.command == "batch":
                 return _batch(args, out, err)
+            if args.command == "completion":
+                return _completion(args, out)
             if args.command == "notebook":
                 return _notebook(args, out)
             return asyncio.run(_sandbox_up(args, out))
