@@ -3,6 +3,9 @@
 A scenario names the DNS zones, the company's MX (redirection rules and forwarding faults),
 its submission server (ports, certificate, users, allowlist), the platform's inbound side,
 the candidates' mail server, and the findings an audit of it must produce (``expect``).
+``faults`` states the faults that hit an account's own names by role (the parent company's
+domain, SMTP host, login, redirection), so that the scenario can play any account file
+(:mod:`diagnostics.sandbox.account`); :func:`load_scenario` applies them to its own world.
 Files ship in the package (``diagnostics/scenarios/``, also reachable as ``fixtures/scenarios/``); :func:`load_scenario` takes a name or a path.
 """
 
@@ -21,6 +24,8 @@ from diagnostics.errors import ConfigError, ConfigProblem
 SCENARIO_DIR = package_path("scenarios")
 # The example account files the scenarios are played against (acme.yaml and its variants).
 CONFIG_DIR = package_path("configs")
+# The account a scenario plays unless it names another (which then holds its fault).
+DEFAULT_CONFIG = "acme.yaml"
 
 ForwardingStyle = Literal["redirect", "forward_inline", "forward_attachment"]
 CertVariant = Literal[
@@ -77,10 +82,12 @@ class CompanyMX(_Model):
 
 
 class SubmissionUser(_Model):
-    """An account of the submission server; ``password`` is a ``${ENV}`` reference."""
+    """An account of the submission server; ``password`` is a ``${ENV}`` reference, or
+    ``password_file`` the file an account file names (the server holds what it holds)."""
 
     account: str
-    password: str
+    password: str = ""
+    password_file: str = ""
     # The server holds a different password than the environment gives (a wrong password).
     wrong_password: bool = False
     # Extra addresses this account may send as (Send-As rights).
@@ -146,16 +153,39 @@ class Expectation(_Model):
     cause: str | None = None
 
 
+class AccountFaults(_Model):
+    """Faults stated by the role they hit, so that they apply to whichever account is played.
+
+    Each hits the parent company: the domain of its custom address (``mx``, ``spf``,
+    ``dmarc``), its SMTP host (``smtp_host``), its login (``login``) and its redirection
+    (``redirect``; ``none`` removes every redirection). :mod:`diagnostics.sandbox.faults`
+    applies them.
+    """
+
+    mx: Literal["published", "absent"] = "published"
+    spf: Literal["published", "too_many_lookups"] = "published"
+    dmarc: Literal["published", "reject"] = "published"
+    smtp_host: Literal["public", "private"] = "public"
+    login: Literal["works", "wrong_password"] = "works"
+    redirect: Literal["platform", "none", "loop", "mistyped"] = "platform"
+
+
 class Scenario(_Model):
     """The local mail world's settings and faults."""
 
     name: str
     summary: str
-    config: str = "acme.yaml"
+    config: str = DEFAULT_CONFIG
+    # For a scenario whose fault is in its account file (``config``): the key of a user's own
+    # file to change to see the same fault (it cannot be played on another account).
+    account_fault: str = ""
     dns: dict[str, tuple[Record, ...]]
     dns_faults: dict[str, Literal["servfail", "timeout", "refused"]] = Field(default_factory=dict)
     company_mx: CompanyMX
     submission: Submission
+    # Further submission servers: a subcompany that sends through a host of its own.
+    other_submissions: tuple[Submission, ...] = ()
+    faults: AccountFaults = Field(default_factory=AccountFaults)
     platform: PlatformSide
     candidates: CandidateSide
     # Timeouts of the audit's context in this world, where a fault makes the default wait long.
@@ -171,6 +201,16 @@ class Scenario(_Model):
             zone: [_parse_record(r) for r in records] if isinstance(records, list) else records
             for zone, records in value.items()
         }
+
+    @property
+    def submissions(self) -> tuple[Submission, ...]:
+        """Every submission server of the world, the parent company's first."""
+        return (self.submission, *self.other_submissions)
+
+    @property
+    def fault_in_account(self) -> bool:
+        """The scenario's fault is in its own account file, not in the world."""
+        return self.config != DEFAULT_CONFIG
 
     def config_path(self, base: Path | None = None) -> Path:
         """The account file this scenario is played against by default."""
@@ -235,14 +275,17 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load and validate a scenario (``extends: healthy`` takes another as its base).
+    """Load and validate a scenario (``extends: healthy`` takes another as its base), with its
+    ``faults`` applied to its world.
 
     ConfigError names the file, the key and the problem.
     """
+    from diagnostics.sandbox.faults import apply_faults  # it builds on this module's models
+
     path = scenario_path(name_or_path)
     raw = _read_raw(path)
     try:
-        return Scenario.model_validate(raw)
+        return apply_faults(Scenario.model_validate(raw))
     except ValidationError as exc:
         problems = [
             ConfigProblem(
