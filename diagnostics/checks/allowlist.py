@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import fnmatch
 import ipaddress
 import re
 import socket
@@ -35,6 +36,8 @@ from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import connect_socket
 from diagnostics.profiles import IPNetwork, PlatformProfile
 from diagnostics.registry import check
+from diagnostics.unplayed import refused as dns_refused
+from diagnostics.unplayed import unplayed_outcome
 
 # A greeting is one reply; RFC 5321 allows 512 octets a line, real servers stay far below.
 MAX_GREETING_LINES = 50
@@ -42,6 +45,13 @@ MAX_LINE_BYTES = 2048
 # Every address of a round-robin name is probed (one node without the allowlist fails one
 # connection in N); of a larger cluster, the first few stand for the rest.
 MAX_ADDRESSES = 4
+
+# Where the remediations send the reader for the snippets: the reports' section and the
+# finding's evidence, never a file name (the reader may be reading that very file).
+READY_TO_PASTE = (
+    "Ready-to-paste lines are under 'Settings to copy' in the report and in this finding's "
+    "evidence ('snippets')"
+)
 
 # An allowlist entry wider than this that reaches beyond internal ranges admits other
 # organisations' hosts (a /16 is one organisation's block at most; an IPv6 /32 a provider's).
@@ -172,8 +182,8 @@ def classify_coverage(
     """Whether ``allowlist`` (None: none documented) covers every egress network.
 
     ``platform`` is the platform's display name, ``where`` names the allowlist at the start
-    of a sentence ("The allowlist documented for Acme GmbH"), ``server`` the host and port
-    it guards.
+    of a sentence ("The allowlist documented for Acme GmbH"), ``server`` the host it guards
+    (the remediation names no port: one fix on the server admits the egress IPs on each).
     """
     egress = tuple(egress_ips)
     if allowlist is None:
@@ -182,8 +192,7 @@ def classify_coverage(
                 Status.SKIP,
                 "No allowlist documented",
                 "No allowlist documented; if your server restricts clients by IP, it must "
-                f"permit: {_listing(egress)} ({platform}'s egress IPs). Ready-to-paste lines "
-                "are under 'Settings to copy' in report.html (report.json: this finding's 'snippets').",
+                f"permit: {_listing(egress)} ({platform}'s egress IPs). {READY_TO_PASTE}.",
                 remediation=f"If {server} or its firewall restricts clients by IP, document "
                 f"what it permits as allowlist: [...] in the account file, so that the audit "
                 "can compare it.",
@@ -222,8 +231,7 @@ def classify_coverage(
                 detail + notes,
                 Cause.CLIENT_IP_REJECTED,
                 f"Permit {_listing(coverage.missing)} on {server} (the server's allowlist or "
-                "its firewall): ready-to-paste lines for Postfix, Exchange, nftables and "
-                "iptables are under 'Settings to copy' in report.html (report.json: this finding's 'snippets'). Then add "
+                f"its firewall): {READY_TO_PASTE[0].lower()}{READY_TO_PASTE[1:]}. Then add "
                 f"{_them(coverage.missing)} to the allowlist in the account file and run the "
                 "audit again.",
             ),
@@ -240,7 +248,7 @@ def classify_coverage(
                 "account's password stands between them and sending through your server." + notes,
                 remediation=f"Replace {_listing(coverage.too_broad)} with {platform}'s egress "
                 f"IPs ({_listing(egress)}) and the networks of your own clients; "
-                "ready-to-paste lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets').",
+                f"{READY_TO_PASTE[0].lower()}{READY_TO_PASTE[1:]}.",
             ),
             coverage,
             egress,
@@ -286,6 +294,7 @@ class SnippetTemplate(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    server: str
     title: str
     item: str
     item_v6: str | None = None
@@ -329,14 +338,64 @@ def render_snippet(template: SnippetTemplate, networks: Sequence[IPNetwork], *, 
     return "\n".join(parts)
 
 
-def render_snippets(networks: Sequence[IPNetwork], *, port: int) -> dict[str, str]:
-    """Every family's snippet for ``networks``; empty when there is nothing to permit."""
+def snippet_rank(server: str, detected: str | None) -> int:
+    """Where a snippet for ``server`` (a server family, or ``firewall``) goes when the SMTP
+    server greeted as ``detected`` (None: not recognised): 0 that family's own, 1 the
+    firewall's, 2 every other family's. Unrecognised, the firewall's come first."""
+    if detected is not None and server == detected:
+        return 0
+    if server == FIREWALL:
+        return 0 if detected is None else 1
+    return 2 if detected is not None else 1
+
+
+def render_snippets(
+    networks: Sequence[IPNetwork], *, port: int, server_family: str | None = None
+) -> dict[str, str]:
+    """Every family's snippet for ``networks``, those for ``server_family`` (the family the
+    server greeted as) first, then the firewall's; empty when there is nothing to permit."""
     if not networks:
         return {}
-    return {
-        family: render_snippet(template, networks, port=port)
-        for family, template in load_snippet_templates().items()
-    }
+    templates = sorted(
+        load_snippet_templates().items(),
+        key=lambda item: snippet_rank(item[1].server, server_family),
+    )
+    return {family: render_snippet(template, networks, port=port) for family, template in templates}
+
+
+# -- server family: data and pure -----------------------------------------------------------
+
+FIREWALL = "firewall"
+
+
+class ServerFamily(BaseModel):
+    """How a mail server family is recognised (see ``data/server_families.yaml``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    hosts: tuple[str, ...] = ()
+    greeting: str
+
+
+@cache
+def load_server_families() -> dict[str, ServerFamily]:
+    """Every recognisable server family by key, in the data file's order (first match wins)."""
+    raw = load_data_file("server_families.yaml")
+    return {key: ServerFamily.model_validate(body) for key, body in raw.items()}
+
+
+def classify_server_family(greetings: Iterable[str], *, host: str = "") -> str | None:
+    """The family (a key of :func:`load_server_families`) that ``host`` and its
+    ``greetings`` name; None when they name none (many servers hide their software)."""
+    texts = [g for g in greetings if g]
+    name = host.lower().rstrip(".")
+    for key, family in load_server_families().items():
+        if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in family.hosts):
+            return key
+        if any(re.search(family.greeting, text, re.IGNORECASE) for text in texts):
+            return key
+    return None
 
 
 # -- reachability: pure --------------------------------------------------------------------
@@ -536,10 +595,12 @@ def classify_reachability(
     failed = [r for r in results if r.admission is not Admission.ACCEPTED]
     allowlist_failures = [r for r in failed if r.admission is not Admission.TLS_FAILED]
     refused_ips = tuple(dict.fromkeys(r.egress_ip for r in allowlist_failures))
+    # Without the port: one fix on the server admits the egress IPs on each of its ports, so
+    # the findings of several ports share it (the snippets carry the port).
     permit = (
-        f"Permit {', '.join(refused_ips)} on {at} in the server's allowlist or firewall "
-        "(ready-to-paste lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets')), then press "
-        f"'{ui.test_connection}' in {ui.settings_path} to confirm that {platform} gets through."
+        f"Permit {', '.join(refused_ips)} on {server} in the server's allowlist or firewall, "
+        f"then press '{ui.test_connection}' in {ui.settings_path} to confirm that {platform} "
+        f"gets through. {READY_TO_PASTE}."
     )
     if not failed:
         return ReachabilityVerdict(
@@ -916,7 +977,7 @@ async def coverage(context: Context) -> list[Finding]:
             profile.egress_ips,
             platform=profile.display_name,
             where=where,
-            server=f"{smtp.host} port {smtp.port}",
+            server=smtp.host,
         )
         evidence: dict[str, Any] = {
             "smtp_host": smtp.host,
@@ -933,6 +994,15 @@ async def coverage(context: Context) -> list[Finding]:
                 "broader": _cidrs(verdict.coverage.broader),
                 "too_broad": _cidrs(verdict.coverage.too_broad),
             }
+            if verdict.coverage.missing:
+                # One fix however many ports and subcompanies show it: permit these networks on
+                # this host, and document them in this allowlist of the account file.
+                evidence["root_cause"] = {
+                    "kind": "allowlist_lacks_egress_ips",
+                    "smtp_host": smtp.host,
+                    "egress_ips": _cidrs(verdict.coverage.missing),
+                    "allowlist_of": owner,
+                }
         evidence["snippets"] = render_snippets(verdict.snippet_networks, port=smtp.port)
         findings.append(verdict.outcome.finding("allowlist.coverage", identity.name, evidence))
     return findings
@@ -1019,16 +1089,31 @@ async def reachability(context: Context) -> list[Finding]:
             outcome = _live_skip(smtp, profile)
         elif probe.dns_error:
             outcome = _dns_failure(smtp, probe.dns_error, profile)
+            if context.mode == "sandbox" and dns_refused(probe.dns_error):
+                outcome = unplayed_outcome(outcome, [smtp.host])
         else:
             verdict = classify_reachability(
                 probe.results, server=smtp.host, port=smtp.port, profile=profile
             )
             outcome = _against_documented(verdict, identity, config)
             refused = [n for n in profile.egress_ips if str(n.network_address) in verdict.refused]
+            family = classify_server_family(
+                (r.reply for r in probe.results if r.admission is Admission.ACCEPTED),
+                host=smtp.host,
+            )
             evidence |= {
                 "addresses": list(probe.addresses),
                 "probes": [r.row() for r in probe.results],
-                "snippets": render_snippets(refused, port=smtp.port),
+                "server_family": family,
+                "snippets": render_snippets(refused, port=smtp.port, server_family=family),
             }
+            if verdict.refused:
+                # One fix however many ports and subcompanies show it: permit these egress
+                # IPs on this host.
+                evidence["root_cause"] = {
+                    "kind": "egress_ips_refused",
+                    "smtp_host": smtp.host,
+                    "egress_ips": list(verdict.refused),
+                }
         findings.append(outcome.finding("allowlist.reachability", identity.name, evidence))
     return findings

@@ -23,9 +23,11 @@ from diagnostics.checks.allowlist import (
     classify_coverage,
     classify_greeting,
     classify_reachability,
+    classify_server_family,
     compare_allowlist,
     coverage,
     documented_allowlist,
+    load_server_families,
     load_snippet_templates,
     parse_greeting,
     probe_greeting,
@@ -99,7 +101,7 @@ def test_a_slash_16_covers_an_egress_slash_32_and_is_named_broader() -> None:
         PERSONIO.egress_ips,
         platform="Personio",
         where="The allowlist documented for Acme GmbH",
-        server="smtp.acme.example port 587",
+        server="smtp.acme.example",
     )
     assert verdict.outcome.status is Status.PASS
     assert verdict.outcome.detail == (
@@ -133,7 +135,7 @@ def test_the_whole_internet_passes_every_ip_but_warns() -> None:
         PERSONIO.egress_ips,
         platform="Personio",
         where="The allowlist documented for Acme GmbH",
-        server="smtp.acme.example port 587",
+        server="smtp.acme.example",
     )
     assert verdict.outcome.status is Status.WARN
     assert verdict.outcome.cause is None
@@ -149,7 +151,7 @@ def test_the_whole_internet_passes_every_ip_but_warns() -> None:
     assert verdict.outcome.remediation == (
         "Replace 0.0.0.0/0 with Personio's egress IPs (3.121.59.239, 3.65.146.216, "
         "18.158.122.164) and the networks of your own clients; ready-to-paste lines are under "
-        "'Settings to copy' in report.html (report.json: this finding's 'snippets')."
+        "'Settings to copy' in the report and in this finding's evidence ('snippets')."
     )
     assert verdict.snippet_networks == PERSONIO.egress_ips
 
@@ -179,13 +181,14 @@ def test_undocumented_allowlist_skips_and_names_every_egress_ip() -> None:
         PERSONIO.egress_ips,
         platform="Personio",
         where="unused",
-        server="smtp.acme.example port 587",
+        server="smtp.acme.example",
     )
     assert verdict.outcome.status is Status.SKIP
     assert verdict.outcome.detail == (
         "No allowlist documented; if your server restricts clients by IP, it must permit: "
         "3.121.59.239, 3.65.146.216, 18.158.122.164 (Personio's egress IPs). Ready-to-paste "
-        "lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets')."
+        "lines are under 'Settings to copy' in the report and in this finding's evidence "
+        "('snippets')."
     )
     assert verdict.snippet_networks == PERSONIO.egress_ips
     assert verdict.coverage is None
@@ -197,7 +200,7 @@ def test_missing_ip_fails_with_client_ip_rejected_and_names_only_it() -> None:
         PERSONIO.egress_ips,
         platform="Personio",
         where="The allowlist documented for Acme GmbH",
-        server="smtp.acme.example port 587",
+        server="smtp.acme.example",
     )
     outcome = verdict.outcome
     assert (outcome.status, outcome.cause) == (Status.FAIL, Cause.CLIENT_IP_REJECTED)
@@ -210,10 +213,10 @@ def test_missing_ip_fails_with_client_ip_rejected_and_names_only_it() -> None:
         "platform does not need them): 192.0.2.0/24."
     )
     assert outcome.remediation == (
-        "Permit 18.158.122.164 on smtp.acme.example port 587 (the server's allowlist or its "
-        "firewall): ready-to-paste lines for Postfix, Exchange, nftables and iptables are under "
-        "'Settings to copy' in report.html (report.json: this finding's 'snippets'). Then add it to the allowlist in the account "
-        "file and run the audit again."
+        "Permit 18.158.122.164 on smtp.acme.example (the server's allowlist or its firewall): "
+        "ready-to-paste lines are under 'Settings to copy' in the report and in this finding's "
+        "evidence ('snippets'). Then add it to the allowlist in the account file and run the "
+        "audit again."
     )
     assert verdict.snippet_networks == nets("18.158.122.164/32")
 
@@ -268,6 +271,13 @@ Set-ReceiveConnector "<name>" -RemoteIPRanges @{Add="3.65.146.216","18.158.122.1
 # and a connector admits servers that relay without signing in, which the platform is not.
 # What it needs instead: Authenticated SMTP enabled for the sending mailbox (Microsoft 365
 # admin center > Users > Active users > the mailbox > Mail > Manage email apps).""",
+    "exim": """\
+# Exim: in the main section of the configuration (a "<;" list takes IPv6 addresses as they are)
+hostlist platform_clients = <; 3.65.146.216 ; 18.158.122.164
+# ... and in the ACL that refuses unknown clients (acl_smtp_connect, or acl_smtp_mail),
+# ahead of its deny statement:
+  accept hosts = +platform_clients
+# Check the configuration (exim -bV), then reload Exim.""",
     "nftables": """\
 # nftables: accept the platform on port 587, ahead of any drop (table inet filter, chain input)
 nft insert rule inet filter input ip saddr { 3.65.146.216, 18.158.122.164 } tcp dport 587 accept""",
@@ -292,6 +302,7 @@ MIXED = nets("18.158.122.164/32", "2001:db8:20::1/128", "2001:db8:30::/48")
 SNIPPETS_V6 = {
     "postfix_access": "18.158.122.164 OK\n2001:db8:20::1 OK\n2001:db8:30::/48 OK",
     "postfix_mynetworks": "18.158.122.164 [2001:db8:20::1]/128 [2001:db8:30::]/48",
+    "exim": "<; 18.158.122.164 ; 2001:db8:20::1 ; 2001:db8:30::/48\n",
     "nftables": (
         "nft insert rule inet filter input ip saddr { 18.158.122.164 } tcp dport 465 accept\n"
         "nft insert rule inet filter input ip6 saddr { 2001:db8:20::1, 2001:db8:30::/48 } "
@@ -313,7 +324,61 @@ def test_snippets_write_ipv6_networks_the_way_each_family_reads_them(family: str
 
 def test_nothing_to_permit_means_no_snippets() -> None:
     assert render_snippets((), port=587) == {}
-    assert list(render_snippets(MISSING, port=587).values()) == list(SNIPPETS.values())
+    assert render_snippets(MISSING, port=587) == SNIPPETS
+
+
+FIREWALL_FIRST = ["nftables", "iptables", "postfix_access", "postfix_mynetworks", "exchange"]
+
+
+@pytest.mark.parametrize(
+    ("family", "first"),
+    [
+        ("postfix", ["postfix_access", "postfix_mynetworks", "nftables", "iptables"]),
+        ("exim", ["exim", "nftables", "iptables", "postfix_access"]),
+        ("exchange", ["exchange", "nftables", "iptables", "postfix_access"]),
+        ("exchange_online", ["exchange_online", "nftables", "iptables", "postfix_access"]),
+        # No snippet of its own: the firewall's first.
+        ("sendmail", FIREWALL_FIRST),
+        (None, FIREWALL_FIRST),
+    ],
+)
+def test_the_snippets_of_the_server_family_come_first(family: str | None, first: list[str]) -> None:
+    snippets = render_snippets(MISSING, port=587, server_family=family)
+    assert list(snippets)[: len(first)] == first
+    assert snippets == SNIPPETS
+
+
+@pytest.mark.parametrize(
+    ("greeting", "host", "family"),
+    [
+        (GREETING, "smtp.acme.example", "postfix"),
+        ("220 mail.example.org ESMTP Exim 4.96 Mon, 01 Dec 2025 10:00:00 +0000", "", "exim"),
+        (
+            "220 EX01.corp.example Microsoft ESMTP MAIL Service ready at Mon, 1 Dec 2025",
+            "",
+            "exchange",
+        ),
+        (
+            "220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready",
+            "",
+            "exchange_online",
+        ),
+        ("220 mail.example.org ESMTP", "smtp.office365.com", "exchange_online"),
+        ("220 mail.example.org ESMTP Sendmail 8.17.1/8.17.1; Mon, 1 Dec 2025", "", "sendmail"),
+        # Many servers hide their software: nothing to go by.
+        ("220 mail.example.org ESMTP", "mail.example.org", None),
+        ('220 x ESMTP <script>alert("banner")</script>', "", None),
+    ],
+)
+def test_the_server_family_is_read_from_the_greeting_and_host(
+    greeting: str, host: str, family: str | None
+) -> None:
+    assert classify_server_family([greeting], host=host) == family
+
+
+def test_every_snippet_names_a_known_server_family_or_the_firewall() -> None:
+    known = {*load_server_families(), "firewall"}
+    assert {t.server for t in load_snippet_templates().values()} <= known
 
 
 # -- coverage: the registered check --------------------------------------------------------
@@ -697,11 +762,23 @@ async def test_the_egress_ip_missing_from_the_servers_allowlist_is_named(
         "candidate mail fail whenever it connects from 18.158.122.164. The allowlist documented "
         "for Acme GmbH lists 18.158.122.164: the account file and the server disagree."
     )
+    # No port: one change on the server admits the IP on both ports (the snippets have it).
     assert company.remediation == (
-        "Permit 18.158.122.164 on smtp.acme.example port 587 in the server's allowlist or "
-        "firewall (ready-to-paste lines are under 'Settings to copy' in report.html (report.json: this finding's 'snippets')), then "
-        f"press 'Test connection' in {SETTINGS_PATH} to confirm that Personio gets through."
+        "Permit 18.158.122.164 on smtp.acme.example in the server's allowlist or firewall, then "
+        f"press 'Test connection' in {SETTINGS_PATH} to confirm that Personio gets through. "
+        "Ready-to-paste lines are under 'Settings to copy' in the report and in this finding's "
+        "evidence ('snippets')."
     )
+    assert company.remediation == findings[1].remediation
+    # The root cause the reports fold both findings by, and the family the server greeted as.
+    assert company.evidence["root_cause"] == findings[1].evidence["root_cause"]
+    assert company.evidence["root_cause"] == {
+        "kind": "egress_ips_refused",
+        "smtp_host": "smtp.acme.example",
+        "egress_ips": ("18.158.122.164",),
+    }
+    assert company.evidence["server_family"] == "postfix"
+    assert list(company.evidence["snippets"])[:2] == ["postfix_access", "postfix_mynetworks"]
     assert company.evidence["snippets"]["iptables"] == (
         "# iptables: accept the platform on port 587, ahead of any DROP or REJECT rule\n"
         "iptables -I INPUT -p tcp -s 18.158.122.164 --dport 587 -j ACCEPT"
