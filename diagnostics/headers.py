@@ -1418,15 +1418,11 @@ def _with_original(sent: Message, arrived: Message, hops: Sequence[Hop]) -> list
     missing = [d.name for d in retention.diffs if d.kind == "missing"]
     if missing:
         signs.append(("headers_stripped", f"missing on arrival: {', '.join(missing)}"))
-    subject_diff = retention.diff("Subject")
-    if subject_diff is not None and subject_diff.kind == "changed":
-        before, after = subject_diff.sent or "", subject_diff.arrived or ""
-        if before and after != before and after.endswith(before):
-            tag = after[: -len(before)].strip()
-            signs.append(("subject_tagged", f"{tag!r} was put in front of the Subject"))
-        elif before and after != before and after.startswith(before):
-            tag = after[len(before) :].strip()
-            signs.append(("subject_tagged", f"{tag!r} was appended to the Subject"))
+    tagged = subject_tag(retention.diff("Subject"))
+    if tagged is not None:
+        tag, position = tagged
+        placed = "put in front of" if position == "prefix" else "appended to"
+        signs.append(("subject_tagged", f"{tag!r} was {placed} the Subject"))
     sent_text, arrived_text = body_text(sent).strip(), text.strip()
     if sent_text and arrived_text != sent_text and sent_text in arrived_text:
         where = arrived_text.find(sent_text)
@@ -1453,6 +1449,50 @@ def _with_original(sent: Message, arrived: Message, hops: Sequence[Hop]) -> list
     if not any(style == "redirect" for style, _ in signs):
         signs.append(("redirect", "the message was passed on, not re-sent"))
     return signs
+
+
+def subject_tag(diff: HeaderDiff | None) -> tuple[str, str] | None:
+    """The tag a server put into a Subject, and where (``prefix`` or ``suffix``), from the
+    Subject's difference; None when the Subject did not change that way."""
+    if diff is None or diff.kind != "changed":
+        return None
+    before, after = diff.sent or "", diff.arrived or ""
+    if not before or after == before:
+        return None
+    if after.endswith(before):
+        return after[: -len(before)].strip(), "prefix"
+    if after.startswith(before):
+        return after[len(before) :].strip(), "suffix"
+    return None
+
+
+# What each style accounts for in a retention comparison: header (name, kind) pairs, and
+# "body" for the MIME structure and the body. A forward makes a new message: everything.
+_ACCOUNTS_FOR: dict[str, tuple[tuple[str, str], ...]] = {
+    "from_rewritten": (("From", "changed"), ("Reply-To", "added")),
+    "subject_tagged": (("Subject", "changed"),),
+    "footer_appended": (("body", "changed"),),
+}
+
+
+def unexplained_changes(retention: Retention, faults: Sequence[str]) -> list[str]:
+    """The differences in ``retention`` that none of the forwarding ``faults`` accounts for
+    (``Reply-To changed``, ``the body changed``): a problem of its own, with its own fix."""
+    if {"forward_inline", "forward_attachment"} & set(faults):
+        return []
+    accounted = {pair for fault in faults for pair in _ACCOUNTS_FOR.get(fault, ())}
+    left = [
+        f"{d.name} {d.kind}"
+        for d in retention.diffs
+        if (d.name, d.kind) not in accounted
+        and not (d.kind == "missing" and "headers_stripped" in faults)
+    ]
+    if (retention.body_changed or retention.structure_changed) and (
+        "body",
+        "changed",
+    ) not in accounted:
+        left.append("the body changed")
+    return left
 
 
 def classify_forwarding(
@@ -1504,23 +1544,28 @@ def remediation_for(
     style: str,
     family: str | None,
     *,
-    custom_address: str | None = None,
+    custom_address: str | Sequence[str] | None = None,
     inbound_address: str | None = None,
 ) -> str:
     """What IT should change for ``style`` on a server of ``family`` (generic when unknown),
     naming the account's addresses; placeholders such as ``<recruiting address>`` stand for
-    an address that is not known (a message analysed without its account)."""
+    an address that is not known (a message analysed without its account).
+
+    Several custom addresses (one fix for the subcompanies a server treats alike) are named
+    together: ``jobs@a.example and jobs@b.example``.
+    """
     fixes = load_forwarding_fixes()
     if style not in fixes:
         raise ValueError(f"unknown forwarding style {style!r}; known: {', '.join(fixes)}")
     texts = fixes[style]
     template = texts.get(family or "generic", texts["generic"])
-    local_part, _, domain = (custom_address or "").partition("@")
+    addresses = [custom_address] if isinstance(custom_address, str) else list(custom_address or ())
+    parts = [address.partition("@") for address in addresses]
     return template.format(
-        custom_address=custom_address or "<recruiting address>",
+        custom_address=_and_list(addresses) if addresses else "<recruiting address>",
         inbound_address=inbound_address or "<Company recruiting email address>",
-        local_part=local_part if custom_address else "<mailbox>",
-        domain=domain if custom_address else "<domain>",
+        local_part=" or ".join(dict.fromkeys(p[0] for p in parts)) if parts else "<mailbox>",
+        domain=_and_list(list(dict.fromkeys(p[2] for p in parts))) if parts else "<domain>",
     )
 
 

@@ -44,7 +44,9 @@ from diagnostics.headers import (
     redirect_addresses,
     remediation_for,
     server_family,
+    subject_tag,
     total_delay,
+    unexplained_changes,
 )
 from diagnostics.sandbox import forwarding
 from diagnostics.sandbox.smtpserver import received_header
@@ -966,6 +968,35 @@ def test_sandbox_stripped_headers() -> None:
         == "headers_stripped: missing on arrival: Reply-To, In-Reply-To, References"
     )
     assert verdict.styles == ("headers_stripped", "redirect")
+
+
+def test_what_a_subject_tag_accounts_for_in_a_retention_comparison() -> None:
+    sent = application()
+    tagged = forwarding.tag_subject(sent, "[EXTERNAL]")
+    retention = compare_retention(sent, tagged)
+    assert subject_tag(retention.diff("Subject")) == ("[EXTERNAL]", "prefix")
+    assert unexplained_changes(retention, ["subject_tagged"]) == []
+    # A change no fault names is a problem of its own.
+    assert unexplained_changes(retention, ["footer_appended"]) == ["Subject changed"]
+    also_reply_to = tagged.replace(b"Reply-To: ", b"Reply-To: other <x@example.net>, ", 1)
+    retention = compare_retention(sent, also_reply_to)
+    assert unexplained_changes(retention, ["subject_tagged"]) == ["Reply-To changed"]
+    assert unexplained_changes(retention, ["forward_attachment"]) == []
+
+
+def test_one_fix_names_every_address_it_is_for() -> None:
+    text = remediation_for(
+        "subject_tagged", None, custom_address=["jobs@acme.example", "jobs@retail.acme.example"]
+    )
+    assert "a transport rule" in text
+    assert "Exempt jobs@acme.example and jobs@retail.acme.example from that rule" in text
+    exim = remediation_for(
+        "subject_tagged", "exim", custom_address=["jobs@acme.example", "jobs@retail.acme.example"]
+    )
+    assert "$local_part = jobs," in exim  # one local part, named once
+    assert remediation_for("subject_tagged", None, custom_address="jobs@acme.example") == (
+        remediation_for("subject_tagged", None, custom_address=["jobs@acme.example"])
+    )
 
 
 def test_sandbox_subject_tag() -> None:

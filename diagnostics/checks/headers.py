@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import email.message
 import email.policy
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from email import message_from_bytes
+from typing import Any
 
 from diagnostics.checks.redirect import RoundTrip, per_roundtrip
 from diagnostics.context import Context
@@ -23,6 +25,8 @@ from diagnostics.headers import (
     compare_retention,
     remediation_for,
     server_family,
+    subject_tag,
+    unexplained_changes,
 )
 from diagnostics.registry import check
 
@@ -124,6 +128,68 @@ def classify_dkim(
     )
 
 
+# Which forwarding faults can break a DKIM signature in the way it broke.
+_FORWARDS = {"forward_inline", "forward_attachment"}
+_BREAKS_DKIM = {
+    "gone": _FORWARDS,
+    "body": {"footer_appended", *_FORWARDS},
+    "header": {"subject_tagged", "from_rewritten", "headers_stripped", *_FORWARDS},
+}
+
+
+def redirection_root_cause(
+    trip: RoundTrip, check_id: str, inbound: str, *, dkim_broke: str | None = None
+) -> dict[str, Any] | None:
+    """What the server that passed the message on changed in it, when that explains the
+    finding of ``check_id`` (None otherwise): the same for every check and every custom
+    address that server treats alike, so that the reports show them as one fix.
+
+    ``faults`` are the forwarding styles found (subject tag, footer, From rewrite, stripped
+    headers, forward). A retention finding with differences none of them accounts for, or a
+    DKIM signature broken in a way (``dkim_broke``: ``gone``, ``body`` or ``header``) none of
+    them causes, is a problem of its own and gets none.
+    """
+    arrival = trip.arrived
+    if arrival is None:
+        return None
+    verdict = classify_forwarding(arrival.data, original=trip.sent)
+    if not verdict.faults:
+        return None
+    retention = compare_retention(trip.sent, arrival.data)
+    if check_id == "headers.retention" and unexplained_changes(retention, verdict.faults):
+        return None
+    if check_id == "headers.dkim" and not _BREAKS_DKIM.get(dkim_broke or "", set()) & set(
+        verdict.faults
+    ):
+        return None
+    cause: dict[str, Any] = {
+        "kind": "redirection_changes_message",
+        "server": trip.delivered_to,
+        "server_family": server_family(arrival.data),
+        "faults": list(verdict.faults),
+        "inbound_address": inbound,
+    }
+    tagged = subject_tag(retention.diff("Subject"))
+    if tagged is not None and "subject_tagged" in verdict.faults:
+        cause["subject_tag"], cause["tag_position"] = tagged
+    return cause
+
+
+def dkim_breakage(checks: list[SignatureCheck], signer: str) -> str | None:
+    """How the original signature (by ``signer``) broke: ``gone``, ``body`` (the body hash),
+    ``header`` (a signed header), or None when it verifies or its key could not be read."""
+    original = [c for c in checks if c.domain.casefold() == signer.casefold()]
+    if not original:
+        return "gone"
+    failed = [c for c in original if not c.verified]
+    if not failed or "no usable key" in failed[0].reason:
+        return None
+    return "body" if "body" in failed[0].reason else "header"
+
+
+Judged = tuple[Outcome, dict[str, Any] | None]
+
+
 def _attached(data: bytes) -> bytes | None:
     message = message_from_bytes(data, policy=email.policy.default)
     for part in message.walk():
@@ -145,17 +211,36 @@ def _live(address: str) -> Outcome:
 
 
 async def _for_addresses(
-    context: Context, check_id: str, judge: Callable[[RoundTrip], Awaitable[Outcome]]
+    context: Context, check_id: str, judge: Callable[[RoundTrip], Awaitable[Judged]]
 ) -> list[Finding]:
-    return await per_roundtrip(context, check_id, judge, live=_live)
+    """One finding per custom address; a root cause that ``judge`` names joins the evidence
+    of a finding that needs attention (``root_cause``)."""
+    causes: dict[str, dict[str, Any]] = {}
+
+    async def judged(trip: RoundTrip) -> Outcome:
+        outcome, cause = await judge(trip)
+        if cause is not None and outcome.status >= Status.WARN:
+            causes[trip.address] = cause
+        return outcome
+
+    findings = await per_roundtrip(context, check_id, judged, live=_live)
+    return [_with_root_cause(f, causes) for f in findings]
+
+
+def _with_root_cause(finding: Finding, causes: Mapping[str, Mapping[str, Any]]) -> Finding:
+    cause = causes.get(str(finding.evidence.get("address")))
+    if cause is None:
+        return finding
+    return replace(finding, evidence={**finding.evidence, "root_cause": cause})
 
 
 @check("headers.retention", flow="inbound", title="Original headers retained")
 async def retention(context: Context) -> list[Finding]:
     inbound = context.config.inbound_address
 
-    async def judge(trip: RoundTrip) -> Outcome:
-        return classify_retention(trip, inbound)
+    async def judge(trip: RoundTrip) -> Judged:
+        cause = redirection_root_cause(trip, "headers.retention", inbound)
+        return classify_retention(trip, inbound), cause
 
     return await _for_addresses(context, "headers.retention", judge)
 
@@ -164,8 +249,9 @@ async def retention(context: Context) -> list[Finding]:
 async def forwarding_style(context: Context) -> list[Finding]:
     inbound = context.config.inbound_address
 
-    async def judge(trip: RoundTrip) -> Outcome:
-        return classify_style(trip, inbound)
+    async def judge(trip: RoundTrip) -> Judged:
+        cause = redirection_root_cause(trip, "headers.forwarding_style", inbound)
+        return classify_style(trip, inbound), cause
 
     return await _for_addresses(context, "headers.forwarding_style", judge)
 
@@ -174,19 +260,25 @@ async def forwarding_style(context: Context) -> list[Finding]:
 async def dkim_survives(context: Context) -> list[Finding]:
     mailboxes = context.mailboxes
 
-    async def judge(trip: RoundTrip) -> Outcome:
+    async def judge(trip: RoundTrip) -> Judged:
         arrival = trip.arrived
         if arrival is None:
-            return _not_arrived(trip)
+            return _not_arrived(trip), None
         if mailboxes is None or mailboxes.dkim_key is None:
-            return Outcome(
+            outcome = Outcome(
                 Status.SKIP,
                 "The test message was not signed",
                 "No DKIM key is published for the test sender.",
             )
+            return outcome, None
+        signer = mailboxes.dkim_key.domain
         checks = await verify(arrival.data, context.resolver)
         inner = _attached(arrival.data)
         attached = await verify(inner, context.resolver) if inner else []
-        return classify_dkim(checks, mailboxes.dkim_key.domain, attached)
+        broke = dkim_breakage(checks, signer)
+        cause = redirection_root_cause(
+            trip, "headers.dkim", context.config.inbound_address, dkim_broke=broke
+        )
+        return classify_dkim(checks, signer, attached), cause
 
     return await _for_addresses(context, "headers.dkim", judge)
