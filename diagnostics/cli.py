@@ -26,6 +26,7 @@ from diagnostics.redact import RedactingFilter, redact
 
 if TYPE_CHECKING:
     from diagnostics.findings import Finding
+    from diagnostics.report.grouping import Problem
     from diagnostics.report.model import Report
 
 # Heavy modules (pydantic, dnspython, aiosmtpd, cryptography) are imported by the commands
@@ -343,25 +344,43 @@ def _print_finding(finding: Finding, out: TextIO) -> None:
         print(f"        -> {finding.remediation}", file=out)
 
 
+def _print_problem(problem: Problem, out: TextIO) -> None:
+    """A problem as :func:`_print_finding` prints a finding; one that several findings share
+    (ports, subcompanies, checks) once, with every place it applies."""
+    from diagnostics.headers import printable
+
+    if len(problem.findings) == 1:
+        _print_finding(problem.findings[0], out)
+        return
+    print(f"  {problem.status.value:5} {printable(problem.title)}", file=out)
+    for line in problem.where_lines():
+        print(f"        {printable(line)}", file=out)
+    if problem.remediation:
+        print(f"        -> {printable(problem.remediation)}", file=out)
+
+
 def _print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
     """The verdict, then the findings: all of them in report order (``every``), or what needs
-    action first, then what to review, and a count of the rest."""
+    action first, then what to review, each problem once however many findings share its
+    root cause, and a count of the rest."""
     print(_verdict(report), file=out)
     if every:
         for finding in report.findings:
             _print_finding(finding, out)
     else:
         from diagnostics.findings import Status
+        from diagnostics.report.grouping import group_by_root_cause
 
+        problems = group_by_root_cause(report.findings)
         groups = (
-            ("What to fix first:", [f for f in report.findings if f.status >= Status.FAIL]),
-            ("To review:", [f for f in report.findings if f.status is Status.WARN]),
+            ("What to fix first:", [p for p in problems if p.status >= Status.FAIL]),
+            ("To review:", [p for p in problems if p.status is Status.WARN]),
         )
-        for heading, findings in groups:
-            if findings:
+        for heading, members in groups:
+            if members:
                 print(f"\n{heading}", file=out)
-                for finding in findings:
-                    _print_finding(finding, out)
+                for problem in members:
+                    _print_problem(problem, out)
         rest = [f for f in report.findings if f.status < Status.WARN]
         if rest:
             from diagnostics.report.html import folded_line

@@ -76,18 +76,18 @@ class NotebookAudit:
         return pandas.DataFrame(rows, columns=list(RESOLUTION_COLUMNS))
 
     def to_fix(self) -> StyledTable | Message:
-        """The ``fail``, ``error`` and ``warn`` findings, worst first, with their remediation
-        (a sentence saying so when there is none)."""
-        from diagnostics.findings import Status
-        from diagnostics.report.tables import Message, findings_frame, styled
+        """What to fix: the ``fail``, ``error`` and ``warn`` findings folded by root cause
+        (one row per cause and fix, with every check, (sub)company and place it applies to),
+        worst first, with the remediation (a sentence saying so when there is none)."""
+        from diagnostics.report.grouping import group_by_root_cause
+        from diagnostics.report.tables import Message, problems_frame, styled
 
-        findings = sorted(
-            (f for f in self.result.report.findings if f.status >= Status.WARN),
-            key=lambda f: -f.status.rank,
+        problems = sorted(
+            group_by_root_cause(self.result.report.findings), key=lambda p: -p.status.rank
         )
-        if not findings:
+        if not problems:
             return Message("Nothing to fix: no check failed or warned.")
-        frame = findings_frame(findings)[["status", "check", "subject", "title", "remediation"]]
+        frame = problems_frame(problems)
         return styled(frame, name="to_fix")
 
     def findings(self) -> StyledTable:

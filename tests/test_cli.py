@@ -123,6 +123,33 @@ def test_audit_exits_1_on_a_failing_finding(tmp_path: Path) -> None:
     assert "TLS/STARTTLS" in failing["config.port_encryption"]["remediation"]
 
 
+def test_audit_shows_each_root_cause_once_with_every_place(tmp_path: Path) -> None:
+    code, out, _ = run("audit", str(ACME), "--sandbox", "demo", "--report-dir", str(tmp_path))
+    assert code == 1
+    assert out.startswith("verdict: fail (6 fail, 2 warn, ")
+    fix = out.split("What to fix first:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    # Six failing findings (and two warnings) come to two problems: nothing left to review.
+    assert [line for line in fix if not line.startswith("        ")] == [
+        "  fail  smtp.acme.example refuses egress IP 18.158.122.164 on ports 587 and 465",
+        "  fail  mx.acme.example puts '[EXTERNAL]' in front of the Subject of redirected mail",
+    ]
+    assert fix[1:3] == [
+        "        Acme GmbH (smtp.acme.example port 587): allowlist.reachability",
+        "        Acme Retail GmbH (smtp.acme.example port 465): allowlist.reachability",
+    ]
+    assert fix[3].startswith("        -> Permit 18.158.122.164 on smtp.acme.example ")
+    assert fix[5:7] == [
+        "        Acme GmbH (jobs@acme.example): headers.retention, headers.forwarding_style, "
+        "headers.dkim",
+        "        Acme Retail GmbH (jobs@retail.acme.example): headers.retention, "
+        "headers.forwarding_style, headers.dkim",
+    ]
+    assert "Exempt jobs@acme.example and jobs@retail.acme.example from that rule" in fix[7]
+    assert "To review:" not in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["fail"] == 6  # the JSON report keeps one entry per finding
+
+
 def test_only_selects_checks_and_families(passwords: dict[str, str], tmp_path: Path) -> None:
     code, out, _ = run(
         "audit",

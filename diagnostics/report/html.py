@@ -15,14 +15,15 @@ import json
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from diagnostics.findings import Finding, Status
 from diagnostics.redact import redact
 from diagnostics.report.colours import STATUS_COLOURS
+from diagnostics.report.grouping import Problem, group_by_root_cause
 from diagnostics.report.json import write_atomic
+from diagnostics.report.snippets import CopyBlock, detected_families, family_name, snippets_to_copy
 
 if TYPE_CHECKING:
     from diagnostics.report.model import Report
@@ -33,14 +34,17 @@ __all__ = [
     "clean",
     "counts_line",
     "counts_text",
+    "fixes_line",
     "flow_of",
     "folded_line",
     "glance_columns",
+    "greeted_as_line",
     "group_by_flow",
     "render_html",
     "settings_that_work",
     "snippets_to_copy",
     "text",
+    "to_fix",
     "to_fix_first",
     "verdict_line",
     "worst_by_subject",
@@ -109,6 +113,27 @@ def to_fix_first(findings: tuple[Finding, ...]) -> list[Finding]:
     return [f for f in findings if f.status >= Status.FAIL]
 
 
+def to_fix(findings: tuple[Finding, ...]) -> list[Problem]:
+    """The ``fail`` and ``error`` findings folded by root cause (findings that share a cause
+    and a fix are one problem; a ``warn`` that shares it joins it), in report order."""
+    return [p for p in group_by_root_cause(findings) if p.status >= Status.FAIL]
+
+
+def fixes_line(problems: list[Problem]) -> str:
+    """``2 fixes cover the 6 failing findings.``: said only where problems fold findings."""
+    failing = sum(f.status >= Status.FAIL for p in problems for f in p.findings)
+    if failing <= len(problems):
+        return ""
+    noun = "fix covers" if len(problems) == 1 else "fixes cover"
+    return f"{len(problems)} {noun} the {failing} failing findings."
+
+
+def greeted_as_line(findings: tuple[Finding, ...]) -> str:
+    """``smtp.acme.example greets as Postfix.``: the server families the snippets follow."""
+    families = detected_families(findings)
+    return " ".join(f"{host} greets as {family_name(f)}." for host, f in families.items())
+
+
 def worst_by_subject(findings: tuple[Finding, ...]) -> dict[str, dict[str, Status]]:
     """The worst status per subject ((sub)company) and flow, subjects in report order; a flow
     with no finding for a subject is absent from its row."""
@@ -170,40 +195,6 @@ def verdict_line(report: Report) -> str:
     if report.verdict is Status.SKIP:
         return f"Verdict: {verdict} — nothing could be checked"
     return f"Verdict: {verdict} — nothing needs action"
-
-
-@dataclass(frozen=True)
-class CopyBlock:
-    """One ready-to-paste text: the subject it is for, what it is, and the text."""
-
-    subject: str
-    label: str
-    content: str
-
-
-def _snippet_title(family: str) -> str:
-    """What a snippet is for, as its data file names it ("Postfix (client access table)")."""
-    from diagnostics.checks.allowlist import load_snippet_templates
-
-    template = load_snippet_templates().get(family)
-    return template.title if template is not None and template.title else family
-
-
-def snippets_to_copy(findings: tuple[Finding, ...]) -> list[CopyBlock]:
-    """The allowlist snippets (family -> text) in the evidence of the ``allowlist.*`` findings.
-
-    ``allowlist.reachability`` carries them too: its remediation points the reader to them.
-    """
-    blocks = []
-    for finding in findings:
-        if finding.check not in ("allowlist.coverage", "allowlist.reachability"):
-            continue
-        snippets = finding.evidence.get("snippets")
-        if not isinstance(snippets, Mapping):
-            continue
-        for family, content in snippets.items():
-            blocks.append(CopyBlock(finding.subject, _snippet_title(str(family)), str(content)))
-    return blocks
 
 
 def settings_that_work(findings: tuple[Finding, ...]) -> list[Finding]:
@@ -306,18 +297,24 @@ def _table(findings: list[Finding]) -> list[str]:
 
 
 def _fix_first(report: Report) -> list[str]:
-    findings = to_fix_first(report.findings)
+    problems = to_fix(report.findings)
     out = ['<section id="fix-first">', "<h2>What to fix first</h2>"]
-    if not findings:
+    if not problems:
         out.append("<p>Nothing: no check failed.</p>")
     else:
+        if line := fixes_line(problems):
+            out.append(f'<p class="meta">{text(line)}</p>')
         out.append("<ol>")
-        for f in findings:
-            out.append(
-                f"<li>{_badge(f.status)} <strong>{text(f.title)}</strong> "
-                f'<span class="meta">({text(f.check)}, {text(f.subject)})</span>'
-                f"<p>{text(f.remediation or f.detail)}</p></li>"
-            )
+        for problem in problems:
+            head = f"<li>{_badge(problem.status)} <strong>{text(problem.title)}</strong>"
+            if len(problem.findings) == 1:
+                f = problem.findings[0]
+                head += f' <span class="meta">({text(f.check)}, {text(f.subject)})</span>'
+                places = ""
+            else:
+                items = "".join(f"<li>{text(line)}</li>" for line in problem.where_lines())
+                places = f'<ul class="meta">{items}</ul>'
+            out.append(f"{head}<p>{text(problem.remediation)}</p>{places}</li>")
         out.append("</ol>")
     out.append("</section>")
     return out
@@ -381,11 +378,25 @@ def _settings(report: Report) -> list[str]:
         out.append("</ul>")
     if blocks:
         out.append("<h3>Allowlist</h3>")
-        for block in blocks:
-            out.append(f"<h4>{text(block.subject)}: {text(block.label)}</h4>")
-            out.append(f"<pre>{text(block.content)}</pre>")
+        if greeted := greeted_as_line(report.findings):
+            out.append(f'<p class="meta">{text(greeted)}</p>')
+        shown = [b for b in blocks if not b.folded]
+        folded = [b for b in blocks if b.folded]
+        out += [line for block in shown for line in _copy_block(block)]
+        if folded:
+            summary = f"For other servers ({len(folded)})"
+            out += ['<details class="passed">', f"<summary>{text(summary)}</summary>"]
+            out += [line for block in folded for line in _copy_block(block)]
+            out.append("</details>")
     out.append("</section>")
     return out
+
+
+def _copy_block(block: CopyBlock) -> list[str]:
+    return [
+        f"<h4>{text(block.subject)}: {text(block.label)}</h4>",
+        f"<pre>{text(block.content)}</pre>",
+    ]
 
 
 def _run(report: Report) -> list[str]:

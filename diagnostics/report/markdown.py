@@ -1,14 +1,16 @@
-"""The Markdown report (``report.md``): the HTML report's content for tickets and wikis.
+r"""The Markdown report (``report.md``): the HTML report's content for tickets and wikis.
 
-Outside text is neutralised for Markdown renderers that pass HTML through: ``<``, ``>`` and
-``&`` become entities, Markdown punctuation is backslash-escaped, and in table cells ``|`` is
-an entity and line breaks are ``<br>``, so a banner cannot break a row or inject markup.
+Outside text is made inert the Markdown way, with backslashes, never with HTML entities (a
+Markdown reader sees ``&lt;`` as it is written, and an entity in a wiki is noise): every
+character that can start markup (emphasis, code, links, images, headings, strike-through,
+math, an HTML tag, an entity) is backslash-escaped, so a banner cannot inject markup; ``|`` is
+``\|``, which GitHub-flavoured tables read as a pipe inside a cell (before they split cells),
+so a banner cannot break a row; line breaks become ``<br>`` (the line break tables allow).
 Settings to copy go into fenced blocks longer than any backtick run they hold.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +20,13 @@ from diagnostics.report.html import (
     FLOWS,
     clean,
     counts_line,
+    fixes_line,
     glance_columns,
+    greeted_as_line,
     group_by_flow,
     settings_that_work,
     snippets_to_copy,
-    to_fix_first,
+    to_fix,
     verdict_line,
     worst_by_subject,
 )
@@ -30,10 +34,15 @@ from diagnostics.report.json import write_atomic
 
 if TYPE_CHECKING:
     from diagnostics.report.model import Report
+    from diagnostics.report.snippets import CopyBlock
 
 __all__ = ["fence_for", "inline", "render_markdown", "write_markdown"]
 
-_PUNCTUATION = re.compile(r"([\\`*_\[\]#~!])")
+# Characters that start or end markup inline: emphasis, code, links and images, headings,
+# strike-through, GitHub's math ($), table cells (|), HTML tags (<) and autolinks.
+_PUNCTUATION = re.compile(r"([\\`*_\[\]#~!$|<])")
+# An ampersand starts markup only as an entity (&lt; &#60; &#x3c;).
+_ENTITY_START = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BACKTICKS = re.compile(r"`+")
 _COLUMNS = ("Status", "Check", "Subject", "Title", "Detail", "Cause", "Remediation")
@@ -41,9 +50,8 @@ _COLUMNS = ("Status", "Check", "Subject", "Title", "Detail", "Cause", "Remediati
 
 def inline(value: object) -> str:
     """``value`` as one line of inert Markdown, safe inside a table cell."""
-    escaped = _PUNCTUATION.sub(r"\\\1", html.escape(clean(value), quote=False))
-    # An entity, not `\|`: some renderers split cells before they look at backslashes.
-    escaped = escaped.replace("|", "&#124;")
+    escaped = _PUNCTUATION.sub(r"\\\1", clean(value))
+    escaped = _ENTITY_START.sub(r"\\&", escaped)
     return _LINE_BREAK.sub("<br>", escaped)
 
 
@@ -72,14 +80,23 @@ def _row(finding: Finding) -> str:
 
 def _fix_first(report: Report) -> list[str]:
     out = ["## What to fix first", ""]
-    findings = to_fix_first(report.findings)
-    if not findings:
+    problems = to_fix(report.findings)
+    if not problems:
         out.append("Nothing: no check failed.")
-    for number, f in enumerate(findings, start=1):
-        out.append(
-            f"{number}. {_badge(f.status)} {inline(f.title)} ({inline(f.check)}, "
-            f"{inline(f.subject)}): {inline(f.remediation or f.detail)}"
-        )
+    elif line := fixes_line(problems):
+        out += [inline(line), ""]
+    for number, problem in enumerate(problems, start=1):
+        title = f"{number}. {_badge(problem.status)} {inline(problem.title)}"
+        if len(problem.findings) == 1:
+            f = problem.findings[0]
+            out.append(
+                f"{title} ({inline(f.check)}, {inline(f.subject)}): {inline(problem.remediation)}"
+            )
+            continue
+        # The places as a list inside the item: indented to the item's content.
+        indent = " " * len(f"{number}. ")
+        out.append(f"{title}: {inline(problem.remediation)}")
+        out += [f"{indent}- {inline(line)}" for line in problem.where_lines()]
     return [*out, ""]
 
 
@@ -125,12 +142,23 @@ def _settings(report: Report) -> list[str]:
         out.append("")
     if blocks:
         out += ["### Allowlist", ""]
+        if greeted := greeted_as_line(report.findings):
+            out += [inline(greeted), ""]
         for block in blocks:
-            content = clean(block.content).rstrip("\n")
-            fence = fence_for(content)
-            out += [f"#### {inline(block.subject)}: {inline(block.label)}", ""]
-            out += [fence, content, fence, ""]
+            if not block.folded:
+                out += _copy_block(block)
+        folded = [b for b in blocks if b.folded]
+        if folded:
+            out += ["### Allowlist for other servers", ""]
+            for block in folded:
+                out += _copy_block(block)
     return out
+
+
+def _copy_block(block: CopyBlock) -> list[str]:
+    content = clean(block.content).rstrip("\n")
+    fence = fence_for(content)
+    return [f"#### {inline(block.subject)}: {inline(block.label)}", "", fence, content, fence, ""]
 
 
 def _run(report: Report) -> list[str]:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from pandas.io.formats.style import Styler
 
+    from diagnostics.report.grouping import Problem
+
 RESOLUTION_COLUMNS = ("position", "(sub)company", "from", "display name", "route", "server", "why")
 FINDING_COLUMNS = ("check", "subject", "status", "title", "cause", "remediation")
 
@@ -51,6 +53,26 @@ def findings_frame(findings: list[Finding] | tuple[Finding, ...]) -> pandas.Data
         for f in findings
     ]
     return pandas.DataFrame(rows, columns=list(FINDING_COLUMNS))
+
+
+PROBLEM_COLUMNS = ("status", "problem", "applies to", "remediation")
+
+
+def problems_frame(problems: list[Problem] | tuple[Problem, ...]) -> pandas.DataFrame:
+    """Problems (findings folded by root cause) as a DataFrame, one row each (columns
+    :data:`PROBLEM_COLUMNS`)."""
+    import pandas
+
+    rows = [
+        {
+            "status": p.status.value,
+            "problem": p.title,
+            "applies to": p.applies_to(),
+            "remediation": p.remediation,
+        }
+        for p in problems
+    ]
+    return pandas.DataFrame(rows, columns=list(PROBLEM_COLUMNS))
 
 
 DIAGNOSIS_COLUMNS = (

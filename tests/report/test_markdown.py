@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from diagnostics.findings import Cause, Finding, Status
 from diagnostics.report.markdown import fence_for, inline, render_markdown, write_markdown
 from tests.report.test_html import make_report
+
+UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+# An HTML character reference that a Markdown renderer would decode (not one escaped with a
+# backslash, which shows as written).
+ENTITY = re.compile(r"(?<!\\)&(?:#[0-9]+|#[xX][0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
+# The start of an HTML tag or comment, but the <br> that breaks a line in a table cell.
+TAG = re.compile(r"(?<!\\)<(?!br>)[A-Za-z/!?]")
+FENCED = re.compile(r"^(`{3,})\n.*?\n\1$", re.MULTILINE | re.DOTALL)
+
+
+def outside_fences(text: str) -> str:
+    return FENCED.sub("", text)
 
 
 def test_tables_keep_their_shape() -> None:
@@ -15,7 +28,8 @@ def test_tables_keep_their_shape() -> None:
     flows = text.split("## At a glance\n\n", 1)[1].split("\n\n", 1)[1]
     rows = [line for line in flows.splitlines() if line.startswith("|")]
     assert len(rows) == 4 * 2 + 8
-    assert {row.count("|") for row in rows} == {8}
+    # A pipe escaped with a backslash is text inside its cell (GitHub-flavoured tables).
+    assert {len(UNESCAPED_PIPE.findall(row)) for row in rows} == {8}
     glance = text.split("## At a glance\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert glance == [
         "| (Sub)company | Configuration | Outbound | Inbound | Sender |",
@@ -25,19 +39,23 @@ def test_tables_keep_their_shape() -> None:
         "| Acme Labs GmbH | — | — | — | **SKIP** |",
     ]
     assert (
-        "| **ERROR** | smtp.connect | Acme Retail GmbH | &lt;script&gt;alert(1)&lt;/script&gt; "
-        '"quotes" &amp; a &#124; pipe<br>second line\ufffdbell |'
+        "| **ERROR** | smtp.connect | Acme Retail GmbH | \\<script>alert(1)\\</script> "
+        '"quotes" & a \\| pipe<br>second line\ufffdbell |'
     ) in text
 
 
 def test_outside_text_is_inert() -> None:
     text = render_markdown(make_report())
-    assert "<script" not in text
+    # No tag a renderer would take as HTML, and no entity it would decode, outside fences.
+    assert TAG.findall(outside_fences(text)) == []
+    assert "\\<script>alert(1)\\</script>" in text
+    assert ENTITY.findall(text) == []
     assert "<evil>" in text  # inside a fenced block only, where Markdown shows it literally
     assert text.count("<evil>") == 1
     assert "\x07" not in text
     assert inline("*bold* [link](x) `code` a\\b") == r"\*bold\* \[link\](x) \`code\` a\\b"
     assert inline("one\r\ntwo\nthree") == "one<br>two<br>three"
+    assert inline("a < b & c &amp; d | e $x$") == r"a \< b & c \&amp; d \| e \$x\$"
 
 
 def test_order_verdict_fix_first_flows_settings() -> None:
