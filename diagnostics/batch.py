@@ -35,7 +35,11 @@ def _one(config: Path, directory: Path, sandbox: str) -> BatchRun:
         run_audit_notebook(config, directory, sandbox=sandbox)
         report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
     except Exception as exc:  # one broken run must not stop the others; it is reported
-        return BatchRun(config, directory, error=redact(f"{type(exc).__name__}: {exc}"[:2000]))
+        # A failed cell carries the kernel's exception: its name and message say what is
+        # wrong (the account file's key, the unknown scenario), the cell's traceback does not.
+        ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+        message = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+        return BatchRun(config, directory, error=redact(message[:2000]))
     to_fix = tuple(
         f"{f['title']} ({f['subject']})"
         for f in report["findings"]

@@ -690,9 +690,17 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Exit 0 when every audit ran and none failed, 1 otherwise."""
+    """Exit 0 when every audit ran and none failed, 1 otherwise; 2 for an unknown scenario or
+    a missing account file, found before any kernel starts."""
     from diagnostics.batch import run_batch
 
+    if args.sandbox:
+        from diagnostics.sandbox.scenario import load_scenario
+
+        load_scenario(args.sandbox)
+    missing = [str(config) for config in args.configs if not config.is_file()]
+    if missing:
+        raise ValueError(f"no such account file: {', '.join(missing)}")
     runs = run_batch(
         args.configs, report_dir=args.report_dir, jobs=args.jobs, sandbox=args.sandbox, progress=err
     )

@@ -190,7 +190,7 @@ def test_unknown_scenario_names_the_known_ones(tmp_path: Path) -> None:
         "audit", str(ACME), "--sandbox", "no-such-world", "--report-dir", str(tmp_path)
     )
     assert code == 2
-    assert "no-such-world.yaml" in err
+    assert "scenario no-such-world: " in err  # the name as the user gave it
     assert "healthy" in err
 
 

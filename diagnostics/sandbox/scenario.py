@@ -226,7 +226,8 @@ def scenario_names() -> list[str]:
 def scenario_path(name_or_path: str | Path) -> Path:
     """The file of a scenario given by name (``healthy``) or path."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    # A folder of the user's that happens to share a scenario's name (reports/demo) is not one.
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         return candidate
     return SCENARIO_DIR / f"{name_or_path}.yaml"
 
@@ -248,10 +249,12 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The scenario's YAML as data, with ``extends: NAME`` resolved (the base's keys first)."""
-    if not path.exists():
+    if not path.is_file():
         known = ", ".join(scenario_names()) or "none"
+        # A name the user gave is shown as given, not as the package's file it was looked for.
+        shown = path.stem if path.parent == SCENARIO_DIR and not seen else path
         raise ConfigError(
-            path,
+            f"scenario {shown}" if shown != path else path,
             [ConfigProblem("(file)", f"a scenario name or file (known: {known})", "no such file")],
         )
     try:
