@@ -37,7 +37,7 @@ from diagnostics.dkimcheck import DKIMKey
 from diagnostics.errors import SandboxError
 from diagnostics.profiles import get_profile
 from diagnostics.roundtrip import TOKEN_HEADER, Arrival
-from diagnostics.sandbox.certs import SandboxCA
+from diagnostics.sandbox.certs import IssuedCert, SandboxCA
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.mx import CompanyMXHandler
@@ -48,10 +48,10 @@ from diagnostics.sandbox.platform import (
     PlatformInboundHandler,
 )
 from diagnostics.sandbox.relay import Queue, Relay
-from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.scenario import Scenario, Submission, SubmissionUser
 from diagnostics.sandbox.smtpserver import Gate, PeerMap, SandboxSMTP, bound_port, listen
 from diagnostics.sandbox.submission import Account, SubmissionHandler
-from diagnostics.secrets import Secret, env_reference_name
+from diagnostics.secrets import Secret, env_reference_name, read_secret_file
 
 LOOPBACK = "127.0.0.1"
 # Each platform egress IP gets 127.0.10.<n>; the company relay sends from 127.0.20.1.
@@ -113,6 +113,8 @@ class Sandbox:
         self._relay: Relay | None = None
         self._started = False
         self.submission: SubmissionHandler | None = None
+        # Every submission server by host name (a subcompany may send through its own).
+        self.submissions: dict[str, SubmissionHandler] = {}
         self.inbound: dict[str, InboundAccount] = {}
         self.candidate_server: CandidateHandler | None = None
 
@@ -195,19 +197,72 @@ class Sandbox:
             bound_port(server),
         )
 
-    def _secret(self, reference: str, *, differ: bool) -> Secret:
-        name = env_reference_name(reference)
-        if name is None:
-            raise SandboxError(
-                f"scenario {self.scenario.name}: password must be a ${{ENV}} reference"
-            )
-        value = self.environ.get(name)
-        if not value:
-            value = self._generated[name] = secrets.token_urlsafe(18)
-        if differ:
+    def _secret(self, user: SubmissionUser) -> Secret:
+        if user.password_file:
+            # The account file names the file; the server holds what it holds.
+            value = read_secret_file(Path(user.password_file)).reveal()
+            name = user.password_file
+        else:
+            found = env_reference_name(user.password)
+            if found is None:
+                raise SandboxError(
+                    f"scenario {self.scenario.name}: password must be a ${{ENV}} reference"
+                )
+            name = found
+            value = self.environ.get(name, "")
+            if not value:
+                value = self._generated[name] = secrets.token_urlsafe(18)
+        if user.wrong_password:
             # The server holds another password than the one the account file resolves to.
             value = "wrong-" + secrets.token_urlsafe(12)
         return Secret(value, source=f"sandbox:{name}")
+
+    async def _start_submission(
+        self, sub: Submission, queue: Queue
+    ) -> tuple[SubmissionHandler, IssuedCert]:
+        """One submission server: its logins, certificate, allowlist and ports."""
+        accounts = {
+            user.account: Account(
+                user.account,
+                self._secret(user),
+                frozenset(a.casefold() for a in (user.account, *user.send_as)),
+            )
+            for user in sub.users
+        }
+        handler = SubmissionHandler(hostname=sub.hostname, accounts=accounts, queue=queue)
+        certificate = self.ca.issue([sub.hostname], variant=sub.certificate)
+        allowlist = (
+            tuple(ipaddress.ip_network(n) for n in sub.allowlist)
+            if sub.allowlist is not None
+            else None
+        )
+        gate = Gate(self.peers, allowlist, sub.allowlist_action, sub.behaviour)
+        common: dict[str, Any] = {
+            "hostname": sub.hostname,
+            "gate": gate,
+            "ident": sub.banner,
+            "auth_required": True,
+            "authenticator": handler.authenticator,
+        }
+        for port in sub.ports.starttls:
+            await self._serve(
+                (sub.address, port),
+                handler,
+                tls_context=None if sub.starttls == "absent" else certificate.server_context(),
+                require_starttls=sub.starttls == "required",
+                auth_require_tls=not sub.plaintext_auth,
+                **common,
+            )
+        for port in sub.ports.tls:
+            await self._serve(
+                (sub.address, port),
+                handler,
+                ssl_context=certificate.server_context(),
+                # aiosmtpd only knows STARTTLS sessions as encrypted; this one is from byte one.
+                auth_require_tls=False,
+                **common,
+            )
+        return handler, certificate
 
     async def _start_servers(self) -> None:
         scenario = self.scenario
@@ -227,48 +282,11 @@ class Sandbox:
             ident="ESMTP",
         )
 
-        sub = scenario.submission
-        accounts = {
-            user.account: Account(
-                user.account,
-                self._secret(user.password, differ=user.wrong_password),
-                frozenset(a.casefold() for a in (user.account, *user.send_as)),
-            )
-            for user in sub.users
-        }
-        self.submission = SubmissionHandler(hostname=sub.hostname, accounts=accounts, queue=queue)
-        self.certificate = self.ca.issue([sub.hostname], variant=sub.certificate)
-        allowlist = (
-            tuple(ipaddress.ip_network(n) for n in sub.allowlist)
-            if sub.allowlist is not None
-            else None
-        )
-        gate = Gate(self.peers, allowlist, sub.allowlist_action, sub.behaviour)
-        common: dict[str, Any] = {
-            "hostname": sub.hostname,
-            "gate": gate,
-            "ident": sub.banner,
-            "auth_required": True,
-            "authenticator": self.submission.authenticator,
-        }
-        for port in sub.ports.starttls:
-            await self._serve(
-                (sub.address, port),
-                self.submission,
-                tls_context=None if sub.starttls == "absent" else self.certificate.server_context(),
-                require_starttls=sub.starttls == "required",
-                auth_require_tls=not sub.plaintext_auth,
-                **common,
-            )
-        for port in sub.ports.tls:
-            await self._serve(
-                (sub.address, port),
-                self.submission,
-                ssl_context=self.certificate.server_context(),
-                # aiosmtpd only knows STARTTLS sessions as encrypted; this one is from byte one.
-                auth_require_tls=False,
-                **common,
-            )
+        for index, sub in enumerate(scenario.submissions):
+            handler, certificate = await self._start_submission(sub, queue)
+            self.submissions[sub.hostname] = handler
+            if index == 0:
+                self.submission, self.certificate = handler, certificate
 
         platform = scenario.platform
         for account, candidates in platform.accounts.items():
@@ -396,14 +414,14 @@ class Sandbox:
                 self.scenario.candidates.hostname,
             ),
         }
-        sub = self.scenario.submission
-        for port in sub.ports.starttls:
-            names[(sub.address, port)] = (
-                f"submission ({'STARTTLS' if sub.starttls != 'absent' else 'plain'})",
-                sub.hostname,
-            )
-        for port in sub.ports.tls:
-            names[(sub.address, port)] = ("submission (implicit TLS)", sub.hostname)
+        for sub in self.scenario.submissions:
+            for port in sub.ports.starttls:
+                names[(sub.address, port)] = (
+                    f"submission ({'STARTTLS' if sub.starttls != 'absent' else 'plain'})",
+                    sub.hostname,
+                )
+            for port in sub.ports.tls:
+                names[(sub.address, port)] = ("submission (implicit TLS)", sub.hostname)
         servers = [
             {
                 "role": names.get(world, ("server", ""))[0],
@@ -435,7 +453,8 @@ class Sandbox:
     def _referenced_secrets(self) -> list[str]:
         return [
             name
-            for user in self.scenario.submission.users
+            for sub in self.scenario.submissions
+            for user in sub.users
             if (name := env_reference_name(user.password)) is not None
         ]
 
