@@ -61,17 +61,19 @@ class Problem:
     def subjects(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f.subject for f in self.findings))
 
-    def where_lines(self) -> list[str]:
+    def where_lines(self, *, checks: bool = True) -> list[str]:
         """Every place, one line per (sub)company and where, with the checks that show it
-        there: ``Acme GmbH (smtp.acme.example port 587): allowlist.reachability``."""
+        there: ``Acme GmbH (smtp.acme.example port 587): allowlist.reachability`` (without
+        them when not ``checks``)."""
         by_place: dict[tuple[str, str], list[str]] = {}
         for place in self.places:
-            checks = by_place.setdefault((place.subject, place.where), [])
-            if place.check not in checks:
-                checks.append(place.check)
+            names = by_place.setdefault((place.subject, place.where), [])
+            if place.check not in names:
+                names.append(place.check)
         return [
-            f"{subject}{f' ({where})' if where else ''}: {', '.join(checks)}"
-            for (subject, where), checks in by_place.items()
+            f"{subject}{f' ({where})' if where else ''}"
+            + (f": {', '.join(names)}" if checks else "")
+            for (subject, where), names in by_place.items()
         ]
 
     def applies_to(self) -> str:

@@ -283,14 +283,40 @@ def _row(finding: Finding) -> str:
     )
 
 
-def _table(findings: list[Finding]) -> list[str]:
+def _problem_row(problem: Problem) -> str:
+    """One row for findings that share a root cause: the problem and its fix, every place,
+    and what each finding found (title, detail, evidence)."""
+    if len(problem.findings) == 1:
+        return _row(problem.findings[0])
+    checks = ", ".join(f"<code>{text(c)}</code>" for c in problem.checks)
+    found = f"<strong>{text(problem.title)}</strong>"
+    for f in problem.findings:
+        found += f"<p><strong>{text(f.subject)}, {text(f.check)}:</strong> {text(f.title)}"
+        found += f"{'. ' + text(f.detail) if f.detail else ''}</p>{_evidence(f)}"
+    todo = f"<p>{text(problem.remediation)}</p>" if problem.remediation else ""
+    if problem.cause is not None:
+        todo += f'<p class="meta">cause: <code>{text(problem.cause.value)}</code></p>'
+    cells = [
+        _badge(problem.status),
+        checks + "".join(f"<p>{text(line)}</p>" for line in problem.where_lines(checks=False)),
+        found,
+        todo,
+    ]
+    return (
+        f'<tr data-check="{text(" ".join(problem.checks))}">'
+        + "".join(f"<td>{cell}</td>" for cell in cells)
+        + "</tr>"
+    )
+
+
+def _table(rows: list[str]) -> list[str]:
     header = "".join(f'<th scope="col">{text(c)}</th>' for c in _COLUMNS)
     return [
         '<table class="findings">',
         _COLGROUP,
         f"<thead><tr>{header}</tr></thead>",
         "<tbody>",
-        *(_row(f) for f in findings),
+        *rows,
         "</tbody>",
         "</table>",
     ]
@@ -339,8 +365,8 @@ def _glance(report: Report) -> list[str]:
 
 
 def _flows(report: Report) -> list[str]:
-    """Per flow: what needs attention (fail, error, warn) in full, then what passed or was
-    skipped, folded away so that it does not bury the rest."""
+    """Per flow: what needs attention (fail, error, warn) in full, one row per root cause,
+    then what passed or was skipped, folded away so that it does not bury the rest."""
     out = []
     for flow, findings in group_by_flow(report.findings):
         worst = max(f.status for f in findings)
@@ -352,11 +378,11 @@ def _flows(report: Report) -> list[str]:
         rest = [f for f in findings if f.status < Status.WARN]
         if attention:
             out.append(f'<p class="meta">{text(counts_line(findings))}</p>')
-            out += _table(attention)
+            out += _table([_problem_row(p) for p in group_by_root_cause(attention)])
         if rest:
             summary = folded_line(rest)
             out += ['<details class="passed">', f"<summary>{text(summary)}</summary>"]
-            out += _table(rest)
+            out += _table([_row(f) for f in rest])
             out.append("</details>")
         out.append("</section>")
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from diagnostics.findings import Finding, Status
+from diagnostics.report.grouping import Problem, group_by_root_cause
 from diagnostics.report.html import (
     FLOWS,
     clean,
@@ -78,6 +79,27 @@ def _row(finding: Finding) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _problem_row(problem: Problem) -> str:
+    """One row for findings that share a root cause: the problem, its fix, every place, and
+    what each finding found."""
+    if len(problem.findings) == 1:
+        return _row(problem.findings[0])
+    found = "<br>".join(
+        inline(f"{f.subject}, {f.check}: {f.title}" + (f". {f.detail}" if f.detail else ""))
+        for f in problem.findings
+    )
+    cells = [
+        _badge(problem.status),
+        inline(", ".join(problem.checks)),
+        "<br>".join(inline(line) for line in problem.where_lines(checks=False)),
+        inline(problem.title),
+        found,
+        inline(problem.cause.value if problem.cause else ""),
+        inline(problem.remediation),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def _fix_first(report: Report) -> list[str]:
     out = ["## What to fix first", ""]
     problems = to_fix(report.findings)
@@ -121,7 +143,9 @@ def _flows(report: Report) -> list[str]:
         out += [f"## {_badge(max(f.status for f in findings))} {FLOWS[flow]}", ""]
         out.append("| " + " | ".join(_COLUMNS) + " |")
         out.append("|" + "|".join(" --- " for _ in _COLUMNS) + "|")
-        out += [_row(f) for f in findings]
+        attention = [f for f in findings if f.status >= Status.WARN]
+        out += [_problem_row(p) for p in group_by_root_cause(attention)]
+        out += [_row(f) for f in findings if f.status < Status.WARN]
         out.append("")
     return out
 

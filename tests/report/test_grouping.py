@@ -5,6 +5,7 @@ snippets of the server family the server greeted as first."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from pathlib import Path
 
@@ -313,6 +314,40 @@ def test_the_demo_html_lists_two_problems_with_every_place(demo: tuple[Report, s
         assert f"<li>{subject}: headers.retention, headers.forwarding_style, headers.dkim</li>" in (
             second
         )
+
+
+def test_the_demo_flow_tables_need_attention_once_per_root_cause(
+    demo: tuple[Report, str, str],
+) -> None:
+    report, page, markdown = demo
+    attention = {
+        flow: re.findall(
+            r'<tr data-check="([\w. ]+)">', section.split('<details class="passed">')[0]
+        )
+        for flow, section in re.findall(r'<section id="flow-(\w+)">(.*?)</section>', page, re.S)
+    }
+    assert attention == {
+        "configuration": [],
+        "outbound": ["allowlist.reachability"],
+        "inbound": ["headers.retention headers.forwarding_style headers.dkim"],
+        "sender": [],
+    }
+    # What each finding found is still there, in the row of its problem.
+    for finding in report.findings:
+        if finding.status >= Status.WARN:
+            assert render_html_text(finding.title) in page
+    rows = [
+        line for line in markdown.splitlines() if re.match(r"\| \*\*(FAIL|WARN|ERROR)\*\* ", line)
+    ]
+    assert len(rows) == 2
+    assert rows[1].startswith(
+        "| **FAIL** | headers.retention, headers.forwarding\\_style, headers.dkim | Acme GmbH "
+        "(jobs@acme.example)<br>Acme Retail GmbH (jobs@retail.acme.example) | mx.acme.example "
+    )
+
+
+def render_html_text(value: str) -> str:
+    return html.escape(value, quote=True)
 
 
 def test_the_report_page_does_not_send_its_reader_to_itself(demo: tuple[Report, str, str]) -> None:
