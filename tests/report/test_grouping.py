@@ -423,3 +423,44 @@ def test_a_report_of_one_problem_per_finding_says_nothing_about_fixes() -> None:
     page = render_html(make_report())
     assert "fixes cover" not in page
     assert "fixes cover" not in render_markdown(make_report())
+
+
+def test_the_notebooks_what_to_fix_table_has_a_row_per_problem(tmp_path: Path) -> None:
+    from diagnostics.audit import AuditResult
+    from diagnostics.notebook import NotebookAudit
+    from diagnostics.report.tables import StyledTable
+
+    findings = (
+        Finding(check="dns.spf", status=Status.WARN, subject="Acme GmbH", title="soft fail"),
+        refused("Acme GmbH", 587, (EGRESS_IP,)),
+        auth_failed("Acme Retail GmbH", "jobs@retail.acme.example"),
+        refused("Acme Retail GmbH", 465, (EGRESS_IP,)),
+        Finding(check="config.schema", status=Status.PASS, subject="Acme GmbH", title="valid"),
+    )
+    audit = NotebookAudit(AuditResult(make_report(*findings)), tmp_path / "report.json")
+    table = audit.to_fix()
+    assert isinstance(table, StyledTable)
+    frame = table.frame
+    assert list(frame.columns) == ["status", "problem", "applies to", "remediation"]
+    assert frame.to_dict("records") == [
+        {
+            "status": "fail",
+            "problem": f"smtp.acme.example refuses egress IP {EGRESS_IP} on ports 587 and 465",
+            "applies to": "Acme GmbH (smtp.acme.example port 587): allowlist.reachability; "
+            "Acme Retail GmbH (smtp.acme.example port 465): allowlist.reachability",
+            "remediation": f"Permit {EGRESS_IP} on smtp.acme.example in the server's allowlist "
+            "or firewall.",
+        },
+        {
+            "status": "fail",
+            "problem": "Login refused",
+            "applies to": "Acme Retail GmbH (smtp.acme.example port 587): smtp.auth",
+            "remediation": "Check Account and Password in the recruiting email settings.",
+        },
+        {
+            "status": "warn",
+            "problem": "soft fail",
+            "applies to": "Acme GmbH: dns.spf",
+            "remediation": "",
+        },
+    ]
