@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     names = ", ".join(sorted(p.stem for p in package_path("scenarios").glob("*.yaml")))
     up.add_argument("--scenario", default="healthy", help=f"one of: {names}")
     up.add_argument("--state", type=Path, help="keep the sandbox's mail in this folder")
+    up.add_argument(
+        "--config", type=Path, help="play this account file (default: the scenario's own)"
+    )
     up.add_argument("--json", action="store_true", help="print the endpoints as JSON only")
     return parser
 
@@ -392,15 +395,14 @@ def _print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
 async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from diagnostics.audit import run_audit, write_report
     from diagnostics.report.json import render_json
-    from diagnostics.sandbox.scenario import load_scenario
-    from diagnostics.sandbox.world import Sandbox
+    from diagnostics.sandbox.account import sandbox_for
 
     only = _split_only(args.only)
     report_dir = args.report_dir or _default_report_dir(args.config)
     async with contextlib.AsyncExitStack() as stack:
         world = None
         if args.sandbox:
-            world = await stack.enter_async_context(Sandbox(load_scenario(args.sandbox)))
+            world = await stack.enter_async_context(sandbox_for(args.sandbox, args.config))
         result = await run_audit(
             args.config, sandbox=world, only=only, ca_file=args.ca_file, send_test=args.send_test
         )
@@ -423,12 +425,12 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from diagnostics.registry import select
     from diagnostics.report.json import read_json
     from diagnostics.report.model import Report
-    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.account import load_account_world
 
     only = _split_only(args.only)
     select(only)  # an unknown check id is a usage error here, not a failed notebook cell
     if args.sandbox:
-        load_scenario(args.sandbox)  # likewise an unknown scenario
+        load_account_world(args.sandbox, args.config)  # likewise a scenario it cannot play
     directory = (args.report_dir or _default_report_dir(args.config)).resolve()
     notebook = run_audit_notebook(
         args.config,
@@ -695,9 +697,10 @@ def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from diagnostics.batch import run_batch
 
     if args.sandbox:
-        from diagnostics.sandbox.scenario import load_scenario
+        from diagnostics.sandbox.account import load_account_world
 
-        load_scenario(args.sandbox)
+        for config in args.configs:
+            load_account_world(args.sandbox, config)
     missing = [str(config) for config in args.configs if not config.is_file()]
     if missing:
         raise ValueError(f"no such account file: {', '.join(missing)}")
@@ -728,6 +731,9 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"maildiag: {redact(str(exc))}", file=err)
             return EXIT_USAGE
     directory = run_demo(scenario=args.scenario, report_dir=args.report_dir)
+    # Shown as the user would type it: relative to their folder when it is inside it.
+    if directory.is_relative_to(Path.cwd()):
+        directory = directory.relative_to(Path.cwd())
     from diagnostics.report.model import Report
 
     report = Report.from_dict(read_json(directory / "report.json"))
@@ -793,11 +799,11 @@ def _completion(args: argparse.Namespace, out: TextIO) -> int:
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
     import shlex
 
+    from diagnostics.sandbox.account import load_account_world
     from diagnostics.sandbox.credentials import write_credentials
-    from diagnostics.sandbox.scenario import load_scenario
     from diagnostics.sandbox.world import Sandbox
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_account_world(args.scenario, args.config)
     if args.state is not None:
         args.state.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()

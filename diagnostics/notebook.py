@@ -15,8 +15,8 @@ from diagnostics.audit import AuditResult, run_audit, write_report
 from diagnostics.context import Timeouts
 from diagnostics.errors import AuditFailed
 from diagnostics.redact import RedactingFilter
+from diagnostics.sandbox.account import sandbox_for
 from diagnostics.sandbox.scenario import load_scenario
-from diagnostics.sandbox.world import Sandbox
 
 if TYPE_CHECKING:
     import pandas
@@ -207,7 +207,7 @@ async def run_notebook_audit(
         world = None
         if sandbox:
             stack.enter_context(_sandbox_log(directory / "sandbox.log"))
-            world = await stack.enter_async_context(Sandbox(load_scenario(sandbox)))
+            world = await stack.enter_async_context(sandbox_for(sandbox, config_path))
         result = await run_audit(
             config_path,
             sandbox=world,

@@ -147,6 +147,9 @@ def account_world(scenario: Scenario, config: AccountConfig, *, config_path: Pat
         else next((_parent(h) for h in by_host if not _is_ip(h)), "company.example")
     )
     mx_host = f"mx.{home}"
+    if mx_host in by_host:
+        # The company MX is a server of its own, even when an SMTP host has its usual name.
+        mx_host = f"inbound-mx.{home}"
     records: list[tuple[str, str, str]] = [(mx_host, "A", str(_MX_ADDRESS))]
     reverse: list[tuple[str, str]] = [(str(_MX_ADDRESS), mx_host)]
     base = scenario.submission
