@@ -32,6 +32,7 @@ from diagnostics.context import Context, Mode
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
+from diagnostics.unplayed import UNPLAYED_DETAIL, refused, unplayed_outcome
 
 AnswerKind = Literal["answer", "nxdomain", "nodata", "servfail", "timeout"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,6 +60,8 @@ class DNSAnswer:
     kind: AnswerKind
     records: tuple[str, ...] = ()
     detail: str = ""
+    # The sandbox's DNS refused the name: the world does not play it (no name server fault).
+    unplayed: bool = False
 
     @property
     def query(self) -> str:
@@ -73,12 +76,15 @@ class DNSAnswer:
         return f"{self.query}: {self.detail}"
 
     def evidence(self) -> dict[str, Any]:
-        return {
+        evidence: dict[str, Any] = {
             "query": self.query,
             "kind": self.kind,
             "answers": list(self.records),
             "detail": self.detail,
         }
+        if self.unplayed:
+            evidence["unplayed"] = True
+        return evidence
 
 
 def _record_text(rdata: dns.rdata.Rdata) -> str:
@@ -102,10 +108,16 @@ def _server_failure(exc: dns.resolver.NoNameservers) -> str:
 
 
 async def query_dns(
-    resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, *, lifetime: float
+    resolver: dns.asyncresolver.Resolver,
+    name: str,
+    rdtype: str,
+    *,
+    lifetime: float,
+    sandbox: bool = False,
 ) -> DNSAnswer:
     """Ask ``resolver`` for ``name`` ``rdtype`` within ``lifetime`` seconds; never raises for
-    what DNS answers (or does not)."""
+    what DNS answers (or does not). In the ``sandbox`` a REFUSED answer marks the name as one
+    the world does not play."""
     shown = name.rstrip(".").lower() or "."
     try:
         answer = await resolver.resolve(
@@ -117,7 +129,10 @@ async def query_dns(
         detail = f"the name exists but has no {rdtype} record"
         return DNSAnswer(shown, rdtype, "nodata", detail=detail)
     except dns.resolver.NoNameservers as exc:
-        return DNSAnswer(shown, rdtype, "servfail", detail=_server_failure(exc))
+        detail = _server_failure(exc)
+        if sandbox and refused(detail):
+            return DNSAnswer(shown, rdtype, "servfail", detail=UNPLAYED_DETAIL, unplayed=True)
+        return DNSAnswer(shown, rdtype, "servfail", detail=detail)
     except dns.exception.Timeout:
         detail = f"no answer within {lifetime:g} s (the query timed out)"
         return DNSAnswer(shown, rdtype, "timeout", detail=detail)
@@ -131,9 +146,12 @@ class DNSQueries:
     """The DNS as one finding sees it: the context's resolver, answers cached per name and
     type, and every answer kept for the finding's evidence."""
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver, *, lifetime: float) -> None:
+    def __init__(
+        self, resolver: dns.asyncresolver.Resolver, *, lifetime: float, sandbox: bool = False
+    ) -> None:
         self._resolver = resolver
         self.lifetime = lifetime
+        self.sandbox = sandbox
         self._answers: dict[tuple[str, str], DNSAnswer] = {}
 
     @classmethod
@@ -141,13 +159,13 @@ class DNSQueries:
         """Queries with the context's resolver, bounded by the shorter of its lifetime and
         ``timeouts.dns``."""
         lifetime = min(float(context.resolver.lifetime), context.timeouts.dns)
-        return cls(context.resolver, lifetime=lifetime)
+        return cls(context.resolver, lifetime=lifetime, sandbox=context.mode == "sandbox")
 
     async def __call__(self, name: str, rdtype: str) -> DNSAnswer:
         key = (name.rstrip(".").lower(), rdtype.upper())
         if key not in self._answers:
             self._answers[key] = await query_dns(
-                self._resolver, key[0], key[1], lifetime=self.lifetime
+                self._resolver, key[0], key[1], lifetime=self.lifetime, sandbox=self.sandbox
             )
         return self._answers[key]
 
@@ -905,6 +923,9 @@ async def _per_group(
     results = await asyncio.gather(*(evaluate(k, g) for k, g in groups.items()))
     by_subject: dict[str, Finding] = {}
     for (value, group), (outcome, evidence) in zip(groups.items(), results, strict=True):
+        unplayed = [q["query"].split()[0] for q in evidence.get("queries", ()) if q.get("unplayed")]
+        if unplayed and outcome.status >= Status.WARN:
+            outcome = unplayed_outcome(outcome, unplayed)
         first, others = group[0], group[1:]
         detail = outcome.detail
         if others:

@@ -31,6 +31,7 @@ from diagnostics.net import connect_socket, smtp_session
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
 from diagnostics.roundtrip import Arrival, new_token, probe_message
+from diagnostics.unplayed import refused, unplayed_outcome
 
 POLL_S = 0.05
 _STATUS = re.compile(r"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.MULTILINE | re.IGNORECASE)
@@ -493,11 +494,18 @@ async def _per_address(
 async def roundtrip(context: Context) -> list[Finding]:
     profile, inbound = context.config.profile, context.config.inbound_address
     warn_s = context.timeouts.roundtrip_warn
-    return await _per_address(
-        context,
-        "redirect.roundtrip",
-        lambda trip: classify_roundtrip(trip, profile, inbound, warn_s),
-    )
+
+    def classify(trip: RoundTrip) -> Outcome:
+        outcome = classify_roundtrip(trip, profile, inbound, warn_s)
+        if (
+            context.mode == "sandbox"
+            and trip.delivery_cause is Cause.DNS_FAILURE
+            and refused(trip.delivery_error or "")
+        ):
+            return unplayed_outcome(outcome, [trip.address.rsplit("@", 1)[-1]])
+        return outcome
+
+    return await _per_address(context, "redirect.roundtrip", classify)
 
 
 @check("redirect.local_copy", flow="inbound", title="A copy stays on the company server")

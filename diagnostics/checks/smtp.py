@@ -39,6 +39,7 @@ from diagnostics.smtpclient import (
     Transcript,
     check_address,
 )
+from diagnostics.unplayed import refused, unplayed_outcome
 
 if TYPE_CHECKING:
     # Types only: `maildiag smtp` runs these checks without loading pydantic's models.
@@ -1197,11 +1198,15 @@ async def _session_check(
             findings.append(_no_smtp(check_id, subject))
             continue
         outcome = await session_for(context, settings, address or settings.account)
-        findings.append(
-            classify(outcome, profile, _provider_of(settings, outcome)).finding(
-                check_id, subject, outcome.evidence()
-            )
-        )
+        result = classify(outcome, profile, _provider_of(settings, outcome))
+        if (
+            context.mode == "sandbox"
+            and outcome.failed == "resolve"
+            and result.cause is Cause.DNS_FAILURE
+            and refused(str(outcome.error))
+        ):
+            result = unplayed_outcome(result, [settings.host])
+        findings.append(result.finding(check_id, subject, outcome.evidence()))
     return findings
 
 
