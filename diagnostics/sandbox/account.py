@@ -78,7 +78,7 @@ def _refuse_account_fault(scenario: Scenario, config_path: Path) -> ConfigError:
                 f"a scenario whose fault is in the sandbox world: the point of {scenario.name} "
                 f"is in its own account file {scenario.config}, so it cannot be played with "
                 f"another account. To see it with yours, {hint} in {config_path.name} and run "
-                f"--sandbox healthy (or audit {scenario.config} itself with --sandbox "
+                f"--sandbox healthy (or audit {scenario.config_path()} itself with --sandbox "
                 f"{scenario.name})",
                 str(config_path),
             )
