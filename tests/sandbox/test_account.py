@@ -489,3 +489,19 @@ def test_a_subcompany_without_smtp_still_gets_its_domain_and_redirection(tmp_pat
     assert [u.account for s in world.submissions for u in s.users] == [
         "jobs@kleinbetrieb.example.com"
     ]
+
+
+async def test_a_password_file_logs_in_to_the_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "fjord.pw").write_text("Fjord-File-Pw-2231\n", encoding="utf-8")
+    text = NORDLICHT.read_text(encoding="utf-8").replace(
+        "password: ${FJORD_SMTP_PASSWORD}", "password_file: fjord.pw"
+    )
+    account = tmp_path / "account.yaml"
+    account.write_text(text, encoding="utf-8")
+    async with sandbox_for("healthy", account, state_dir=tmp_path / "s", environ={}) as world:
+        result = await run_audit(account, sandbox=world, only=["smtp.auth"])
+    assert [(f.subject, f.status.value) for f in result.report.findings] == [
+        (N, "pass"),
+        (F, "pass"),
+        (P, "skip"),
+    ]
