@@ -32,6 +32,7 @@ from diagnostics.sandbox.scenario import (
     PlatformSide,
     Record,
     Scenario,
+    Submission,
     SubmissionPorts,
     SubmissionUser,
     load_scenario,
@@ -61,6 +62,10 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _host(settings: SmtpSettings) -> str:
+    return settings.host.lower().rstrip(".")
 
 
 def _parent(host: str) -> str:
@@ -118,6 +123,81 @@ def _allowlist(scenario: Scenario, config: AccountConfig) -> tuple[str, ...] | N
     return tuple(str(n) for n in config.profile.egress_ips if n.network_address not in lacking)
 
 
+_Rows = list[tuple[str, str, str]]
+
+
+def _servers(scenario: Scenario, config: AccountConfig, home: str, rows: _Rows) -> list[Submission]:
+    """One submission server per SMTP host of the account (the parent's first), each with the
+    scenario's server behaviour; their A records go to ``rows``."""
+    by_host: dict[str, list[SmtpSettings]] = {}
+    for identity in config.identities():
+        if identity.smtp is not None:
+            by_host.setdefault(_host(identity.smtp), []).append(identity.smtp)
+    base = scenario.submission
+    allowlist = _allowlist(scenario, config)
+    servers = []
+    for index, (host, settings) in enumerate(by_host.items()):
+        address = host if _is_ip(host) else str(_NETWORK[_FIRST_SUBMISSION + index])
+        if not _is_ip(host):
+            rows.append((host, "A", address))
+        users: dict[str, SubmissionUser] = {}
+        for item in settings:
+            users.setdefault(item.account.casefold(), _user(item))
+        update = {
+            "address": address,
+            "hostname": host,
+            "ports": _ports(settings, base.ports),
+            "users": tuple(users.values()),
+            "allowlist": allowlist,
+        }
+        servers.append(base.model_copy(update=update))
+    if not servers:
+        # An account that sends only from the platform's address still has a world to audit.
+        update = {
+            "address": str(_NETWORK[_FIRST_SUBMISSION]),
+            "hostname": f"smtp.{home}",
+            "users": (),
+            "allowlist": allowlist,
+        }
+        servers.append(base.model_copy(update=update))
+    return servers
+
+
+def _domain_rows(config: AccountConfig, domains: list[str], mx_host: str) -> _Rows:
+    """MX, SPF (naming the SMTP hosts that send as the domain) and DMARC of each domain."""
+    senders: dict[str, list[str]] = {domain: [] for domain in domains}
+    for identity in config.identities():
+        if identity.custom_address and identity.smtp is not None:
+            senders[_domain(identity.custom_address)].append(_host(identity.smtp))
+    rows: _Rows = []
+    for domain, hosts in senders.items():
+        terms = [f"a:{h}" for h in dict.fromkeys(hosts) if not _is_ip(h)]
+        rows += [
+            (domain, "MX", f"10 {mx_host}."),
+            (domain, "TXT", f'"{" ".join(["v=spf1", "mx", *terms, "-all"])}"'),
+            (f"_dmarc.{domain}", "TXT", f'"v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"'),
+        ]
+    return rows
+
+
+def _zones(rows: _Rows, origins: list[str]) -> dict[str, tuple[Record, ...]]:
+    """``rows`` in the most specific zone of each name (a zone of its own for a name under
+    none of ``origins``), and a PTR for each address."""
+    origins = list(origins)
+    for name, _, _ in rows:
+        if not any(name == o or name.endswith("." + o) for o in origins):
+            origins.append(_parent(name))
+    zones: dict[str, list[Record]] = {origin: [] for origin in dict.fromkeys(origins)}
+    for name, rtype, value in rows:
+        zone = zone_of(name, {z: () for z in zones})
+        assert zone is not None  # every name got its zone above
+        zones[zone].append(Record(name=f"{name}.", rtype=rtype, value=value))
+        if rtype == "A" and ipaddress.ip_address(value) in _NETWORK:
+            label, _, origin = ipaddress.ip_address(value).reverse_pointer.partition(".")
+            zones.setdefault(origin, []).append(Record(name=label, rtype="PTR", value=f"{name}."))
+    return {zone: tuple(found) for zone, found in zones.items()}
+
+
 def account_world(scenario: Scenario, config: AccountConfig, *, config_path: Path) -> Scenario:
     """The world of ``scenario`` built from ``config`` (the account file at ``config_path``),
     with the scenario's faults applied to it.
@@ -127,108 +207,42 @@ def account_world(scenario: Scenario, config: AccountConfig, *, config_path: Pat
     """
     if scenario.fault_in_account:
         raise _refuse_account_fault(scenario, config_path)
-    identities = config.identities()
-    addresses = list(dict.fromkeys(i.custom_address for i in identities if i.custom_address))
+    addresses = list(
+        dict.fromkeys(i.custom_address for i in config.identities() if i.custom_address)
+    )
     domains = list(dict.fromkeys(_domain(a) for a in addresses))
-    by_host: dict[str, list[SmtpSettings]] = {}
-    for identity in identities:
-        if identity.smtp is not None:
-            by_host.setdefault(identity.smtp.host.lower().rstrip("."), []).append(identity.smtp)
-    hosts_of_domain: dict[str, list[str]] = {}
-    for identity in identities:
-        if identity.custom_address and identity.smtp is not None:
-            hosts_of_domain.setdefault(_domain(identity.custom_address), []).append(
-                identity.smtp.host.lower().rstrip(".")
-            )
-
+    hosts = [_host(i.smtp) for i in config.identities() if i.smtp is not None]
     home = (
         domains[0]
         if domains
-        else next((_parent(h) for h in by_host if not _is_ip(h)), "company.example")
+        else next((_parent(h) for h in hosts if not _is_ip(h)), "company.example")
     )
     mx_host = f"mx.{home}"
-    if mx_host in by_host:
+    if mx_host in hosts:
         # The company MX is a server of its own, even when an SMTP host has its usual name.
         mx_host = f"inbound-mx.{home}"
-    records: list[tuple[str, str, str]] = [(mx_host, "A", str(_MX_ADDRESS))]
-    reverse: list[tuple[str, str]] = [(str(_MX_ADDRESS), mx_host)]
-    base = scenario.submission
-    submissions = []
-    for index, (host, settings) in enumerate(by_host.items()):
-        address = host if _is_ip(host) else str(_NETWORK[_FIRST_SUBMISSION + index])
-        if not _is_ip(host):
-            records.append((host, "A", address))
-            reverse.append((address, host))
-        users: dict[str, SubmissionUser] = {}
-        for item in settings:
-            users.setdefault(item.account.casefold(), _user(item))
-        submissions.append(
-            base.model_copy(
-                update={
-                    "address": address,
-                    "hostname": host,
-                    "ports": _ports(settings, base.ports),
-                    "users": tuple(users.values()),
-                    "allowlist": _allowlist(scenario, config),
-                }
-            )
-        )
-    if not submissions:
-        # An account that sends only from the platform's address still has a world to audit.
-        submissions.append(
-            base.model_copy(
-                update={
-                    "address": str(_NETWORK[_FIRST_SUBMISSION]),
-                    "hostname": f"smtp.{home}",
-                    "users": (),
-                    "allowlist": _allowlist(scenario, config),
-                }
-            )
-        )
-    for domain in domains:
-        hosts = list(dict.fromkeys(hosts_of_domain.get(domain, [])))
-        spf = " ".join(["v=spf1", "mx", *(f"a:{h}" for h in hosts if not _is_ip(h)), "-all"])
-        records += [
-            (domain, "MX", f"10 {mx_host}."),
-            (domain, "TXT", f'"{spf}"'),
-            (f"_dmarc.{domain}", "TXT", f'"v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"'),
-        ]
-
+    rows: _Rows = [(mx_host, "A", str(_MX_ADDRESS))]
+    servers = _servers(scenario, config, home, rows)
+    rows += _domain_rows(config, domains, mx_host)
     profile = config.profile
     platform_host = (
         scenario.platform.hostname
         if profile.inbound_domain == get_profile(scenario.platform.profile).inbound_domain
         else f"inbound.{profile.inbound_domain}"
     )
-    records += [
+    candidates = scenario.candidates
+    rows += [
         (profile.inbound_domain, "MX", f"10 {platform_host}."),
         (platform_host, "A", scenario.platform.address),
+        *((domain, "MX", f"10 {candidates.hostname}.") for domain in candidates.domains),
+        (candidates.hostname, "A", candidates.address),
     ]
-    candidates = scenario.candidates
-    for domain in candidates.domains:
-        records.append((domain, "MX", f"10 {candidates.hostname}."))
-    records.append((candidates.hostname, "A", candidates.address))
-
-    origins = [*domains, profile.inbound_domain, *candidates.domains]
-    for name, _, _ in records:
-        if not any(name == o or name.endswith("." + o) for o in origins):
-            origins.append(_parent(name))
-    zones: dict[str, list[Record]] = {origin: [] for origin in dict.fromkeys(origins)}
-    for name, rtype, value in records:
-        zone = zone_of(name, {z: () for z in zones})
-        assert zone is not None  # every name got its zone above
-        zones[zone].append(Record(name=f"{name}.", rtype=rtype, value=value))
-    for address, host in reverse:
-        pointer = ipaddress.ip_address(address).reverse_pointer
-        label, _, origin = pointer.partition(".")
-        zones.setdefault(origin, []).append(Record(name=label, rtype="PTR", value=f"{host}."))
-
     first_candidates = next(iter(scenario.platform.accounts.values()), {})
     world = scenario.model_copy(
         update={
             "config": str(config_path),
             "account_fault": "",
-            "dns": {zone: tuple(found) for zone, found in zones.items()},
+            "dns": _zones(rows, [*domains, profile.inbound_domain, *candidates.domains]),
             # The scenario's zone faults name acme's zones; they do not carry over.
             "dns_faults": {},
             "company_mx": CompanyMX(
@@ -239,8 +253,8 @@ def account_world(scenario: Scenario, config: AccountConfig, *, config_path: Pat
                 faults=scenario.company_mx.faults,
                 max_hops=scenario.company_mx.max_hops,
             ),
-            "submission": submissions[0],
-            "other_submissions": tuple(submissions[1:]),
+            "submission": servers[0],
+            "other_submissions": tuple(servers[1:]),
             "platform": PlatformSide(
                 address=scenario.platform.address,
                 hostname=platform_host,
