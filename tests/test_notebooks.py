@@ -107,7 +107,21 @@ def test_markup_from_a_banner_is_escaped_in_reports_and_notebook_tables(tmp_path
     assert "&lt;script&gt;alert(&quot;banner&quot;)&lt;/script&gt;" in html
     assert "<script" not in html.lower()
     markdown = (directory / "report.md").read_text()
-    assert raw not in markdown and "<img" not in markdown
+    assert raw not in markdown
+    # CommonMark reads a backslash-escaped "<" as the character, never as a tag: no "<" of the
+    # banner's is left unescaped (the cells' own line breaks are the only markup), and no
+    # HTML entity makes the file unreadable as plain text.
+    import re
+
+    assert re.findall(r"(?<!\\)<(?!br>)", markdown) == []
+    assert r"\<script>alert(" in markdown and r"\<img src=x" in markdown
+    assert "&lt;" not in markdown and "&amp;" not in markdown
+    # Rendered by a CommonMark renderer with tables (as GitHub and GitLab render it): text.
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable("table").render(markdown)
+    assert "<script" not in rendered and "<img" not in rendered
+    assert "&lt;script&gt;alert(&quot;banner&quot;)&lt;/script&gt;" in rendered
     notebook = nbformat.read(str(directory / "audit.ipynb"), as_version=4)
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
