@@ -40,11 +40,21 @@ def host(value: Any) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    if not HOSTNAME.match(value):
+    name = value
+    if not value.isascii():
+        # An internationalised name (mail.bücher.example) is used by its A-label, as mail
+        # clients and DNS do (IDNA 2008 with UTS 46 mapping, as email-validator does).
+        import idna
+
+        try:
+            name = idna.encode(value.rstrip("."), uts46=True).decode("ascii")
+        except idna.IDNAError:
+            name = value
+    if not HOSTNAME.match(name):
         raise FieldProblem(
             "a host name like smtp.company.example (letters, digits, - and .)", value
         )
-    return value.rstrip(".").lower()
+    return name.rstrip(".").lower()
 
 
 def port(value: Any) -> int:
@@ -73,6 +83,21 @@ def email(value: Any) -> str:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise FieldProblem(f"an e-mail address like jobs@company.example ({exc})", value) from None
+
+
+def envelope_address(address: str) -> str:
+    """``address`` as an SMTP envelope carries it without SMTPUTF8 (RFC 5321): an
+    internationalised domain in its A-label form (``jobs@xn--bcher-kva.example`` for
+    ``jobs@bücher.example``), as every MTA sends it. A non-ASCII local part has no such form and
+    is returned as it is: only a server that offers SMTPUTF8 (RFC 6531) can take it.
+    """
+    if address.isascii():
+        return address
+    try:
+        ascii_form = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        return address
+    return ascii_form or address
 
 
 def platform_account(value: str) -> str:

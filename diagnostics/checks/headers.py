@@ -19,6 +19,7 @@ from typing import Any
 from diagnostics.checks.redirect import RoundTrip, per_roundtrip
 from diagnostics.context import Context
 from diagnostics.dkimcheck import SignatureCheck, verify
+from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.headers import (
     classify_forwarding,
@@ -44,9 +45,11 @@ def _not_arrived(trip: RoundTrip) -> Outcome:
 def attribution(arrived: bytes, address: str) -> str | None:
     """The header in which ``address`` survived (To, Cc, Delivered-To, X-Original-To)."""
     message = message_from_bytes(arrived, policy=email.policy.default)
+    # An internationalised domain is written by its A-label or in Unicode (RFC 6532): either.
+    forms = {address.casefold(), envelope_address(address).casefold()}
     for name in ATTRIBUTION_HEADERS:
         for value in message.get_all(name, []):
-            if address.casefold() in str(value).casefold():
+            if any(form in str(value).casefold() for form in forms):
                 return name
     return None
 

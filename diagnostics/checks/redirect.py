@@ -25,6 +25,7 @@ import dns.resolver
 
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError
+from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.headers import server_family
 from diagnostics.net import connect_socket, smtp_session
@@ -114,7 +115,7 @@ async def _deliver(context: Context, address: str, data: bytes, sender: str) -> 
                 start_tls=False,
                 timeout=timeouts.command,
             ) as client:
-                await client.sendmail(sender, [address], data)
+                await client.sendmail(envelope_address(sender), [envelope_address(address)], data)
             return str(exchange)
     raise ProbeError("deliver", f"no MX of {domain} took the message: {last}")
 
@@ -127,7 +128,10 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
         return trip
     trip.token = new_token()
     trip.sent = probe_message(
-        trip.token, sender=mailboxes.sender, recipient=address, key=mailboxes.dkim_key
+        trip.token,
+        sender=mailboxes.sender,
+        recipient=envelope_address(address),
+        key=mailboxes.dkim_key,
     )
     trip.sent_at = time.time()
     started = time.perf_counter()

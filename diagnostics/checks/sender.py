@@ -22,6 +22,7 @@ import dns.exception
 
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError
+from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import authenticate_once, connect_socket, smtp_session
 from diagnostics.registry import check
@@ -96,7 +97,9 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
             timeout=min(timeouts.banner, timeouts.command),
         ) as client:
             await authenticate_once(client, smtp.account, smtp.password.reveal())
-            await client.sendmail(identity.address, [recipient], data)
+            await client.sendmail(
+                envelope_address(identity.address), [envelope_address(recipient)], data
+            )
         return
     domain = recipient.rsplit("@", 1)[-1]
     answer = await context.resolver.resolve(domain, "MX")
@@ -111,7 +114,9 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
         start_tls=False,
         timeout=min(timeouts.banner, timeouts.command),
     ) as client:
-        await client.sendmail(identity.address, [recipient], data)
+        await client.sendmail(
+            envelope_address(identity.address), [envelope_address(recipient)], data
+        )
 
 
 async def prove(context: Context, identity: Identity, name: str) -> Proof:
@@ -120,14 +125,16 @@ async def prove(context: Context, identity: Identity, name: str) -> Proof:
     assert mailboxes is not None
     token = new_token()
     recipient = f"proof-{token}@{mailboxes.sender.rsplit('@', 1)[-1]}"
-    header = encode_from(name, identity.address)
+    # A message without SMTPUTF8 names an internationalised domain by its A-label (RFC 5890).
+    address = envelope_address(identity.address)
+    header = encode_from(name, address)
     data = (
         f"{header}\r\nTo: {recipient}\r\nSubject: Ihre Bewerbung {token}\r\n"
-        f"Date: {email.utils.formatdate()}\r\nMessage-ID: <{token}@{identity.address.rsplit('@', 1)[-1]}>\r\n"
+        f"Date: {email.utils.formatdate()}\r\nMessage-ID: <{token}@{address.rsplit('@', 1)[-1]}>\r\n"
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
         "This message proves the sender identity of candidate mail.\r\n"
     ).encode("ascii")
-    sent = (name, identity.address)
+    sent = (name, address)
     try:
         await _send(context, identity, data, recipient)
     except aiosmtplib.SMTPResponseException as exc:

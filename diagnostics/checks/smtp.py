@@ -27,6 +27,7 @@ import dns.resolver
 
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError, StepTimeout
+from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import AUTH_PREFERENCE
 from diagnostics.providers import Provider, recognise
@@ -545,13 +546,14 @@ async def _session(
     )
     if outcome.failed:
         return
+    envelope = envelope_address(sender)
     await _timed(
-        outcome, "mail", lambda: connection.command("mail", f"MAIL FROM:<{sender}>", command)
+        outcome, "mail", lambda: connection.command("mail", f"MAIL FROM:<{envelope}>", command)
     )
     if outcome.failed:
         return
     await _timed(
-        outcome, "rcpt", lambda: connection.command("rcpt", f"RCPT TO:<{sender}>", command)
+        outcome, "rcpt", lambda: connection.command("rcpt", f"RCPT TO:<{envelope}>", command)
     )
     if outcome.failed:
         return
@@ -559,11 +561,11 @@ async def _session(
         await _timed(outcome, "rset", lambda: connection.command("rset", "RSET", command))
         return
     token = f"maildiag-{secrets.token_hex(8)}"
-    outcome.test_message_id = f"<{token}@{sender.rsplit('@', 1)[-1]}>"
+    outcome.test_message_id = f"<{token}@{envelope.rsplit('@', 1)[-1]}>"
     reply = await _timed(outcome, "data", lambda: connection.command("data", "DATA", command))
     if outcome.failed or reply is None or reply.code != 354:
         return
-    body = _test_message(sender, token)
+    body = _test_message(envelope, token)
 
     async def send_body() -> Reply:
         connection.transcript.add(

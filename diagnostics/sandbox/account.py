@@ -25,6 +25,7 @@ import yaml
 
 from diagnostics.config import AccountConfig, SmtpSettings, load_config
 from diagnostics.errors import ConfigError, ConfigProblem
+from diagnostics.fields import envelope_address
 from diagnostics.profiles import get_profile
 from diagnostics.sandbox.faults import apply_faults, zone_of
 from diagnostics.sandbox.scenario import (
@@ -168,10 +169,14 @@ def _domain_rows(config: AccountConfig, domains: list[str], mx_host: str) -> _Ro
     senders: dict[str, list[str]] = {domain: [] for domain in domains}
     for identity in config.identities():
         if identity.custom_address and identity.smtp is not None:
-            senders[_domain(identity.custom_address)].append(_host(identity.smtp))
+            senders[_domain(envelope_address(identity.custom_address))].append(_host(identity.smtp))
     rows: _Rows = []
     for domain, hosts in senders.items():
-        terms = [f"a:{h}" for h in dict.fromkeys(hosts) if not _is_ip(h)]
+        # An SMTP host given by its address is authorised by it (RFC 7208 ip4/ip6).
+        terms = [
+            f"ip{ipaddress.ip_address(h).version}:{h}" if _is_ip(h) else f"a:{h}"
+            for h in dict.fromkeys(hosts)
+        ]
         rows += [
             (domain, "MX", f"10 {mx_host}."),
             (domain, "TXT", f'"{" ".join(["v=spf1", "mx", *terms, "-all"])}"'),
@@ -207,8 +212,12 @@ def account_world(scenario: Scenario, config: AccountConfig, *, config_path: Pat
     """
     if scenario.fault_in_account:
         raise _refuse_account_fault(scenario, config_path)
+    # The world holds every address and domain in the form mail carries it: an
+    # internationalised domain by its A-label, as RCPT TO names it and DNS is asked for it.
     addresses = list(
-        dict.fromkeys(i.custom_address for i in config.identities() if i.custom_address)
+        dict.fromkeys(
+            envelope_address(i.custom_address) for i in config.identities() if i.custom_address
+        )
     )
     domains = list(dict.fromkeys(_domain(a) for a in addresses))
     hosts = [_host(i.smtp) for i in config.identities() if i.smtp is not None]

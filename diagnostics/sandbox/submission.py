@@ -15,6 +15,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from diagnostics.fields import envelope_address
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.relay import Queue
 from diagnostics.sandbox.smtpserver import Handler, SandboxSMTP, queue_id
@@ -77,7 +78,8 @@ class SubmissionHandler(Handler):
     ) -> str:
         login = session.auth_data.login.decode("utf-8", "replace")
         account = self.accounts[login.casefold()]
-        if address.casefold() not in account.send_as:
+        # Owned addresses compare in the form the envelope carries (an A-label domain).
+        if envelope_address(address).casefold() not in account.send_as:
             return replies.R553_SENDER_NOT_OWNED.format(address=address, login=login)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)

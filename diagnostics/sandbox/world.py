@@ -35,6 +35,7 @@ from diagnostics.config import AccountConfig
 from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.dkimcheck import DKIMKey
 from diagnostics.errors import SandboxError
+from diagnostics.fields import envelope_address
 from diagnostics.profiles import get_profile
 from diagnostics.roundtrip import TOKEN_HEADER, Arrival
 from diagnostics.sandbox.certs import IssuedCert, SandboxCA
@@ -225,7 +226,7 @@ class Sandbox:
             user.account: Account(
                 user.account,
                 self._secret(user),
-                frozenset(a.casefold() for a in (user.account, *user.send_as)),
+                frozenset(envelope_address(a).casefold() for a in (user.account, *user.send_as)),
             )
             for user in sub.users
         }
@@ -341,8 +342,9 @@ class Sandbox:
         return self.ca.client_context()
 
     def company_mailbox(self, address: str) -> Maildir:
-        """The company's local mailbox of ``address``."""
-        return Maildir(self.state_dir / "company" / "mailboxes" / address.lower())
+        """The company's local mailbox of ``address`` (an internationalised domain in either
+        form: the world keeps it by its A-label)."""
+        return Maildir(self.state_dir / "company" / "mailboxes" / envelope_address(address).lower())
 
     def platform_mailbox(self, account: str, folder: str = "unassigned") -> Maildir:
         """The platform's inbound ``folder`` (``unassigned`` or ``candidates/<id>``) of ``account``."""
