@@ -182,11 +182,17 @@ def glance_columns(worst: Mapping[str, Mapping[str, Status]]) -> list[tuple[str,
 
 
 def verdict_line(report: Report) -> str:
-    """The verdict as one plain sentence, e.g. ``Verdict: fail — 3 checks need action``."""
+    """The verdict as one plain sentence, e.g. ``Verdict: fail — 3 checks need action``, or,
+    where findings share a root cause, ``Verdict: fail — 2 problems to fix, found by 6 checks``
+    (the count an admin works through is the problems')."""
     verdict = report.verdict.value
     summary = report.summary()
     action = summary["fail"] + summary["error"]
     if action:
+        problems = len(to_fix(report.findings))
+        if problems < action:
+            noun = "problem" if problems == 1 else "problems"
+            return f"Verdict: {verdict} — {problems} {noun} to fix, found by {action} checks"
         noun = "check needs" if action == 1 else "checks need"
         return f"Verdict: {verdict} — {action} {noun} action"
     if summary["warn"]:
