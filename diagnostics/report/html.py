@@ -282,11 +282,7 @@ def _row(finding: Finding) -> str:
         found + _evidence(finding),
         todo,
     ]
-    return (
-        f'<tr data-check="{text(finding.check)}">'
-        + "".join(f"<td>{cell}</td>" for cell in cells)
-        + "</tr>"
-    )
+    return _tr(finding.check, cells)
 
 
 def _problem_row(problem: Problem) -> str:
@@ -308,11 +304,12 @@ def _problem_row(problem: Problem) -> str:
         found,
         todo,
     ]
-    return (
-        f'<tr data-check="{text(" ".join(problem.checks))}">'
-        + "".join(f"<td>{cell}</td>" for cell in cells)
-        + "</tr>"
-    )
+    return _tr(" ".join(problem.checks), cells)
+
+
+def _tr(checks: str, cells: list[str]) -> str:
+    """A findings row: its cells (markup already escaped), its check ids as data."""
+    return f'<tr data-check="{text(checks)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 def _table(rows: list[str]) -> list[str]:
