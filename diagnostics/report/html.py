@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.findings import Finding, Status
+from diagnostics.findings import Cause, Finding, Status
 from diagnostics.redact import redact
 from diagnostics.report.colours import STATUS_COLOURS
 from diagnostics.report.grouping import Problem, group_by_root_cause
@@ -273,14 +273,11 @@ def _row(finding: Finding) -> str:
     found = f"<strong>{text(finding.title)}</strong>"
     if finding.detail:
         found += f"<p>{text(finding.detail)}</p>"
-    todo = f"<p>{text(finding.remediation)}</p>" if finding.remediation else ""
-    if finding.cause is not None:
-        todo += f'<p class="meta">cause: <code>{text(finding.cause.value)}</code></p>'
     cells = [
         _badge(finding.status),
         f"<code>{text(finding.check)}</code><p>{text(finding.subject)}</p>",
         found + _evidence(finding),
-        todo,
+        _todo(finding.remediation, finding.cause),
     ]
     return _tr(finding.check, cells)
 
@@ -295,16 +292,21 @@ def _problem_row(problem: Problem) -> str:
     for f in problem.findings:
         found += f"<p><strong>{text(f.subject)}, {text(f.check)}:</strong> {text(f.title)}"
         found += f"{'. ' + text(f.detail) if f.detail else ''}</p>{_evidence(f)}"
-    todo = f"<p>{text(problem.remediation)}</p>" if problem.remediation else ""
-    if problem.cause is not None:
-        todo += f'<p class="meta">cause: <code>{text(problem.cause.value)}</code></p>'
     cells = [
         _badge(problem.status),
         checks + "".join(f"<p>{text(line)}</p>" for line in problem.where_lines(checks=False)),
         found,
-        todo,
+        _todo(problem.remediation, problem.cause),
     ]
     return _tr(" ".join(problem.checks), cells)
+
+
+def _todo(remediation: str, cause: Cause | None) -> str:
+    """The "what to do" cell: the remediation, then the cause's id."""
+    todo = f"<p>{text(remediation)}</p>" if remediation else ""
+    if cause is not None:
+        todo += f'<p class="meta">cause: <code>{text(cause.value)}</code></p>'
+    return todo
 
 
 def _tr(checks: str, cells: list[str]) -> str:

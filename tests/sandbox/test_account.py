@@ -21,9 +21,9 @@ from diagnostics.config import load_config
 from diagnostics.errors import ConfigError
 from diagnostics.notebook import run_notebook_audit
 from diagnostics.sandbox.account import account_world, load_account_world, sandbox_for
-from diagnostics.sandbox.faults import owner_name
 from diagnostics.sandbox.scenario import Scenario, load_scenario, scenario_names
 from diagnostics.secrets import known_values
+from tests.sandbox.test_faults import records
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 NORDLICHT = FIXTURES / "accounts" / "nordlicht.yaml"
@@ -218,15 +218,6 @@ IN_ACCOUNT_FILE = {
 def nordlicht_world(name: str = "healthy") -> Scenario:
     config = load_config(NORDLICHT, environ=ENVIRON)
     return account_world(load_scenario(name), config, config_path=NORDLICHT)
-
-
-def records(world: Scenario, owner: str, rtype: str) -> list[str]:
-    return [
-        r.value
-        for zone, found in world.dns.items()
-        for r in found
-        if r.rtype == rtype and owner_name(r, zone) == owner
-    ]
 
 
 # -- the world, built without a socket ------------------------------------------------------
