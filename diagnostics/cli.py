@@ -314,7 +314,7 @@ def _print_resolution(report: Report, out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from diagnostics.headers import printable
+    from diagnostics.report.terminal import printable
 
     table = Table(title="Who each candidate mail comes from")
     for column in ("position", "(sub)company", "from", "route", "server", "status"):
@@ -350,7 +350,7 @@ def _print_finding(finding: Finding, out: TextIO) -> None:
 def _print_problem(problem: Problem, out: TextIO) -> None:
     """A problem as :func:`_print_finding` prints a finding; one that several findings share
     (ports, subcompanies, checks) once, with every place it applies."""
-    from diagnostics.headers import printable
+    from diagnostics.report.terminal import printable
 
     if len(problem.findings) == 1:
         _print_finding(problem.findings[0], out)
@@ -569,7 +569,9 @@ def _headers(args: argparse.Namespace, out: TextIO) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from diagnostics.headers import analyse_headers, parse_message, printable
+    from diagnostics.parse.headers.analysis import analyse_headers
+    from diagnostics.parse.headers.message import parse_message
+    from diagnostics.report.terminal import printable
 
     if args.received == "-" and args.original == "-":
         raise ValueError("only one of RECEIVED and --original can be - (stdin)")
@@ -618,7 +620,7 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from diagnostics.diagnose import diagnose
     from diagnostics.diagnose.inputs import confirming_checks, read_inputs
     from diagnostics.findings import Cause
-    from diagnostics.headers import printable
+    from diagnostics.report.terminal import printable
 
     name: str = args.input
     try:

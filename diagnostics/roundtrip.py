@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-from diagnostics.dkimcheck import DKIMKey, sign
+from diagnostics.parse.dkim import DKIMKey, sign
 
 TOKEN_HEADER = "X-Maildiag-Token"  # noqa: S105 - a header name, not a password
 

@@ -25,11 +25,11 @@ import dns.rdtypes.ANY.MX
 import dns.rdtypes.ANY.TXT
 import dns.resolver
 
-from diagnostics import dmarc as dmarc_records
-from diagnostics import spf as spf_records
 from diagnostics.config import AccountConfig, SmtpSettings
 from diagnostics.context import Context, Mode
 from diagnostics.findings import Cause, Finding, Outcome, Status
+from diagnostics.parse import dmarc as dmarc_records
+from diagnostics.parse import spf as spf_records
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
 from diagnostics.unplayed import UNPLAYED_DETAIL, refused, unplayed_outcome

@@ -3,8 +3,8 @@
 
 They read the round trip of :mod:`diagnostics.checks.redirect` (one per custom address per
 run): the message as sent and as it arrived at the platform. The comparison and the style
-classification are pure (:mod:`diagnostics.headers`); DKIM verification asks the context's
-resolver for the signer's key (:mod:`diagnostics.dkimcheck`).
+classification are pure (:mod:`diagnostics.parse.headers`); DKIM verification asks the context's
+resolver for the signer's key (:mod:`diagnostics.parse.dkim`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import Any
 
 from diagnostics.checks.redirect import RoundTrip, per_roundtrip
 from diagnostics.context import Context
-from diagnostics.dkimcheck import SignatureCheck, verify
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.headers import (
+from diagnostics.parse.dkim import SignatureCheck, verify
+from diagnostics.parse.headers.family import server_family
+from diagnostics.parse.headers.forwarding import (
     classify_forwarding,
-    compare_retention,
     remediation_for,
-    server_family,
     subject_tag,
     unexplained_changes,
 )
+from diagnostics.parse.headers.retention import compare_retention
 from diagnostics.registry import check
 
 ATTRIBUTION_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To")

@@ -27,8 +27,8 @@ from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.headers import server_family
 from diagnostics.net import connect_socket, smtp_session
+from diagnostics.parse.headers.family import server_family
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
 from diagnostics.roundtrip import Arrival, new_token, probe_message

@@ -157,7 +157,7 @@ _EFFECTS = {
 
 
 def _describe_changes(cause: Mapping[str, Any], members: Sequence[Finding]) -> tuple[str, str]:
-    from diagnostics.headers import remediation_for
+    from diagnostics.parse.headers.forwarding import remediation_for
 
     faults = [str(f) for f in cause.get("faults", ())]
     tag = cause.get("subject_tag")

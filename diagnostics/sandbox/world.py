@@ -33,9 +33,9 @@ import dns.asyncresolver
 
 from diagnostics.config import AccountConfig
 from diagnostics.context import Context, Endpoints, Timeouts
-from diagnostics.dkimcheck import DKIMKey
 from diagnostics.errors import SandboxError
 from diagnostics.fields import envelope_address
+from diagnostics.parse.dkim import DKIMKey
 from diagnostics.profiles import get_profile
 from diagnostics.roundtrip import TOKEN_HEADER, Arrival
 from diagnostics.sandbox.certs import IssuedCert, SandboxCA

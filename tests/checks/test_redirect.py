@@ -13,8 +13,8 @@ import dns.asyncresolver
 from diagnostics.checks.redirect import RoundTrip, classify_loop, classify_roundtrip, parse_bounce
 from diagnostics.config import load_config
 from diagnostics.context import Context
-from diagnostics.dkimcheck import verify
 from diagnostics.findings import Cause, Finding, Status
+from diagnostics.parse.dkim import verify
 from diagnostics.profiles import get_profile
 from diagnostics.registry import run_checks, select
 from diagnostics.roundtrip import Arrival

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from diagnostics.dkimcheck import DKIMKey, sign, signatures, verify
+from diagnostics.parse.dkim import DKIMKey, sign, signatures, verify
 from diagnostics.roundtrip import probe_message
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
 from diagnostics.sandbox.forwarding import append_footer, tag_subject

@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from diagnostics.checks.dns import DNSQueries
-from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
-from diagnostics.spf import (
+from diagnostics.parse.spf import (
     IncludeCost,
     Mechanism,
     SpfRecord,
@@ -26,8 +25,9 @@ from diagnostics.spf import (
     is_spf_record,
     parse_record,
 )
+from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
 
-SPF_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "spf"
+SPF_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "spf"
 
 
 @dataclass(frozen=True)

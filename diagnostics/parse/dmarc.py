@@ -2,7 +2,7 @@
 
 Pure tier: :func:`is_dmarc_record`, :func:`parse_record`, :func:`tree_walk_names`. I/O tier:
 :func:`discover`, which takes the DNS as an async ``lookup(name, rdtype)`` function (see
-:data:`diagnostics.spf.Lookup`).
+:data:`diagnostics.parse.spf.Lookup`).
 
 What a caller must know:
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from diagnostics.errors import DiagnosticsError
-from diagnostics.spf import Lookup
+from diagnostics.parse.spf import Lookup
 
 __all__ = [
     "MAX_QUERIES",

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from diagnostics.checks.dns import DNSQueries
-from diagnostics.dmarc import (
+from diagnostics.parse.dmarc import (
     MAX_QUERIES,
     Discovery,
     DmarcRecord,

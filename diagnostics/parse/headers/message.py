@@ -1,0 +1,114 @@
+"""A message's header fields and MIME parts, read the way every header analysis reads them.
+
+Header fields come decoded (RFC 2047) and unfolded, top first; a field the stdlib header parser
+cannot read is kept as text. MIME trees are walked at most :data:`MAX_DEPTH` deep. Nothing
+here raises for malformed input: text written by strangers is read as well as it can be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.errors
+import email.header
+import email.policy
+import email.utils
+import re
+from collections.abc import Sequence
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+
+MessageInput = bytes | Message
+
+_PARSER = BytesParser(policy=email.policy.default)
+MAX_DEPTH = 40
+
+
+def parse_message(data: bytes) -> EmailMessage:
+    """``data`` parsed with ``email.policy.default``."""
+    message = _PARSER.parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def as_message(message: MessageInput) -> Message:
+    return parse_message(message) if isinstance(message, bytes) else message
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _decode_raw(raw: str) -> str:
+    text = re.sub(r"\r?\n(?=[ \t])", "", raw)
+    with contextlib.suppress(email.errors.HeaderParseError, UnicodeError, LookupError, ValueError):
+        text = str(email.header.make_header(email.header.decode_header(text)))
+    return squash(text)
+
+
+def header_fields(message: Message, name: str) -> list[tuple[str, object]]:
+    """Each field called ``name``, top first: its decoded, unfolded text and its parsed header
+    (None when the header parser gave up)."""
+    wanted = name.lower()
+    fields: list[tuple[str, object]] = []
+    for key, raw in message.raw_items():
+        if key.lower() != wanted:
+            continue
+        parsed: object
+        try:
+            parsed = message.policy.header_fetch_parse(key, raw)
+        except Exception:
+            # The stdlib header parser has raised IndexError, AttributeError and more on
+            # hostile input; such a field is compared as text.
+            parsed = None
+        text = squash(str(parsed)) if parsed is not None else _decode_raw(str(raw))
+        fields.append((text, parsed))
+    return fields
+
+
+def header_text(message: Message, name: str) -> str | None:
+    fields = header_fields(message, name)
+    return fields[0][0] if fields else None
+
+
+def header_addresses(message: Message, name: str) -> list[tuple[str, str]]:
+    """The (display name, addr-spec) pairs of every field ``name``; addr-specs lower-cased."""
+    found: list[tuple[str, str]] = []
+    for text, parsed in header_fields(message, name):
+        if isinstance(parsed, AddressHeader) and parsed.addresses:
+            found += [(squash(a.display_name), a.addr_spec.lower()) for a in parsed.addresses]
+        else:
+            _, addr = email.utils.parseaddr(text)
+            if addr:
+                found.append(("", addr.lower()))
+    return found
+
+
+def subparts(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def decoded_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    charset = part.get_content_charset() or "us-ascii"
+    try:
+        text = data.decode(charset, "replace")
+    except (LookupError, UnicodeError, ValueError):
+        text = data.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def and_numbers(numbers: Sequence[int]) -> str:
+    items = [str(n) for n in numbers]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
