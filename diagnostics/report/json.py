@@ -7,15 +7,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from diagnostics.errors import ReportError
 from diagnostics.redact import redact
-
-if TYPE_CHECKING:
-    from diagnostics.report.model import Report
-
-SCHEMA = "maildiag.report/1"
+from diagnostics.report.model import SCHEMA, Report
 
 
 def _redacted(value: Any) -> Any:

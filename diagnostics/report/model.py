@@ -10,6 +10,9 @@ from typing import Any
 from diagnostics import __version__
 from diagnostics.findings import Finding, Status, exit_code, verdict
 
+SCHEMA = "maildiag.report/1"
+"""The ``schema`` of :meth:`Report.to_dict` (``report.json``): its readers check it."""
+
 
 @dataclass(frozen=True)
 class Report:
@@ -53,8 +56,6 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (``maildiag.report/1``)."""
-        from diagnostics.report.json import SCHEMA
-
         return {
             "schema": SCHEMA,
             "tool": {"name": "maildiag", "version": __version__},
