@@ -76,7 +76,11 @@ def test_the_demo_report_shows_its_verdict_first_and_every_failure(tmp_path: Pat
 
     page = read_report(html, must_see=titles)
 
-    assert page.verdict == verdict_line(report) == "Verdict: fail — 2 problems to fix, found by 6 checks"
+    assert (
+        page.verdict
+        == verdict_line(report)
+        == "Verdict: fail — 2 problems to fix, found by 6 checks"
+    )
     assert page.text.startswith(page.verdict + "\n")
     assert page.tag_counts["h1"] == 1
     assert page.verdict_top is not None
