@@ -39,9 +39,20 @@ class Timeouts:
     command: float = 30.0
     data: float = 60.0
     check: float = 120.0
+    # One SMTP session's total, however many steps it takes (None: four fifths of ``check``,
+    # so that the checks sharing the session hear its verdict before their own time is up).
+    session: float | None = None
+    # Without a greeting after this long, a second connection tries a TLS handshake: a port
+    # that speaks implicit TLS stays silent for a client that waits to be greeted.
+    tls_probe_after: float = 3.0
     # How long a round trip waits for its message, and above which latency it warns.
     roundtrip: float = 120.0
     roundtrip_warn: float = 60.0
+
+    @property
+    def session_budget(self) -> float:
+        """Seconds one SMTP session may take in all."""
+        return self.session if self.session is not None else self.check * 0.8
 
 
 @dataclass(frozen=True)

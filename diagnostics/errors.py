@@ -77,9 +77,14 @@ class StepTimeout(ProbeError, TimeoutError):
 
     fmt = "{step} timed out after {timeout:.3f} seconds"
 
-    def __init__(self, step: str, timeout: float) -> None:
+    def __init__(self, step: str, timeout: float, *, budget: float | None = None) -> None:
         self.timeout = timeout
-        ProbeError.__init__(self, step, f"timed out after {timeout:.3f} seconds")
+        # Set when the session's total budget, not the step's own timeout, ran out.
+        self.budget = budget
+        message = f"timed out after {timeout:.3f} seconds"
+        if budget is not None:
+            message += f" (the session's budget of {budget:g} s was used up)"
+        ProbeError.__init__(self, step, message)
 
 
 class SandboxError(DiagnosticsError):

@@ -1,15 +1,21 @@
-"""A diagnostic SMTP client: every step bounded in time and size, every line kept.
+"""The one SMTP client of the checks: every step bounded in time and size, every line kept.
 
 Unlike a mail-sending client, this one is built to face broken and hostile servers: a reply
-line is at most :data:`MAX_LINE` bytes, a reply at most :data:`MAX_LINES` lines, and each
-step (connect, TLS, banner, a command) runs under its own deadline covering the whole reply,
-so a server that drips one byte a second ends in :class:`~diagnostics.errors.StepTimeout`,
-not in a hang. The transcript records what was said, with credentials masked before they are
-stored; :func:`~diagnostics.redact.redact` runs over every line as well.
+line is at most :data:`MAX_LINE` bytes, a reply at most :data:`MAX_LINES` lines (a caller may
+ask for tighter bounds, as the allowlist probe does for a greeting). Each step (connect, TLS,
+banner, a command) has its own timeout, which bounds the wait for every line of its reply, and
+the whole session has a budget (``deadline``): a tarpit that answers slowly but surely gets
+through, a server that drips one byte a second ends in :class:`~diagnostics.errors.StepTimeout`,
+and nothing hangs. The transcript records what was said, with credentials masked before they
+are stored; :func:`~diagnostics.redact.redact` runs over every line as well.
+
+:class:`ReplyParser` is the one reader of SMTP replies (pure: lines in, :class:`Reply` out);
+everything that reads a reply, the allowlist's greeting probe included, goes through it.
 
 Exceptions: :class:`SMTPProtocolError` (a reply that breaks RFC 5321's grammar or our
-bounds), :class:`~diagnostics.errors.StepTimeout`, :class:`~diagnostics.errors.ProbeError`
-(connection refused or closed, TLS failure; ``__cause__`` keeps the original).
+bounds; ``kind`` says which), :class:`~diagnostics.errors.StepTimeout`,
+:class:`~diagnostics.errors.ProbeError` (connection refused or closed, TLS failure;
+``__cause__`` keeps the original).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import base64
 import re
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,15 +44,41 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SMTPProtocolError(ProbeError):
-    """The server's reply breaks the SMTP grammar or the client's bounds."""
+    """The server's reply breaks the SMTP grammar or the client's bounds.
+
+    ``kind`` is one of :data:`PROTOCOL_ERRORS`; ``partial`` holds the reply's lines read so far
+    (verbatim, code included); ``codes`` the reply codes seen (for ``mixed_codes``).
+    """
+
+    def __init__(
+        self,
+        step: str,
+        message: str,
+        *,
+        kind: str = "not_smtp",
+        partial: tuple[str, ...] = (),
+        codes: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(step, message)
+        self.kind = kind
+        self.partial = partial
+        self.codes = codes
+
+
+# What SMTPProtocolError.kind may say.
+PROTOCOL_ERRORS = ("not_smtp", "mixed_codes", "line_too_long", "too_many_lines", "unfinished")
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One SMTP reply: its code and its lines' texts (without code and separator)."""
+    """One SMTP reply: its code and its lines' texts (without code and separator).
+
+    ``verbatim`` keeps the lines as the server sent them, code and separator included.
+    """
 
     code: int
     lines: tuple[str, ...]
+    verbatim: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -70,6 +103,71 @@ class Reply:
             if keyword:
                 found[keyword.upper()] = params.strip()
         return found
+
+
+class ReplyParser:
+    """Reads one SMTP reply line by line (pure): :meth:`feed` returns the :class:`Reply` once
+    its last line came, None while more must come, and raises :class:`SMTPProtocolError` for a
+    line that breaks the grammar or the bounds."""
+
+    def __init__(self, step: str, *, max_lines: int = MAX_LINES) -> None:
+        self.step = step
+        self.max_lines = max_lines
+        self.code: str | None = None
+        self.texts: list[str] = []
+        self.verbatim: list[str] = []
+
+    def feed(self, raw: bytes) -> Reply | None:
+        """Take one line (its CRLF or LF may be there or not)."""
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        match = _REPLY_LINE.match(text)
+        if match is None:
+            raise SMTPProtocolError(
+                self.step,
+                f"the server's reply is not SMTP: {text[:80]!r}",
+                kind="not_smtp",
+                partial=(*self.verbatim, text),
+            )
+        self.verbatim.append(text)
+        if self.code is not None and match.group("code") != self.code:
+            raise SMTPProtocolError(
+                self.step,
+                "the lines of one reply carry different codes",
+                kind="mixed_codes",
+                partial=tuple(self.verbatim),
+                codes=(self.code, match.group("code")),
+            )
+        self.code = match.group("code")
+        self.texts.append(match.group("text"))
+        if match.group("sep") != "-":
+            return Reply(int(self.code), tuple(self.texts), tuple(self.verbatim))
+        if len(self.texts) >= self.max_lines:
+            raise SMTPProtocolError(
+                self.step,
+                f"the server's reply runs past {self.max_lines} lines",
+                kind="too_many_lines",
+                partial=tuple(self.verbatim),
+            )
+        return None
+
+
+def parse_reply(lines: Sequence[bytes], step: str = "reply") -> Reply:
+    """The one reply that ``lines`` hold, whole; SMTPProtocolError otherwise (``unfinished``
+    when its last line says more is to come; ``not_smtp`` for no line at all)."""
+    if not lines:
+        raise SMTPProtocolError(step, "no reply", kind="not_smtp")
+    parser = ReplyParser(step, max_lines=max(len(lines), 1) + 1)
+    for index, line in enumerate(lines):
+        reply = parser.feed(line)
+        if reply is not None:
+            if index != len(lines) - 1:
+                raise SMTPProtocolError(
+                    step, "lines after the end of the reply", partial=tuple(parser.verbatim)
+                )
+            return reply
+    raise SMTPProtocolError(
+        step, "the reply does not end", kind="unfinished", partial=tuple(parser.verbatim)
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +214,11 @@ def check_address(address: str) -> str:
 
 
 class SMTPConnection:
-    """One SMTP session over a connected stream."""
+    """One SMTP session over a connected stream.
+
+    ``deadline`` (event-loop time) is when the session's budget of ``budget`` seconds runs
+    out: every step waits at most its own timeout and never past the deadline.
+    """
 
     def __init__(
         self,
@@ -125,14 +227,24 @@ class SMTPConnection:
         *,
         transcript: Transcript,
         server_name: str,
+        deadline: float | None = None,
+        budget: float | None = None,
+        max_line: int = MAX_LINE,
+        max_lines: int = MAX_LINES,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.transcript = transcript
         self.server_name = server_name
+        self.deadline = deadline
+        self.budget = budget
+        self.max_line = max_line
+        self.max_lines = max_lines
         self.tls: TLSInfo | None = None
         # After a timeout or a garbled reply the dialogue is out of step: no polite QUIT then.
         self.broken = False
+        # What :meth:`wait_for_speech` read ahead of the next reply.
+        self._pending = b""
 
     @property
     def helo_name(self) -> str:
@@ -152,33 +264,55 @@ class SMTPConnection:
         implicit_tls: ssl.SSLContext | None = None,
         tls_timeout: float | None = None,
         transcript: Transcript | None = None,
+        deadline: float | None = None,
+        budget: float | None = None,
+        max_line: int = MAX_LINE,
+        max_lines: int = MAX_LINES,
     ) -> SMTPConnection:
         """Connect (step ``connect``) and, for implicit TLS, shake hands (step ``tls``)."""
         transcript = transcript or Transcript()
         transcript.add(
             "*", f"connecting to {address} port {port}" + (f" from {source}" if source else "")
         )
-        sock = await connect_socket(address, port, timeout=timeout, source=source)
-        transcript.add("*", "connected")
+        limit, by_budget = _limit(timeout, deadline)
         try:
-            async with asyncio.timeout(tls_timeout or timeout):
+            sock = await connect_socket(address, port, timeout=limit, source=source)
+        except StepTimeout as exc:
+            raise _timeout("connect", timeout, limit, by_budget, budget) from exc.__cause__
+        transcript.add("*", "connected")
+        step = "tls" if implicit_tls else "connect"
+        limit, by_budget = _limit(tls_timeout or timeout, deadline)
+        try:
+            async with asyncio.timeout(limit):
                 reader, writer = await asyncio.open_connection(
                     sock=sock,
-                    limit=MAX_LINE,
+                    limit=max_line,
                     ssl=implicit_tls,
                     server_hostname=server_name if implicit_tls else None,
-                    ssl_handshake_timeout=(tls_timeout or timeout) if implicit_tls else None,
+                    ssl_handshake_timeout=limit if implicit_tls else None,
                 )
         except TimeoutError:
             sock.close()
-            raise StepTimeout(
-                "tls" if implicit_tls else "connect", tls_timeout or timeout
-            ) from None
+            if implicit_tls:
+                transcript.add("*", f"TLS handshake not done within {limit:g} s")
+            raise _timeout(step, tls_timeout or timeout, limit, by_budget, budget) from None
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             transcript.add("*", f"TLS handshake failed: {exc}")
             raise ProbeError("tls", _tls_reason(exc)) from exc
-        connection = cls(reader, writer, transcript=transcript, server_name=server_name)
+        except BaseException:
+            sock.close()  # cancelled: a transport that took the socket has let it go
+            raise
+        connection = cls(
+            reader,
+            writer,
+            transcript=transcript,
+            server_name=server_name,
+            deadline=deadline,
+            budget=budget,
+            max_line=max_line,
+            max_lines=max_lines,
+        )
         if implicit_tls is not None:
             connection._record_tls()
         return connection
@@ -200,51 +334,70 @@ class SMTPConnection:
         )
         self.transcript.add("*", f"TLS established: {self.tls.version}, {self.tls.cipher}")
 
-    async def read_reply(self, step: str, timeout: float) -> Reply:
-        """The next reply, whole, within ``timeout`` seconds."""
+    async def wait_for_speech(self, timeout: float) -> bool:
+        """Whether the server sends anything (or hangs up) within ``timeout`` seconds.
+
+        Nothing is lost: what arrived is read again as the start of the next reply.
+        """
+        if self._pending:
+            return True
+        limit, _ = _limit(timeout, self.deadline)
         try:
-            async with asyncio.timeout(timeout):
-                return await self._read_reply(step)
+            async with asyncio.timeout(limit):
+                data = await self.reader.read(1)
         except TimeoutError:
-            self.broken = True
-            self.transcript.add("*", f"no complete reply within {timeout:g} s")
-            raise StepTimeout(step, timeout) from None
+            return False
+        except (ConnectionError, ssl.SSLError):
+            return True  # the next read tells what happened
+        self._pending = data
+        return True
+
+    async def read_reply(self, step: str, timeout: float) -> Reply:
+        """The next reply, whole; every line within ``timeout`` seconds of the one before."""
+        try:
+            return await self._read_reply(step, timeout)
         except ProbeError:
             self.broken = True
             raise
+        except asyncio.CancelledError:
+            self.broken = True
+            raise
 
-    async def _read_reply(self, step: str) -> Reply:
-        lines: list[str] = []
-        code: str | None = None
+    async def _read_line(self, step: str, timeout: float, parser: ReplyParser) -> bytes:
+        limit, by_budget = _limit(timeout, self.deadline)
+        pending, self._pending = self._pending, b""
+        try:
+            async with asyncio.timeout(limit):
+                return pending + await self.reader.readuntil(b"\n")
+        except TimeoutError:
+            self.transcript.add("*", f"no complete reply within {limit:g} s")
+            raise _timeout(step, timeout, limit, by_budget, self.budget) from None
+        except asyncio.LimitOverrunError:
+            self.transcript.add("*", f"reply line longer than {self.max_line} bytes")
+            raise SMTPProtocolError(
+                step,
+                f"the server sent a reply line longer than {self.max_line} bytes",
+                kind="line_too_long",
+                partial=tuple(parser.verbatim),
+            ) from None
+        except asyncio.IncompleteReadError as exc:
+            partial = pending + exc.partial
+            if partial:
+                self.transcript.add("S", partial.decode("utf-8", "replace").rstrip())
+            self.transcript.add("*", "connection closed by the server")
+            raise ProbeError(step, "the server closed the connection") from None
+        except (ConnectionError, ssl.SSLError) as exc:
+            self.transcript.add("*", f"connection lost: {exc}")
+            raise ProbeError(step, f"the connection was lost: {exc}") from exc
+
+    async def _read_reply(self, step: str, timeout: float) -> Reply:
+        parser = ReplyParser(step, max_lines=self.max_lines)
         while True:
-            try:
-                raw = await self.reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError:
-                self.transcript.add("*", f"reply line longer than {MAX_LINE} bytes")
-                raise SMTPProtocolError(
-                    step, f"the server sent a reply line longer than {MAX_LINE} bytes"
-                ) from None
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    self.transcript.add("S", exc.partial.decode("utf-8", "replace").rstrip())
-                self.transcript.add("*", "connection closed by the server")
-                raise ProbeError(step, "the server closed the connection") from None
-            except (ConnectionError, ssl.SSLError) as exc:
-                self.transcript.add("*", f"connection lost: {exc}")
-                raise ProbeError(step, f"the connection was lost: {exc}") from exc
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            self.transcript.add("S", text)
-            match = _REPLY_LINE.match(text)
-            if match is None:
-                raise SMTPProtocolError(step, f"the server's reply is not SMTP: {text[:80]!r}")
-            if code is not None and match.group("code") != code:
-                raise SMTPProtocolError(step, "the lines of one reply carry different codes")
-            code = match.group("code")
-            lines.append(match.group("text"))
-            if match.group("sep") != "-":
-                return Reply(int(code), tuple(lines))
-            if len(lines) >= MAX_LINES:
-                raise SMTPProtocolError(step, f"the server's reply runs past {MAX_LINES} lines")
+            raw = await self._read_line(step, timeout, parser)
+            self.transcript.add("S", raw.decode("utf-8", "replace").rstrip("\r\n"))
+            reply = parser.feed(raw)
+            if reply is not None:
+                return reply
 
     async def command(
         self, step: str, line: str, timeout: float, *, shown: str | None = None
@@ -253,12 +406,14 @@ class SMTPConnection:
         if _CONTROL.search(line):
             raise ValueError("an SMTP command line must not hold control characters")
         self.transcript.add("C", shown if shown is not None else line)
+        limit, by_budget = _limit(timeout, self.deadline)
         try:
             self.writer.write(line.encode("utf-8") + b"\r\n")
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 await self.writer.drain()
         except TimeoutError:
-            raise StepTimeout(step, timeout) from None
+            self.broken = True
+            raise _timeout(step, timeout, limit, by_budget, self.budget) from None
         except (ConnectionError, ssl.SSLError) as exc:
             self.transcript.add("*", f"connection lost: {exc}")
             raise ProbeError(step, f"the connection was lost: {exc}") from exc
@@ -267,12 +422,13 @@ class SMTPConnection:
     async def starttls(self, context: ssl.SSLContext, timeout: float) -> None:
         """Upgrade to TLS after a 220 to STARTTLS (step ``tls``)."""
         self.transcript.add("*", "TLS handshake")
+        limit, by_budget = _limit(timeout, self.deadline)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 await self.writer.start_tls(context, server_hostname=self.server_name)
         except TimeoutError:
-            self.transcript.add("*", f"TLS handshake not done within {timeout:g} s")
-            raise StepTimeout("tls", timeout) from None
+            self.transcript.add("*", f"TLS handshake not done within {limit:g} s")
+            raise _timeout("tls", timeout, limit, by_budget, self.budget) from None
         except (ssl.SSLError, OSError) as exc:
             self.transcript.add("*", f"TLS handshake failed: {exc}")
             raise ProbeError("tls", _tls_reason(exc)) from exc
@@ -297,13 +453,26 @@ class SMTPConnection:
         secret = base64.b64encode(password.reveal().encode()).decode()
         return await self.command("auth", secret, timeout, shown=MASK)
 
-    async def close(self) -> None:
-        """QUIT politely when possible, then close; never raises."""
-        if not self.writer.is_closing() and not self.broken:
+    async def quit(self, timeout: float) -> None:
+        """Say QUIT without waiting for the answer (a server that already hung up is fine)."""
+        if self.writer.is_closing() or self.broken:
+            return
+        self.transcript.add("C", "QUIT")
+        try:
+            self.writer.write(b"QUIT\r\n")
+            async with asyncio.timeout(timeout):
+                await self.writer.drain()
+        except (TimeoutError, OSError, ssl.SSLError):
+            pass
+
+    async def close(self, *, timeout: float = 2, polite: bool = True) -> None:
+        """QUIT politely when possible (``polite``: and wait for its answer), then close;
+        never raises. A peer that does not finish the TLS shutdown in time is cut off."""
+        if polite and not self.writer.is_closing() and not self.broken:
             try:
                 self.transcript.add("C", "QUIT")
                 self.writer.write(b"QUIT\r\n")
-                async with asyncio.timeout(2):
+                async with asyncio.timeout(timeout):
                     await self.writer.drain()
                     await self.reader.readuntil(b"\n")
             except (
@@ -316,10 +485,101 @@ class SMTPConnection:
                 pass
         self.writer.close()
         try:
-            async with asyncio.timeout(2):
+            async with asyncio.timeout(timeout):
                 await self.writer.wait_closed()
         except (TimeoutError, OSError, ssl.SSLError):
-            pass
+            self.writer.transport.abort()
+        except BaseException:
+            self.writer.transport.abort()
+            raise
+
+
+def _limit(timeout: float, deadline: float | None) -> tuple[float, bool]:
+    """The seconds a step may wait, and whether the session's deadline (not the step's own
+    timeout) sets that."""
+    if deadline is None:
+        return timeout, False
+    left = max(deadline - asyncio.get_running_loop().time(), 0.0)
+    return (left, True) if left < timeout else (timeout, False)
+
+
+def _timeout(
+    step: str, timeout: float, limit: float, by_budget: bool, budget: float | None
+) -> StepTimeout:
+    if by_budget:
+        return StepTimeout(step, limit, budget=budget)
+    return StepTimeout(step, timeout)
+
+
+async def speaks_tls_at_once(
+    address: str,
+    port: int,
+    *,
+    server_name: str,
+    timeout: float,
+    source: str | None = None,
+    transcript: Transcript | None = None,
+) -> TLSInfo | None:
+    """Whether ``address``:``port`` completes a TLS handshake before anyone says a word
+    (implicit TLS), on a connection of its own that sends nothing else; the certificate is
+    not judged here. None when it does not, or when the handshake fails."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    note = transcript or Transcript()
+    note.add("*", f"second connection: does port {port} speak TLS at once?")
+    try:
+        connection = await SMTPConnection.open(
+            address,
+            port,
+            server_name=server_name,
+            timeout=timeout,
+            source=source,
+            implicit_tls=context,
+            transcript=Transcript(),
+        )
+    except ProbeError as exc:
+        note.add("*", f"second connection: no TLS handshake ({exc})")
+        return None
+    tls = connection.tls
+    note.add("*", f"second connection: TLS at once ({tls.version if tls else 'TLS'})")
+    await connection.close(timeout=timeout, polite=False)
+    return tls
+
+
+async def greets_in_plain(
+    address: str,
+    port: int,
+    *,
+    server_name: str,
+    timeout: float,
+    source: str | None = None,
+    transcript: Transcript | None = None,
+) -> tuple[Reply, Reply | None] | None:
+    """The plain-text greeting (and the EHLO answer) of ``address``:``port`` on a connection
+    of its own, when it greets within ``timeout`` seconds; None otherwise. No AUTH is sent."""
+    note = transcript or Transcript()
+    note.add("*", f"second connection: does port {port} greet in plain text?")
+    try:
+        connection = await SMTPConnection.open(
+            address, port, server_name=server_name, timeout=timeout, source=source
+        )
+    except ProbeError as exc:
+        note.add("*", f"second connection: {exc}")
+        return None
+    try:
+        greeting = await connection.read_reply("banner", timeout)
+        note.add("*", f"second connection: plain-text greeting {greeting}")
+        try:
+            ehlo = await connection.command("ehlo", f"EHLO {connection.helo_name}", timeout)
+        except ProbeError:
+            ehlo = None
+        return greeting, ehlo
+    except ProbeError as exc:
+        note.add("*", f"second connection: no plain-text greeting ({exc})")
+        return None
+    finally:
+        await connection.close(timeout=timeout)
 
 
 def _tls_reason(exc: BaseException) -> str:
