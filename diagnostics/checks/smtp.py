@@ -39,6 +39,8 @@ from diagnostics.smtpclient import (
     TLSInfo,
     Transcript,
     check_address,
+    greets_in_plain,
+    speaks_tls_at_once,
 )
 from diagnostics.unplayed import refused, unplayed_outcome
 
@@ -194,6 +196,12 @@ class SessionOutcome:
     auth_mechanism: str | None = None
     replies: dict[str, Reply] = field(default_factory=dict)
     test_message_id: str | None = None
+    # What a second connection found the port to speak when the configured encryption got
+    # nowhere: "tls" (a handshake at once, no greeting) or "plain" (a greeting in clear text).
+    port_speaks: str | None = None
+    port_tls: TLSInfo | None = None
+    plain_greeting: Reply | None = None
+    plain_ehlo: Reply | None = None
     # Whether the session ran from a platform egress address (the sandbox), or from here.
     as_platform: bool = False
     source_label: str = "this machine"
@@ -218,6 +226,7 @@ class SessionOutcome:
             "encryption": self.settings.encryption,
             "address": self.address,
             "source": self.source,
+            "port_speaks": self.port_speaks,
             "steps": [s.as_dict() for s in self.steps],
             "transcript": self.transcript.as_text(),
         }
@@ -312,10 +321,21 @@ def _test_message(sender: str, token: str) -> bytes:
 
 
 async def _open(
-    context: Context, outcome: SessionOutcome, settings: SmtpSettings, *, verify: bool
+    context: Context,
+    outcome: SessionOutcome,
+    settings: SmtpSettings,
+    *,
+    verify: bool,
+    budget: float | None = None,
 ) -> SMTPConnection:
-    """Resolve, connect, (implicit TLS), greeting and EHLO; steps recorded in ``outcome``."""
+    """Resolve, connect, (implicit TLS), greeting and EHLO; steps recorded in ``outcome``.
+
+    The session may take ``budget`` seconds in all (the context's session budget by default);
+    every step keeps its own timeout within it.
+    """
     timeouts = context.timeouts
+    budget = timeouts.session_budget if budget is None else budget
+    deadline = asyncio.get_running_loop().time() + budget
     addresses = await _timed_value(outcome, "resolve", lambda: resolve_host(context, settings.host))
     trust = context.trust if verify else _unverified()
     last_error: ProbeError | None = None
@@ -339,6 +359,8 @@ async def _open(
                 source=outcome.source,
                 implicit_tls=trust if settings.encryption == "tls" else None,
                 transcript=outcome.transcript,
+                deadline=deadline,
+                budget=budget,
             )
 
         try:
@@ -346,6 +368,8 @@ async def _open(
         except ProbeError as exc:
             last_error = exc
             if exc.step == "tls":
+                if "verification" not in str(exc):
+                    await _plain_instead(context, outcome, settings, (host, port))
                 raise
             continue
         outcome.failed, outcome.error = None, None
@@ -371,7 +395,7 @@ async def _open(
         raise last_error
     try:
         outcome.greeting = await _timed(
-            outcome, "banner", lambda: connection.read_reply("banner", timeouts.banner)
+            outcome, "banner", lambda: _greeting(context, outcome, connection, (host, port))
         )
         if outcome.failed:
             return connection
@@ -384,6 +408,73 @@ async def _open(
         await connection.close()
         raise
     return connection
+
+
+async def _greeting(
+    context: Context,
+    outcome: SessionOutcome,
+    connection: SMTPConnection,
+    dialed: tuple[str, int],
+) -> Reply:
+    """The greeting (step ``banner``). Without a word from the server after a few seconds, a
+    second connection tries a TLS handshake at once: a port that speaks implicit TLS waits
+    silently for one, and saying so then beats waiting out the whole greeting timeout."""
+    timeouts = context.timeouts
+    settings = outcome.settings
+    early = min(timeouts.tls_probe_after, timeouts.banner)
+    if settings.encryption == "tls" or await connection.wait_for_speech(early):
+        return await connection.read_reply("banner", timeouts.banner)
+    host, port = dialed
+    probe = asyncio.ensure_future(
+        speaks_tls_at_once(
+            host,
+            port,
+            server_name=settings.host,
+            # A handshake takes a few round trips; the greeting's own time bounds it too.
+            timeout=min(timeouts.connect, timeouts.tls_probe_after, timeouts.banner),
+            source=outcome.source,
+            transcript=outcome.transcript,
+        )
+    )
+    spoke = asyncio.ensure_future(connection.wait_for_speech(timeouts.banner - early))
+    try:
+        await asyncio.wait({probe, spoke}, return_when=asyncio.FIRST_COMPLETED)
+        if not (probe.done() and probe.result() is not None) and await spoke:
+            return await connection.read_reply("banner", timeouts.banner)
+        tls = await probe
+    finally:
+        for task in (probe, spoke):
+            task.cancel()
+        await asyncio.gather(probe, spoke, return_exceptions=True)
+    connection.broken = True  # nothing came: no polite QUIT, whose answer would not come
+    if tls is None:
+        outcome.transcript.add("*", f"no greeting within {timeouts.banner:g} s")
+        raise StepTimeout("banner", timeouts.banner)
+    outcome.port_speaks, outcome.port_tls = "tls", tls
+    raise ProbeError(
+        "banner",
+        f"no greeting within {early:g} s, and a second connection to port {settings.port} "
+        f"completed a TLS handshake at once ({tls.version}): the port speaks implicit TLS",
+    )
+
+
+async def _plain_instead(
+    context: Context, outcome: SessionOutcome, settings: SmtpSettings, dialed: tuple[str, int]
+) -> None:
+    """After a failed implicit-TLS handshake: does the port greet in plain text instead?"""
+    timeouts = context.timeouts
+    host, port = dialed
+    found = await greets_in_plain(
+        host,
+        port,
+        server_name=settings.host,
+        timeout=min(timeouts.banner, timeouts.command, max(timeouts.tls_probe_after, 1.0)),
+        source=outcome.source,
+        transcript=outcome.transcript,
+    )
+    if found is not None:
+        outcome.port_speaks = "plain"
+        outcome.plain_greeting, outcome.plain_ehlo = found
 
 
 async def _timed_value(outcome: SessionOutcome, name: str, action: Callable[[], Awaitable[T]]) -> T:
@@ -692,6 +783,20 @@ def classify_connect(outcome: SessionOutcome, profile: PlatformProfile) -> Outco
     greeting = outcome.replies.get("banner")
     banner_step = outcome.step("banner")
     if failed == "banner" and banner_step is not None:
+        if outcome.port_speaks == "tls":
+            version = outcome.port_tls.version if outcome.port_tls else "TLS"
+            return Outcome(
+                Status.FAIL,
+                f"Port {settings.port} speaks TLS at once: choose {label('tls')} (implicit TLS)",
+                f"No greeting came on a plain connection, and a second connection to port "
+                f"{settings.port} completed a TLS handshake at once ({version}): the server "
+                "waits for TLS before it says a word (implicit TLS, RFC 8314), so Encryption "
+                f"{label(settings.encryption)} never gets a greeting.",
+                Cause.TLS_MISMATCH,
+                f"In {_path(profile)}, set Port {settings.port} and Encryption {label('tls')} "
+                f"(implicit TLS); or Port 587 with Encryption {label('starttls')} if the "
+                "server offers it (see smtp.settings_probe).",
+            )
         if banner_step.timed_out:
             if settings.port == 465 and settings.encryption != "tls":
                 return Outcome(
@@ -840,6 +945,8 @@ def classify_tls(
             )
         if outcome.tls_verify_error:
             return _classify_certificate_failure(outcome, profile)
+        if settings.encryption == "tls" and outcome.port_speaks == "plain":
+            return _plain_where_tls_was_asked(outcome, profile, tls_step)
         if settings.encryption == "tls" and settings.port != 465:
             return Outcome(
                 Status.FAIL,
@@ -877,6 +984,38 @@ def classify_tls(
             remediation=f"Enable TLS 1.2 or 1.3 on {settings.host}.",
         )
     return Outcome(Status.PASS, f"{version} with a valid certificate", detail)
+
+
+def _plain_where_tls_was_asked(
+    outcome: SessionOutcome, profile: PlatformProfile, tls_step: Step
+) -> Outcome:
+    """Implicit TLS configured on a port whose server greets in plain text at once."""
+    settings = outcome.settings
+    label = profile.encryption_label
+    port = settings.port
+    starttls = outcome.plain_ehlo is not None and "STARTTLS" in outcome.plain_ehlo.keywords
+    detail = (
+        f"The TLS handshake failed ({tls_step.error}), and a second connection got a plain-text "
+        f"greeting at once ({outcome.plain_greeting}): port {port} speaks plain SMTP first"
+    )
+    if starttls:
+        return Outcome(
+            Status.FAIL,
+            f"Encryption {label('tls')} on port {port}: the server does not speak TLS there",
+            detail + " and upgrades with STARTTLS (it offers STARTTLS after EHLO).",
+            Cause.TLS_MISMATCH,
+            f"Encryption is set to {label('tls')} on port {port}; this server speaks STARTTLS "
+            f"there: choose {label('starttls')}, or port 465 with {label('tls')}.",
+        )
+    return Outcome(
+        Status.FAIL,
+        f"Encryption {label('tls')} on port {port}: the server does not speak TLS there",
+        detail + ", and it does not offer STARTTLS either.",
+        Cause.TLS_MISMATCH,
+        f"Encryption is set to {label('tls')} on port {port}, where this server speaks plain "
+        f"SMTP only: in {_path(profile)}, choose the port on which it speaks TLS (465 with "
+        f"{label('tls')}, or 587 with {label('starttls')}; see smtp.settings_probe).",
+    )
 
 
 def _classify_certificate_failure(outcome: SessionOutcome, profile: PlatformProfile) -> Outcome:

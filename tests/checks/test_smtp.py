@@ -36,6 +36,7 @@ SMTP_CHECKS = (
     "smtp.provider",
 )
 PROFILE = get_profile("personio")
+SETTINGS_PATH = "Settings > Recruiting > Recruiting > General > Recruiting email settings"
 
 
 def by_check(findings: list[Finding], subject: str = "Acme GmbH") -> dict[str, Finding]:
@@ -223,15 +224,54 @@ async def test_starttls_on_the_implicit_tls_port(
     text = ACME.read_text().replace("port: 587", "port: 465")
     config = tmp_path / "acme-465-starttls.yaml"
     config.write_text(text)
-    scenario = healthy.model_copy(update={"timeouts": {"banner": 0.5}})
+    # The live greeting timeout: the finding must not wait it out.
+    scenario = healthy.model_copy(update={"timeouts": {"banner": 30, "connect": 10}})
     async with make_world(scenario) as world:
+        started = time.perf_counter()
         findings = await audit_smtp(world, config)
+        elapsed = time.perf_counter() - started
     connect = by_check(findings)["smtp.connect"]
     assert (connect.status, connect.cause) == (Status.FAIL, Cause.TLS_MISMATCH)
-    assert connect.title == "Port 465 expects TLS first, Encryption is TLS/STARTTLS"
+    assert connect.title == "Port 465 speaks TLS at once: choose SSL (implicit TLS)"
+    assert "completed a TLS handshake at once (TLSv1.3)" in connect.detail
+    assert connect.remediation.startswith(
+        f"In {SETTINGS_PATH} > Use custom email address? Yes > use for sending emails? Yes, "
+        "set Port 465 and Encryption SSL (implicit TLS)"
+    )
+    assert connect.evidence["port_speaks"] == "tls"
+    steps = {s["step"]: s for s in connect.evidence["steps"]}
+    assert steps["banner"]["ok"] is False
     probe = by_check(findings)["smtp.settings_probe"]
     assert (probe.status, probe.cause) == (Status.FAIL, Cause.TLS_MISMATCH)
     assert probe.title == "Use port 465 with Encryption SSL"
+    assert elapsed < 10  # the greeting timeout is 30 s
+
+
+async def test_implicit_tls_on_the_starttls_port_names_starttls(
+    make_world: Callable[..., Sandbox], healthy: Scenario, tmp_path: Path
+) -> None:
+    text = ACME.read_text().replace("encryption: starttls", "encryption: tls", 1)
+    config = tmp_path / "acme-587-tls.yaml"
+    config.write_text(text)
+    scenario = healthy.model_copy(update={"timeouts": {"banner": 30, "connect": 10}})
+    async with make_world(scenario) as world:
+        started = time.perf_counter()
+        findings = await audit_smtp(world, config)
+        elapsed = time.perf_counter() - started
+    tls = by_check(findings)["smtp.tls"]
+    assert (tls.status, tls.cause) == (Status.FAIL, Cause.TLS_MISMATCH)
+    assert tls.title == "Encryption SSL on port 587: the server does not speak TLS there"
+    assert "a second connection got a plain-text greeting at once (220 " in tls.detail
+    assert "offers STARTTLS after EHLO" in tls.detail
+    assert tls.remediation == (
+        "Encryption is set to SSL on port 587; this server speaks STARTTLS there: choose "
+        "TLS/STARTTLS, or port 465 with SSL."
+    )
+    assert tls.evidence["port_speaks"] == "plain"
+    probe = by_check(findings)["smtp.settings_probe"]
+    assert (probe.status, probe.cause) == (Status.FAIL, Cause.TLS_MISMATCH)
+    assert probe.title == "Use port 587 with Encryption TLS/STARTTLS"
+    assert elapsed < 10
 
 
 # -- hostile servers ------------------------------------------------------------------------------
