@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import dns.asyncresolver
 
 from diagnostics import fields
+from diagnostics.checks.config import classify_login
 from diagnostics.context import Context, Timeouts, live_resolver, system_trust
 from diagnostics.errors import ConfigError, ConfigProblem
 from diagnostics.profiles import IPNetwork, PlatformProfile, load_profiles
@@ -147,10 +148,17 @@ def adhoc_config(
             ("host", fields.host, host),
             ("port", fields.port, port),
             ("encryption", fields.encryption, encryption),
-            ("account", fields.email, account),
+            ("account", fields.login, account),
         ]
     )
-    company = _apply_rules([("custom_address", fields.email, sender or account)])
+    if sender:
+        company = _apply_rules([("custom_address", fields.email, sender)])
+    else:
+        # Without --sender the login is the custom address, when it is an address at all.
+        try:
+            company = {"custom_address": fields.email(account)}
+        except fields.FieldProblem:
+            company = {"custom_address": None}
     platform = _apply_rules(
         [
             ("profile", lambda name: fields.profile_name(name, load_profiles()), profile),
@@ -202,6 +210,14 @@ async def run_smtp_check(
         static_hosts=dict(static_hosts or {}),
     )
     findings = await run_checks(context, select(SMTP_CHECKS))
+    company = config.company
+    if company.smtp is not None:
+        login = classify_login(company.smtp.account, company.custom_address, config.profile)
+        if login is not None:
+            evidence = {"account": company.smtp.account, "custom_address": company.custom_address}
+            findings.insert(
+                0, login.finding("config.account_matches_address", company.name, evidence)
+            )
     return Report(
         findings=tuple(findings),
         account=config.platform.account,

@@ -75,7 +75,7 @@ class SmtpSettings(_Model):
     host: str
     port: int
     encryption: Encryption
-    account: EmailAddress
+    account: str
     password: Secret
 
     @model_validator(mode="before")
@@ -143,7 +143,9 @@ class SmtpSettings(_Model):
     @field_validator("account", mode="before")
     @classmethod
     def _account(cls, value: Any) -> str:
-        return _email(value)
+        # A login is whatever the server accepts; config.account_matches_address says when it
+        # is not the custom address.
+        return _checked(fields.login, value)
 
 
 def _secret_from_env(value: Any, context: Mapping[str, Any]) -> Secret:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from diagnostics import fields
 from diagnostics.adhoc import (
     AdhocCompany,
     AdhocConfig,
@@ -62,9 +63,16 @@ def reference_config(
     smtp = {"host": host, "port": port, "encryption": encryption, "account": account}
     try:
         settings = SmtpSettings.model_validate({**smtp, "password": secret})
-        company = Company.model_validate(
-            {"name": f"{account} at {host}", "custom_address": sender or account}
-        ).model_copy(update={"smtp": settings})
+        # Without --sender the login is the custom address, when it is an address at all.
+        custom: dict[str, Any] = {"custom_address": sender} if sender else {}
+        if not sender:
+            try:
+                custom = {"custom_address": fields.email(account)}
+            except fields.FieldProblem:
+                custom = {}
+        company = Company.model_validate({"name": f"{account} at {host}", **custom}).model_copy(
+            update={"smtp": settings}
+        )
         return AccountConfig(platform=Platform(profile=profile, account="adhoc"), company=company)
     except ValidationError as exc:
         problems = problems_from_validation(exc, {})
@@ -141,11 +149,7 @@ WRONG = [
     dict(encryption="starttlss"),
     dict(encryption=""),
     dict(encryption="ssl/tls"),
-    dict(account="nope"),
-    dict(account="jobs@acme"),
     dict(account="jobs@acme.example\r\nRCPT TO:<x@y.example>"),
-    dict(account="jobs..x@acme.example"),
-    dict(account="jobs@" + "a" * 300 + ".example"),
     dict(sender="nope"),
     dict(sender="jobs@acme.example>"),
     dict(sender="jobs@acme.example\n"),
@@ -185,6 +189,14 @@ def test_every_message_for_a_wrong_option_is_the_models_one(wrong: dict[str, Any
 @pytest.mark.parametrize(
     "edge",
     [
+        # Logins that are not e-mail addresses: whatever the server accepts.
+        dict(account="nope"),
+        dict(account="jobs@acme"),
+        dict(account="jobs..x@acme.example"),
+        dict(account="jobs@" + "a" * 300 + ".example"),
+        dict(account="CORP\\jobs"),
+        dict(account="jobs@acme.test"),
+        dict(account="svc@corp.local", sender="jobs@acme.example"),
         dict(account="x" * 65 + "@acme.example"),
         dict(account="jobs@acme.example."),
         dict(account='"quoted local"@acme.example'),

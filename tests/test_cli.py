@@ -434,3 +434,34 @@ def test_notebook_lists_copies_and_locates_the_shipped_notebooks(tmp_path: Path)
     assert main(["notebook", "audti", str(tmp_path / "x.ipynb")], out=io.StringIO(), err=err) == 2
     assert "no shipped notebook 'audti' (did you mean audit?)" in err.getvalue()
     assert not (tmp_path / "x.ipynb").exists()
+
+
+@pytest.mark.parametrize(
+    ("login", "warned"),
+    [("CORP\\jobs", True), ("jobs@acme.test", False), ("svc@corp.local", False)],
+)
+def test_smtp_command_takes_a_login_that_is_not_an_address_to_the_server(
+    running_sandbox: dict[str, Any], login: str, warned: bool
+) -> None:
+    args = smtp_args(running_sandbox)
+    args[args.index("--account") + 1] = login
+    code, out, err = run(*args)
+    assert code == 1, err  # the server's answer, not a usage error (2)
+    findings = json.loads(out)["findings"]
+    by_check = {f["check"]: f for f in findings}
+    # Only a login that is no address warns: an address is the custom address it sends as.
+    assert [f["check"] for f in findings][:4] == [
+        *(["config.account_matches_address"] if warned else []),
+        "smtp.connect", "smtp.tls", "smtp.auth", *([] if warned else ["smtp.sender"]),
+    ]  # fmt: skip
+    if warned:
+        account = by_check["config.account_matches_address"]
+        assert (account["status"], account["title"]) == (
+            "warn", f"Login {login} is not an e-mail address",
+        )  # fmt: skip
+    assert (by_check["smtp.connect"]["status"], by_check["smtp.tls"]["status"]) == ("pass", "pass")
+    auth = by_check["smtp.auth"]
+    assert (auth["status"], auth["cause"]) == ("fail", "auth_failed")
+    assert f"Login of {login} refused" in auth["title"]
+    assert "535" in auth["detail"]  # the server's own reply
+    assert running_sandbox["password"] not in out + err

@@ -7,12 +7,18 @@ outcomes; the registered checks turn outcomes into findings, one per company or 
 
 from __future__ import annotations
 
-from diagnostics.config import SmtpSettings
+from typing import TYPE_CHECKING
+
 from diagnostics.context import Context
 from diagnostics.errors import ConfigError
+from diagnostics.fields import special_use_domain
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
+
+if TYPE_CHECKING:
+    # Only a type here: `maildiag smtp` classifies its login without loading pydantic's models.
+    from diagnostics.config import AccountConfig, Company, SmtpSettings, Subcompany
 
 # Port -> the encryption that port is defined for (RFC 8314 for 465, RFC 6409 for 587).
 STANDARD_PORTS = {465: "tls", 587: "starttls", 25: "starttls"}
@@ -55,6 +61,57 @@ def classify_account(
         f"In {_smtp_path(profile)}, set Account to {custom_address} (the "
         f"{ui.custom_address_label}) and enter that mailbox's password. If the mail must come "
         f"from {smtp.account}, make that the {ui.custom_address_label} instead.",
+    )
+
+
+def classify_login(
+    login: str, custom_address: str | None, profile: PlatformProfile
+) -> Outcome | None:
+    """For ``maildiag smtp``: a warning when the login is not the custom address (None when it
+    is). The server may accept such a login; the platform logs in with the custom address."""
+    if custom_address is not None and login.casefold() == custom_address.casefold():
+        return None
+    ui = profile.ui
+    if custom_address is None:
+        return Outcome(
+            Status.WARN,
+            f"Login {login} is not an e-mail address",
+            f"The server may accept the login {login}, but the platform logs in with the "
+            f"{ui.custom_address_label} as Account and sends as that address; smtp.sender tries "
+            f"MAIL FROM {login} instead.",
+            remediation=f"Run again with --sender and the {ui.custom_address_label} to test "
+            f"sending as it. In {_smtp_path(profile)}, the Account must be the "
+            f"{ui.custom_address_label} itself.",
+        )
+    return Outcome(
+        Status.WARN,
+        f"Login {login} is not the custom address {custom_address}",
+        f"Login {login} would send as {custom_address}. Servers that enforce sender ownership "
+        "(Microsoft 365, Google Workspace, Postfix with reject_sender_login_mismatch) refuse "
+        "this with 'Sender address rejected' or 'SendAsDenied'; smtp.sender shows whether "
+        "this one does.",
+        remediation=f"In {_smtp_path(profile)}, set Account to {custom_address} (the "
+        f"{ui.custom_address_label}) and enter that mailbox's password.",
+    )
+
+
+def classify_custom_address(custom_address: str, profile: PlatformProfile) -> Outcome | None:
+    """A fail when ``custom_address`` is on a special-use domain (``.test``, ``.local``, ...),
+    which no candidate's mail server delivers to; None otherwise."""
+    name = special_use_domain(custom_address)
+    if name is None:
+        return None
+    ui = profile.ui
+    return Outcome(
+        Status.FAIL,
+        f"Custom address {custom_address} cannot receive candidates' mail",
+        f"{custom_address} is on the special-use domain .{name} (RFC 6761), which exists only "
+        "inside one network: candidates' mail servers cannot deliver to it, so their "
+        "applications and replies bounce, and the platform's 'Send test mail' fails.",
+        Cause.DNS_FAILURE,
+        f"In {ui.settings_path}, select Yes for '{ui.use_custom_address}' and enter an "
+        f"address on a domain your company receives internet mail for as "
+        f"{ui.custom_address_label}; set the file's custom_address to the same address.",
     )
 
 
@@ -133,6 +190,18 @@ async def schema(context: Context) -> list[Finding]:
     """The file loaded: every key valid and every reference resolved (else no context)."""
     config = context.config
     where = str(context.config_path) if context.config_path else "the configuration"
+    unreachable = [
+        outcome.finding(
+            "config.schema",
+            identity.name,
+            {"key": key, "custom_address": identity.custom_address},
+        )
+        for key, identity in _custom_address_keys(config)
+        if identity.custom_address is not None
+        and (outcome := classify_custom_address(identity.custom_address, config.profile))
+    ]
+    if unreachable:
+        return unreachable
     return [
         Finding(
             check="config.schema",
@@ -150,6 +219,14 @@ async def schema(context: Context) -> list[Finding]:
             },
         )
     ]
+
+
+def _custom_address_keys(config: AccountConfig) -> list[tuple[str, Company | Subcompany]]:
+    """Each identity with the key path of its custom address in the file."""
+    keys: list[tuple[str, Company | Subcompany]] = [("company.custom_address", config.company)]
+    for index, sub in enumerate(config.subcompanies):
+        keys.append((f"subcompanies[{index}].custom_address", sub))
+    return keys
 
 
 def schema_failures(error: ConfigError, subject: str) -> list[Finding]:

@@ -11,6 +11,7 @@ import pytest
 from diagnostics.checks.config import (
     account_matches_address,
     classify_account,
+    classify_login,
     classify_port_encryption,
     port_encryption,
     schema,
@@ -303,3 +304,78 @@ def test_config_checks_are_registered() -> None:
     assert checks["config.account_matches_address"].function is account_matches_address
     assert checks["config.port_encryption"].function is port_encryption
     assert checks["config.schema"].function is schema
+
+
+# -- a custom address on a special-use domain, a login that is not an address ----------------
+
+STAGING = ACME_TEXT.replace(
+    "  custom_address: jobs@acme.example\n", "  custom_address: jobs@acme.test\n", 1
+).replace("    account: jobs@acme.example\n", "    account: jobs@acme.test\n", 1)
+
+
+async def test_a_custom_address_on_a_special_use_domain_loads_and_fails_the_schema_check() -> None:
+    assert STAGING.count("acme.test") == 2
+    config = load(STAGING)  # not a schema error: the file is well formed
+    assert config.company.custom_address == "jobs@acme.test"
+    [finding] = await schema(context(config))
+    assert (finding.check, finding.status, finding.subject, finding.cause) == (
+        "config.schema",
+        Status.FAIL,
+        "Acme GmbH",
+        Cause.DNS_FAILURE,
+    )
+    assert finding.title == "Custom address jobs@acme.test cannot receive candidates' mail"
+    assert "special-use domain .test" in finding.detail
+    assert "candidates' mail servers cannot deliver to it" in finding.detail
+    assert finding.remediation.startswith(
+        f"In {SETTINGS_PATH}, select Yes for 'Use custom email address?' and enter an address "
+        "on a domain your company receives internet mail for as Custom email address"
+    )
+    assert finding.evidence == {"key": "company.custom_address", "custom_address": "jobs@acme.test"}
+
+
+@pytest.mark.parametrize(
+    "address", ["svc@corp.local", "jobs@acme.invalid", "jobs@mail.localhost", "jobs@x.home.arpa"]
+)
+async def test_every_special_use_domain_is_a_fail_for_the_identity_that_has_it(
+    address: str,
+) -> None:
+    text = ACME_TEXT.replace(
+        "    custom_address: jobs@retail.acme.example\n", f"    custom_address: {address}\n"
+    )
+    assert text != ACME_TEXT
+    findings = await schema(context(load(text)))
+    assert summary(findings) == [
+        ("config.schema", "Acme Retail GmbH", Status.FAIL, Cause.DNS_FAILURE)
+    ]
+    assert findings[0].evidence["key"] == "subcompanies[0].custom_address"
+
+
+async def test_a_login_that_is_not_an_address_loads_and_is_the_account_check_s_to_judge() -> None:
+    text = ACME_TEXT.replace("    account: jobs@acme.example\n", "    account: CORP\\jobs\n", 1)
+    config = load(text)
+    assert config.company.smtp is not None and config.company.smtp.account == "CORP\\jobs"
+    [company, *_] = await account_matches_address(context(config))
+    assert (company.status, company.cause) == (Status.FAIL, Cause.SENDER_NOT_OWNED)
+    assert "set Account to jobs@acme.example" in company.remediation
+
+
+@pytest.mark.parametrize(
+    ("login", "custom_address", "title"),
+    [
+        ("jobs@acme.example", "jobs@acme.example", None),
+        ("Jobs@Acme.Example", "jobs@acme.example", None),
+        ("CORP\\jobs", None, "Login CORP\\jobs is not an e-mail address"),
+        ("svc", "jobs@acme.example", "Login svc is not the custom address jobs@acme.example"),
+    ],
+)
+def test_a_login_other_than_the_custom_address_warns(
+    login: str, custom_address: str | None, title: str | None
+) -> None:
+    outcome = classify_login(login, custom_address, PERSONIO)
+    if title is None:
+        assert outcome is None
+        return
+    assert outcome is not None
+    assert (outcome.status, outcome.title) == (Status.WARN, title)
+    assert SMTP_PATH in outcome.remediation
