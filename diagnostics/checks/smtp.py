@@ -858,6 +858,18 @@ def classify_connect(outcome: SessionOutcome, profile: PlatformProfile) -> Outco
         )
     if outcome.failed in ("ehlo", "ehlo_tls"):
         reply = outcome.replies.get(outcome.failed)
+        ehlo_step = outcome.step(outcome.failed)
+        if reply is None and ehlo_step is not None and ehlo_step.timed_out:
+            return Outcome(
+                Status.FAIL,
+                f"{where} does not answer EHLO in time",
+                f"The server greeted ({greeting}); its answer to EHLO did not come in time: "
+                f"{ehlo_step.error}.",
+                Cause.CONNECTION_TIMEOUT,
+                f"{settings.host} answers too slowly for the platform; check its load and "
+                "any tarpitting or delay it applies to new clients (Exchange tarpit, Postfix "
+                "smtpd_error_sleep_time).",
+            )
         if reply is None:
             return Outcome(
                 Status.FAIL,
