@@ -99,8 +99,12 @@ class Context:
     send_test: bool = False
     # Live mode: the local address to connect from (a multi-homed host); None lets the OS pick.
     source_address: str | None = None
-    # Host name -> addresses that take the place of DNS (``maildiag smtp --resolve``).
+    # Host name -> addresses that take the place of DNS (``--resolve``).
     static_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Live mode: the DNS server the user named (``--dns-server``); None is the system's.
+    dns_server: str | None = None
+    # Host name -> addresses read instead of the machine's hosts file (tests); None reads it.
+    hosts: Mapping[str, tuple[str, ...]] | None = None
     # Where a round trip's message is looked for (the sandbox's mailboxes); None in live mode.
     mailboxes: Mailboxes | None = None
     # Results shared by the checks of one run (one SMTP session per setting, so one AUTH).

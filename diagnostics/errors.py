@@ -7,6 +7,7 @@ exceptions are wrapped at the I/O tier with ``raise ... from exc``::
     ├── ConfigError            a configuration or scenario file is invalid (CLI exit 2)
     │   └── SecretError        a secret reference cannot be resolved
     ├── ProbeError             a network step could not be carried out
+    │   ├── DialError          ... resolving or connecting to a host and port (names both)
     │   └── StepTimeout        ... because it did not finish in its time (also a TimeoutError)
     ├── SandboxError           the local mail world could not start or was misused
     ├── ReportError            a report could not be written
@@ -70,6 +71,30 @@ class ProbeError(DiagnosticsError):
     def __init__(self, step: str, message: str) -> None:
         self.step = step
         super().__init__(f"{step}: {message}")
+
+
+class DialError(ProbeError):
+    """Resolving ``host`` or connecting to it on ``port`` failed; ``cause`` says why.
+
+    ``local`` marks a failure of the machine running maildiag (its resolver does not work),
+    not of the host's owner.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        host: str,
+        port: int,
+        cause: str,
+        *,
+        message: str | None = None,
+        local: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.cause = cause
+        self.local = local
+        super().__init__(step, message or f"{host} port {port}: {cause}")
 
 
 class StepTimeout(ProbeError, TimeoutError):

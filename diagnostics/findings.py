@@ -54,6 +54,8 @@ class Cause(enum.Enum):
     """Why something failed: the diagnosis causes of the product contract."""
 
     DNS_FAILURE = "dns_failure"
+    # The resolver of the machine running maildiag does not work: nobody else's DNS is at fault.
+    LOCAL_RESOLVER = "local_resolver"
     CONNECTION_REFUSED = "connection_refused"
     CONNECTION_TIMEOUT = "connection_timeout"
     TLS_MISMATCH = "tls_mismatch"

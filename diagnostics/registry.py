@@ -17,7 +17,9 @@ from typing import Literal
 
 from diagnostics.context import Context
 from diagnostics.findings import Cause, Finding, Status
+from diagnostics.net.dns import started_health
 from diagnostics.redact import redact
+from diagnostics.resolverfault import blames_dns, local_resolver_finding
 
 Flow = Literal["configuration", "outbound", "inbound", "sender"]
 CheckFunction = Callable[[Context], Awaitable[list[Finding]]]
@@ -151,4 +153,9 @@ async def _run_one(spec: CheckSpec, context: Context) -> list[Finding]:
 async def run_checks(context: Context, specs: Iterable[CheckSpec]) -> list[Finding]:
     """Run ``specs`` concurrently; findings come back in the order of ``specs``."""
     results = await asyncio.gather(*(_run_one(spec, context) for spec in specs))
-    return [finding for findings in results for finding in findings]
+    findings = [finding for findings in results for finding in findings]
+    health = await started_health(context)
+    if health is not None and not health.works:
+        # The run's own resolver failed: no finding may blame a name for it.
+        findings = [local_resolver_finding(f, health) if blames_dns(f) else f for f in findings]
+    return findings

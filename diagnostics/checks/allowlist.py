@@ -24,16 +24,14 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-import dns.asyncresolver
-import dns.exception
 from pydantic import BaseModel, ConfigDict
 
 from diagnostics.config import AccountConfig, Company, SmtpSettings, Subcompany
 from diagnostics.context import Context
 from diagnostics.datafiles import load_data_file
-from diagnostics.errors import ProbeError, SandboxError, StepTimeout
+from diagnostics.errors import DialError, ProbeError, SandboxError, StepTimeout
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import connect_socket
+from diagnostics.net import Dialer, DNSQueries
 from diagnostics.profiles import IPNetwork, PlatformProfile
 from diagnostics.registry import check
 from diagnostics.unplayed import refused as dns_refused
@@ -668,27 +666,27 @@ def classify_reachability(
 # -- reachability: I/O ---------------------------------------------------------------------
 
 
-async def query_addresses(
-    host: str, *, resolver: dns.asyncresolver.Resolver, timeout: float
-) -> tuple[str, ...]:
-    """The IPv4 addresses the platform connects to for ``host`` (an IP literal as it is).
+async def query_addresses(host: str, *, context: Context) -> tuple[str, ...]:
+    """The IPv4 addresses the platform connects to for ``host`` (an IP literal as it is;
+    ``--resolve`` and the hosts file as for every connection, else DNS).
 
-    The platform's egress IPs are IPv4, so only A records count. ProbeError (step ``dns``)
-    when the name does not resolve; StepTimeout when the resolver does not answer in time.
+    The platform's egress IPs are IPv4, so only A records count. DialError (step ``dns``)
+    when the name does not resolve or the resolver does not answer in time.
     """
-    try:
-        return (str(ipaddress.ip_address(host)),)
-    except ValueError:
-        pass
-    try:
-        async with asyncio.timeout(timeout):
-            answer = await resolver.resolve(host, "A")
-    except TimeoutError:
-        raise StepTimeout("dns", timeout) from None
-    except dns.exception.DNSException as exc:
-        raise ProbeError("dns", f"{host} has no A record: {exc}") from exc
-    addresses = dict.fromkeys(rdata.to_text() for rdata in answer)
-    return tuple(addresses)[:MAX_ADDRESSES]
+    overridden = Dialer.of(context).overridden(host)
+    if overridden is not None:
+        found = [a for a in overridden if ipaddress.ip_address(a).version == 4]
+    else:
+        # Asked as in live mode: the finding tells a name the sandbox does not play by the
+        # REFUSED in its text.
+        lifetime = min(float(context.resolver.lifetime), context.timeouts.dns)
+        queries = DNSQueries(context.resolver, lifetime=lifetime, context=context)
+        answer = await queries(host, "A")
+        if answer.kind != "answer":
+            cause = answer.detail
+            raise DialError("dns", host, 0, cause, message=f"{host} has no A record: {cause}")
+        found = list(answer.records)
+    return tuple(dict.fromkeys(found))[:MAX_ADDRESSES]
 
 
 class _Ended(ProbeError):
@@ -704,8 +702,7 @@ class _Ended(ProbeError):
 async def _connect(address: str, port: int, *, source: str, context: Context) -> socket.socket:
     timeout = context.timeouts.connect
     try:
-        host, dial_port = context.endpoints.dial(address, port)
-        return await connect_socket(host, dial_port, timeout=timeout, source=source)
+        return await Dialer.of(context).connect(address, port, source=source, timeout=timeout)
     except StepTimeout:
         raise _Ended(
             Admission.CONNECT_TIMEOUT, "connect", f"no connection within {timeout:g} s"
@@ -900,9 +897,7 @@ async def probe_server(
     """Connect to ``smtp``'s host and port from each egress IP in ``egress_sources`` (egress
     IP -> local source address) at once, as the platform does."""
     try:
-        addresses = await query_addresses(
-            smtp.host, resolver=context.resolver, timeout=context.timeouts.dns
-        )
+        addresses = await query_addresses(smtp.host, context=context)
     except ProbeError as exc:
         return ServerProbe((), (), str(exc))
     tls_hostname = smtp.host if smtp.encryption == "tls" else None

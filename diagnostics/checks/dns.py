@@ -1,8 +1,8 @@
 """DNS checks: ``dns.mx``, ``dns.smtp_host``, ``dns.spf``, ``dns.dmarc``.
 
-I/O tier: :func:`query_dns` asks the context's resolver and returns a typed :class:`DNSAnswer`
-(answer, nxdomain, nodata, servfail, timeout) instead of raising; :class:`DNSQueries` is the
-DNS as one finding sees it (cached, and logged for the finding's evidence).
+I/O tier: :mod:`diagnostics.net.dns` (:func:`query_dns`, :class:`DNSAnswer`, and
+:class:`DNSQueries`, the DNS as one finding sees it); a finding says which resolver answered,
+and when the run's resolver does not work every DNS finding says so instead of blaming a name.
 Pure tier: :func:`parse_mx`, :func:`unreachable_reason`, :func:`classify_mx`,
 :func:`classify_smtp_host`, :func:`classify_spf`, :func:`classify_dmarc`.
 Registered checks make one finding per company or subcompany. Where two of them share a
@@ -16,25 +16,42 @@ import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
-
-import dns.asyncresolver
-import dns.exception
-import dns.rdata
-import dns.rdtypes.ANY.MX
-import dns.rdtypes.ANY.TXT
-import dns.resolver
+from typing import Any, Final
 
 from diagnostics.config import AccountConfig, SmtpSettings
 from diagnostics.context import Context, Mode
 from diagnostics.findings import Cause, Finding, Outcome, Status
+from diagnostics.net.dns import (
+    NEGATIVE,
+    AnswerKind,
+    DNSAnswer,
+    DNSQueries,
+    describe_resolver,
+    query_dns,
+    started_health,
+)
 from diagnostics.parse import dmarc as dmarc_records
 from diagnostics.parse import spf as spf_records
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
-from diagnostics.unplayed import UNPLAYED_DETAIL, refused, unplayed_outcome
+from diagnostics.resolverfault import local_resolver_finding
+from diagnostics.unplayed import unplayed_outcome
 
-AnswerKind = Literal["answer", "nxdomain", "nodata", "servfail", "timeout"]
+__all__ = [
+    "SPF_PROBE",
+    "AnswerKind",
+    "DNSAnswer",
+    "DNSQueries",
+    "classify_dmarc",
+    "classify_mx",
+    "classify_smtp_host",
+    "classify_spf",
+    "parse_mx",
+    "query_addresses",
+    "query_dns",
+    "unreachable_reason",
+]
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Reserved (class E): no sound SPF record authorises it, so evaluating for it walks every
@@ -45,136 +62,6 @@ _SPF_SEVERITY: Final = ("pass", "none", "neutral", "softfail", "fail", "temperro
 
 
 # -- I/O tier ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DNSAnswer:
-    """The outcome of one DNS query, whatever happened.
-
-    ``records`` are in presentation form (TXT strings joined, MX as ``"10 mx.example."``);
-    ``detail`` says in plain words what happened.
-    """
-
-    name: str
-    rdtype: str
-    kind: AnswerKind
-    records: tuple[str, ...] = ()
-    detail: str = ""
-    # The sandbox's DNS refused the name: the world does not play it (no name server fault).
-    unplayed: bool = False
-
-    @property
-    def query(self) -> str:
-        return f"{self.name} {self.rdtype}"
-
-    @property
-    def failed(self) -> bool:
-        """The server failed or did not answer: nothing is known about the name."""
-        return self.kind in ("servfail", "timeout")
-
-    def describe(self) -> str:
-        return f"{self.query}: {self.detail}"
-
-    def evidence(self) -> dict[str, Any]:
-        evidence: dict[str, Any] = {
-            "query": self.query,
-            "kind": self.kind,
-            "answers": list(self.records),
-            "detail": self.detail,
-        }
-        if self.unplayed:
-            evidence["unplayed"] = True
-        return evidence
-
-
-def _record_text(rdata: dns.rdata.Rdata) -> str:
-    if isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
-        return b"".join(rdata.strings).decode("utf-8", errors="replace")
-    if isinstance(rdata, dns.rdtypes.ANY.MX.MX):
-        return f"{rdata.preference} {rdata.exchange.to_text()}"
-    return rdata.to_text()
-
-
-def _server_failure(exc: dns.resolver.NoNameservers) -> str:
-    errors = exc.kwargs.get("errors") or []
-    answers = [str(error[3]) for error in errors]
-    if not answers:
-        return "no DNS server to ask (the resolver has no name servers configured)"
-    if "SERVFAIL" in answers:
-        return "the DNS server failed (SERVFAIL)"
-    if "REFUSED" in answers:
-        return "the DNS server refused the query (REFUSED)"
-    return f"no DNS server gave a usable answer ({'; '.join(answers)})"
-
-
-async def query_dns(
-    resolver: dns.asyncresolver.Resolver,
-    name: str,
-    rdtype: str,
-    *,
-    lifetime: float,
-    sandbox: bool = False,
-) -> DNSAnswer:
-    """Ask ``resolver`` for ``name`` ``rdtype`` within ``lifetime`` seconds; never raises for
-    what DNS answers (or does not). In the ``sandbox`` a REFUSED answer marks the name as one
-    the world does not play."""
-    shown = name.rstrip(".").lower() or "."
-    try:
-        answer = await resolver.resolve(
-            shown.rstrip(".") + ".", rdtype, lifetime=lifetime, search=False
-        )
-    except dns.resolver.NXDOMAIN:
-        return DNSAnswer(shown, rdtype, "nxdomain", detail="the name does not exist (NXDOMAIN)")
-    except dns.resolver.NoAnswer:
-        detail = f"the name exists but has no {rdtype} record"
-        return DNSAnswer(shown, rdtype, "nodata", detail=detail)
-    except dns.resolver.NoNameservers as exc:
-        detail = _server_failure(exc)
-        if sandbox and refused(detail):
-            return DNSAnswer(shown, rdtype, "servfail", detail=UNPLAYED_DETAIL, unplayed=True)
-        return DNSAnswer(shown, rdtype, "servfail", detail=detail)
-    except dns.exception.Timeout:
-        detail = f"no answer within {lifetime:g} s (the query timed out)"
-        return DNSAnswer(shown, rdtype, "timeout", detail=detail)
-    except dns.exception.DNSException as exc:
-        return DNSAnswer(shown, rdtype, "servfail", detail=f"the query failed: {exc}")
-    records = tuple(_record_text(rdata) for rdata in answer)
-    return DNSAnswer(shown, rdtype, "answer", records, f"{len(records)} {rdtype} record(s)")
-
-
-class DNSQueries:
-    """The DNS as one finding sees it: the context's resolver, answers cached per name and
-    type, and every answer kept for the finding's evidence."""
-
-    def __init__(
-        self, resolver: dns.asyncresolver.Resolver, *, lifetime: float, sandbox: bool = False
-    ) -> None:
-        self._resolver = resolver
-        self.lifetime = lifetime
-        self.sandbox = sandbox
-        self._answers: dict[tuple[str, str], DNSAnswer] = {}
-
-    @classmethod
-    def of(cls, context: Context) -> DNSQueries:
-        """Queries with the context's resolver, bounded by the shorter of its lifetime and
-        ``timeouts.dns``."""
-        lifetime = min(float(context.resolver.lifetime), context.timeouts.dns)
-        return cls(context.resolver, lifetime=lifetime, sandbox=context.mode == "sandbox")
-
-    async def __call__(self, name: str, rdtype: str) -> DNSAnswer:
-        key = (name.rstrip(".").lower(), rdtype.upper())
-        if key not in self._answers:
-            self._answers[key] = await query_dns(
-                self._resolver, key[0], key[1], lifetime=self.lifetime, sandbox=self.sandbox
-            )
-        return self._answers[key]
-
-    @property
-    def log(self) -> tuple[DNSAnswer, ...]:
-        return tuple(self._answers.values())
-
-    def evidence(self) -> list[dict[str, Any]]:
-        return [answer.evidence() for answer in self.log]
 
 
 async def query_addresses(queries: DNSQueries, host: str) -> tuple[DNSAnswer, DNSAnswer]:
@@ -921,17 +808,20 @@ async def _per_group(
         if value is not None:
             groups.setdefault(value, []).append(sender)
     results = await asyncio.gather(*(evaluate(k, g) for k, g in groups.items()))
+    health = await started_health(context)
     by_subject: dict[str, Finding] = {}
     for (value, group), (outcome, evidence) in zip(groups.items(), results, strict=True):
-        unplayed = [q["query"].split()[0] for q in evidence.get("queries", ()) if q.get("unplayed")]
+        queries = evidence.get("queries", ())
+        unplayed = [q["query"].split()[0] for q in queries if q.get("unplayed")]
         if unplayed and outcome.status >= Status.WARN:
             outcome = unplayed_outcome(outcome, unplayed)
+        evidence = {**evidence, "resolver": describe_resolver(context.resolver)}
         first, others = group[0], group[1:]
         detail = outcome.detail
         if others:
             names = _listing([o.subject for o in others])
             detail += f" The {what} {value} is also that of {names}: this finding covers them too."
-        by_subject[first.subject] = Finding(
+        finding = Finding(
             check=check_id,
             status=outcome.status,
             subject=first.subject,
@@ -941,6 +831,14 @@ async def _per_group(
             cause=outcome.cause,
             remediation=outcome.remediation,
         )
+        if (
+            health is not None
+            and not health.works
+            and outcome.status >= Status.WARN
+            and any(q["kind"] in NEGATIVE for q in queries)
+        ):
+            finding = local_resolver_finding(finding, health)
+        by_subject[first.subject] = finding
         for other in others:
             by_subject[other.subject] = Finding(
                 check=check_id,

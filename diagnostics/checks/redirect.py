@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiosmtplib
-import dns.exception
-import dns.resolver
 
 from diagnostics.context import Context
-from diagnostics.errors import ProbeError, SandboxError
+from diagnostics.errors import DialError, ProbeError, SandboxError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import connect_socket, smtp_session
+from diagnostics.net import dial, mx_exchanges, query_dns, smtp_session
 from diagnostics.parse.headers.family import server_family
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
@@ -80,31 +78,28 @@ async def _deliver(context: Context, address: str, data: bytes, sender: str) -> 
     """Hand ``data`` to the first MX of ``address``'s domain that takes it; its name."""
     domain = address.rsplit("@", 1)[-1]
     timeouts = context.timeouts
-    exchanges: list[str] = []
+    lifetime = timeouts.dns
     for attempt in range(3):
-        try:
-            answer = await context.resolver.resolve(domain, "MX")
-            exchanges = [
-                r.exchange.to_text().rstrip(".") for r in sorted(answer, key=lambda r: r.preference)
-            ]
+        # Asked as in live mode: a REFUSED in the error tells a name the sandbox does not play.
+        answer = await query_dns(context.resolver, domain, "MX", lifetime=lifetime)
+        # A server that failed or did not answer in time: try again, as a sending MTA does.
+        if not answer.failed or attempt == 2:
             break
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as exc:
-            raise ProbeError("resolve", f"no MX for {domain}: {exc}") from exc
-        except dns.exception.DNSException as exc:
-            # A server that failed or did not answer in time: try again, as a sending MTA does.
-            if attempt == 2:
-                raise ProbeError("resolve", f"no MX for {domain}: {exc}") from exc
+    exchanges = mx_exchanges(answer)
+    if not exchanges:
+        raise DialError(
+            "resolve", domain, 25, answer.detail, message=f"no MX for {domain}: {answer.detail}"
+        )
     last: Exception | None = None
     for exchange in exchanges:
-        try:
-            addresses = await context.resolver.resolve(exchange, "A")
-        except dns.exception.DNSException as exc:
-            last = exc
+        # Straight from the MX's address records: a sending MTA knows no hosts file.
+        addresses = await query_dns(context.resolver, exchange, "A", lifetime=lifetime)
+        if addresses.kind != "answer":
+            last = DialError("resolve", exchange, 25, addresses.detail)
             continue
-        for record in addresses:
+        for record in addresses.records:
             try:
-                host, port = context.endpoints.dial(record.to_text(), 25)
-                sock = await connect_socket(host, port, timeout=timeouts.connect)
+                sock = await dial(context, record, 25)
             except (ProbeError, SandboxError) as exc:
                 last = exc
                 continue

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from email import message_from_bytes
 
 import aiosmtplib
-import dns.exception
 
 from diagnostics.context import Context
-from diagnostics.errors import ProbeError, SandboxError
+from diagnostics.errors import DialError, ProbeError, SandboxError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import authenticate_once, connect_socket, smtp_session
+from diagnostics.net import authenticate_once, dial, mx_exchanges, query_dns, smtp_session
 from diagnostics.registry import check
 from diagnostics.roundtrip import new_token
 from diagnostics.sender import (
@@ -69,7 +68,7 @@ def _failure_cause(exc: BaseException) -> Cause:
         return Cause.TLS_MISMATCH
     if any(isinstance(e, TimeoutError | aiosmtplib.SMTPTimeoutError) for e in chain):
         return Cause.CONNECTION_TIMEOUT
-    if isinstance(exc, dns.exception.DNSException):
+    if isinstance(exc, ProbeError) and exc.step in ("resolve", "dns"):
         return Cause.DNS_FAILURE
     if "STARTTLS" in str(exc):
         return Cause.TLS_MISMATCH
@@ -84,9 +83,7 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
     source = next(iter(context.egress_sources.values()), None)
     smtp = identity.smtp
     if smtp is not None:
-        answer = await context.resolver.resolve(smtp.host, "A")
-        host, port = context.endpoints.dial(answer[0].to_text(), smtp.port)
-        sock = await connect_socket(host, port, timeout=timeouts.connect, source=source)
+        sock = await dial(context, smtp.host, smtp.port, source=source)
         async with smtp_session(
             sock,
             hostname=smtp.host,
@@ -102,11 +99,13 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
             )
         return
     domain = recipient.rsplit("@", 1)[-1]
-    answer = await context.resolver.resolve(domain, "MX")
-    exchange = sorted(answer, key=lambda r: r.preference)[0].exchange.to_text().rstrip(".")
-    address = (await context.resolver.resolve(exchange, "A"))[0].to_text()
-    host, port = context.endpoints.dial(address, 25)
-    sock = await connect_socket(host, port, timeout=timeouts.connect, source=source)
+    answer = await query_dns(context.resolver, domain, "MX", lifetime=timeouts.dns)
+    exchanges = mx_exchanges(answer)
+    if not exchanges:
+        message = f"MX of {domain}: {answer.detail}"
+        raise DialError("dns", domain, 25, answer.detail, message=message)
+    exchange = exchanges[0]
+    sock = await dial(context, exchange, 25, source=source)
     async with smtp_session(
         sock,
         hostname=exchange,
@@ -151,7 +150,6 @@ async def prove(context: Context, identity: Identity, name: str) -> Proof:
         ProbeError,
         SandboxError,
         aiosmtplib.SMTPException,
-        dns.exception.DNSException,
         OSError,
     ) as exc:
         return Proof(sent, error=str(exc), cause=_failure_cause(exc))

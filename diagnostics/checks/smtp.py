@@ -21,15 +21,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError, StepTimeout
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import AUTH_PREFERENCE
+from diagnostics.net import AUTH_PREFERENCE, Dialer, query_dns
 from diagnostics.providers import Provider, recognise
 from diagnostics.registry import check
 from diagnostics.smtpclient import (
@@ -236,34 +232,9 @@ class SessionOutcome:
 
 
 async def resolve_host(context: Context, host: str) -> list[str]:
-    """The host's addresses (an IP literal as is); ProbeError naming what DNS said.
-
-    ``context.static_hosts`` answers first, as ``curl --resolve`` does.
-    """
-    try:
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        pass
-    if host.lower() in context.static_hosts:
-        return list(context.static_hosts[host.lower()])
-    addresses: list[str] = []
-    problems: list[str] = []
-    for rtype in ("A", "AAAA"):
-        try:
-            answer = await context.resolver.resolve(host, rtype)
-            addresses += [r.to_text() for r in answer]
-        except dns.resolver.NXDOMAIN:
-            raise ProbeError("resolve", f"{host} does not exist in DNS (NXDOMAIN)") from None
-        except dns.resolver.NoAnswer:
-            continue
-        except dns.resolver.LifetimeTimeout:
-            problems.append(f"no {rtype} answer within {context.timeouts.dns:g} s")
-        except dns.exception.DNSException as exc:
-            problems.append(f"{rtype}: {exc}")
-    if not addresses:
-        reason = "; ".join(problems) or "it has no A or AAAA record"
-        raise ProbeError("resolve", f"{host} does not resolve: {reason}")
-    return addresses
+    """The host's addresses for connecting, as the dialer finds them (``--resolve``, the
+    hosts file, then DNS); DialError (step ``resolve``) naming what went wrong."""
+    return await Dialer.of(context).addresses(host)
 
 
 def source_for(context: Context) -> str | None:
@@ -1325,11 +1296,15 @@ def _no_smtp(check_id: str, subject: str) -> Finding:
 async def _mx_hosts(context: Context, address: str | None) -> list[str]:
     if not address:
         return []
-    try:
-        answer = await context.resolver.resolve(address.rsplit("@", 1)[-1], "MX")
-    except dns.exception.DNSException:
-        return []
-    return [r.exchange.to_text().rstrip(".").lower() for r in answer]
+    answer = await query_dns(
+        context.resolver,
+        address.rsplit("@", 1)[-1],
+        "MX",
+        lifetime=context.timeouts.dns,
+        sandbox=context.mode == "sandbox",
+    )
+    # "10 mx.example.": the exchange, as the provider is recognised by its name.
+    return [r.split()[-1].rstrip(".").lower() for r in answer.records]
 
 
 def _provider_of(settings: SmtpSettings, outcome: SessionOutcome) -> Provider | None:

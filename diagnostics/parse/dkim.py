@@ -1,8 +1,8 @@
 """DKIM for the round trip: a signing key the sandbox publishes, and verification that says
 why a signature broke (body changed, or a signed header changed).
 
-dkimpy does the cryptography; keys are looked up with the context's async resolver first and
-handed to dkimpy's synchronous ``dnsfunc``, so verification never blocks on the network.
+dkimpy does the cryptography; keys are looked up first through the one DNS query function
+(:func:`diagnostics.net.dns.query_dns`) with the context's resolver, and handed to dkimpy's synchronous ``dnsfunc``, so verification never blocks on the network.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import dkim
 import dns.asyncresolver
-import dns.exception
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from diagnostics.net.dns import query_dns
 
 SELECTOR = "maildiag"
 # What a mail client signs: every header the platform needs intact.
@@ -130,11 +131,9 @@ async def _fetch_keys(
     keys: dict[bytes, bytes] = {}
     for domain, selector in pairs:
         name = f"{selector}._domainkey.{domain}."
-        try:
-            answer = await resolver.resolve(name, "TXT")
-        except dns.exception.DNSException:
-            continue
-        keys[name.encode()] = b"".join(b"".join(r.strings) for r in answer[:1])
+        answer = await query_dns(resolver, name, "TXT", lifetime=float(resolver.lifetime))
+        if answer.kind == "answer" and answer.records:
+            keys[name.encode()] = answer.records[0].encode("utf-8", errors="replace")
     return keys
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-from diagnostics.net import connect_socket, smtp_session
+from diagnostics.net import Dialer, smtp_session
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.smtpserver import Gate, PeerMap, SandboxSMTP, bound_port, listen
 
@@ -76,7 +76,7 @@ async def deliver_concurrently(
     async def one(token: str) -> None:
         started = time.perf_counter()
         try:
-            sock = await connect_socket(host, port, timeout=timeout)
+            sock = await Dialer().dial(host, port, timeout=timeout)
             async with smtp_session(
                 sock, hostname="mx.load.example", start_tls=False, timeout=timeout
             ) as client:

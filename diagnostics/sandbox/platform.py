@@ -23,7 +23,8 @@ import dns.asyncresolver
 
 from diagnostics.config import SmtpSettings
 from diagnostics.context import Endpoints, Timeouts
-from diagnostics.net import authenticate_once, connect_socket, smtp_session
+from diagnostics.errors import DialError
+from diagnostics.net import Dialer, authenticate_once, mx_exchanges, query_dns, smtp_session
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.smtpserver import Handler, SandboxSMTP, queue_id
@@ -146,6 +147,13 @@ class PlatformClient:
         self.egress_sources = dict(egress_sources)
         self.helo = helo
         self.timeouts = timeouts or Timeouts(connect=5, banner=10, command=10, data=20)
+        self.dialer = Dialer(
+            endpoints,
+            resolver,
+            mode="sandbox",
+            connect_timeout=self.timeouts.connect,
+            dns_timeout=self.timeouts.dns,
+        )
 
     def _source(self, egress_ip: str | None) -> tuple[str, str]:
         if egress_ip is None:
@@ -153,10 +161,6 @@ class PlatformClient:
         if egress_ip not in self.egress_sources:
             raise ValueError(f"{egress_ip} is not an egress IP of the platform")
         return egress_ip, self.egress_sources[egress_ip]
-
-    async def _address(self, host: str) -> str:
-        answer = await self.resolver.resolve(host, "A")
-        return str(answer[0].to_text())
 
     # Both senders let aiosmtplib's exceptions through: a caller (a test, a check) wants the
     # server's reply code and text, which they carry.
@@ -171,9 +175,7 @@ class PlatformClient:
     ) -> SendResult:
         """Send through the company's server with ``smtp``, as the platform does."""
         egress_ip, source = self._source(egress_ip)
-        address = await self._address(smtp.host)
-        host, port = self.endpoints.dial(address, smtp.port)
-        sock = await connect_socket(host, port, timeout=self.timeouts.connect, source=source)
+        sock = await self.dialer.dial(smtp.host, smtp.port, source=source)
         async with smtp_session(
             sock,
             hostname=smtp.host,
@@ -199,10 +201,14 @@ class PlatformClient:
         """Send from the platform's own address straight to the recipient's MX."""
         egress_ip, source = self._source(egress_ip)
         domain = rcpt_tos[0].rsplit("@", 1)[-1]
-        answer = await self.resolver.resolve(domain, "MX")
-        exchange = sorted(answer, key=lambda r: r.preference)[0].exchange.to_text().rstrip(".")
-        host, port = self.endpoints.dial(await self._address(exchange), 25)
-        sock = await connect_socket(host, port, timeout=self.timeouts.connect, source=source)
+        answer = await query_dns(self.resolver, domain, "MX", lifetime=self.timeouts.dns)
+        exchanges = mx_exchanges(answer)
+        if not exchanges:
+            raise DialError(
+                "dns", domain, 25, answer.detail, message=f"MX of {domain}: {answer.detail}"
+            )
+        exchange = exchanges[0]
+        sock = await self.dialer.dial(exchange, 25, source=source)
         async with smtp_session(
             sock,
             hostname=exchange,

@@ -35,12 +35,10 @@ from typing import Any, TypeVar
 
 import aiosmtplib
 import dns.asyncresolver
-import dns.exception
-import dns.resolver
 
 from diagnostics.context import Endpoints
-from diagnostics.errors import ProbeError
-from diagnostics.net import connect_socket, smtp_session
+from diagnostics.errors import DialError, ProbeError
+from diagnostics.net import Dialer, mx_exchanges, query_dns, smtp_session
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.forwarding import split_message
 from diagnostics.sandbox.maildir import Maildir
@@ -163,6 +161,9 @@ class Relay:
         self.bounce_domains = frozenset(d.lower() for d in bounce_domains)
         self.source = source
         self.timeout = timeout
+        self.dialer = Dialer(
+            endpoints, resolver, mode="sandbox", source=source, connect_timeout=timeout
+        )
         self._limit = asyncio.Semaphore(concurrency)
         self._in_flight: set[str] = set()
         # Entries known to the relay and not yet due (a scenario's delay), by key.
@@ -338,25 +339,26 @@ class Relay:
     async def _lookup_mx(self, domain: str) -> list[tuple[str, str]]:
         expires: list[float] = []
         complete = True
-        try:
-            answer = await self.resolver.resolve(domain, "MX")
-            expires.append(answer.expiration)
-            exchanges = sorted(answer, key=lambda r: r.preference)
-            names = [r.exchange.to_text().rstrip(".") for r in exchanges]
-        except dns.resolver.NoAnswer:
+        lifetime = float(self.resolver.lifetime)
+        answer = await query_dns(self.resolver, domain, "MX", lifetime=lifetime)
+        if answer.kind == "nodata":
             names = [domain]  # implicit MX
             complete = False
-        except (dns.resolver.NXDOMAIN, dns.exception.DNSException) as exc:
-            raise ProbeError("dns", f"MX of {domain}: {exc}") from exc
+        elif answer.kind != "answer":
+            raise DialError(
+                "dns", domain, 25, answer.detail, message=f"MX of {domain}: {answer.detail}"
+            )
+        else:
+            expires.append(answer.expires or 0.0)
+            names = mx_exchanges(answer)
         hosts = []
         for name in names:
-            try:
-                addresses = await self.resolver.resolve(name, "A")
-            except dns.exception.DNSException:
+            addresses = await query_dns(self.resolver, name, "A", lifetime=lifetime)
+            if addresses.kind != "answer":
                 complete = False
                 continue
-            expires.append(addresses.expiration)
-            hosts += [(name, a.to_text()) for a in addresses]
+            expires.append(addresses.expires or 0.0)
+            hosts += [(name, a) for a in addresses.records]
         if not hosts:
             raise ProbeError("dns", f"no address for any MX of {domain}")
         if complete:
@@ -378,9 +380,8 @@ class Relay:
                     # The next hop closed the cached session: a fresh one, as for a first
                     # message (a disconnect is retried like this one way or the other).
                     log.info("relay %s: cached session to %s was closed", entry.key, name)
-            host, port = self.endpoints.dial(address, 25)
             try:
-                sock = await connect_socket(host, port, timeout=self.timeout, source=self.source)
+                sock = await self.dialer.connect(address, 25)
             except ProbeError as exc:
                 error = exc
                 continue

@@ -1,53 +1,22 @@
-"""Opening TCP connections: bounded in time, optionally from a chosen source address.
+"""SMTP sessions on a dialed socket, and AUTH with exactly one attempt.
 
-Checks and the sandbox's own clients connect through :func:`connect_socket`, handing the
-connected socket to aiosmtplib (``sock=``) so that the TLS host name stays the server's name
-while the socket goes wherever :class:`~diagnostics.context.Endpoints` says.
+A socket from :func:`diagnostics.net.dial.dial` is handed to aiosmtplib (``sock=``) so that
+the TLS host name stays the server's name while the socket goes wherever
+:class:`~diagnostics.context.Endpoints` says.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from diagnostics.errors import ProbeError, StepTimeout
-
 if TYPE_CHECKING:
     # aiosmtplib is imported where a session is opened: `maildiag smtp` speaks SMTP through
-    # diagnostics.smtpclient and only needs connect_socket from here.
+    # diagnostics.smtpclient and only needs address_literal from here.
     import aiosmtplib
-
-
-async def connect_socket(
-    host: str, port: int, *, timeout: float, source: str | None = None
-) -> socket.socket:
-    """A connected, non-blocking TCP socket to ``host``:``port`` (an IP address).
-
-    ``source`` binds the local end (the sandbox plays each platform egress IP with its own
-    loopback address). StepTimeout or ProbeError (step ``connect``) on failure.
-    """
-    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        if source is not None:
-            sock.bind((source, 0))
-        async with asyncio.timeout(timeout):
-            await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    except TimeoutError:
-        sock.close()
-        raise StepTimeout("connect", timeout) from None
-    except OSError as exc:
-        sock.close()
-        raise ProbeError("connect", f"{host} port {port}: {exc.strerror or exc}") from exc
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def address_literal(sockname: Any) -> str:
