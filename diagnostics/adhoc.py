@@ -1,22 +1,18 @@
 """The "Test connection" check alone (``maildiag smtp``): SMTP settings given on the command
 line instead of an account file, checked by the same ``smtp`` family as an audit.
 
-``maildiag smtp`` should answer about as fast as a one-shot SMTP tool (swaks), so this path
-leaves out what it does not need: importing pydantic and building the account file's models
-costs more than the SMTP session itself. The options are checked with the very rules the
-account file's models apply (:mod:`diagnostics.fields`) and held in the small frozen classes
-below, which offer everything an :class:`~diagnostics.config.AccountConfig` offers to read
-(``tests/test_adhoc.py`` keeps the two in step, value for value and message for message).
+The options become the same account model an account file becomes
+(:mod:`diagnostics.model.account`), checked by the same rules
+(:mod:`diagnostics.model.validate`), with each problem named by the option that gave the
+value. Neither pydantic nor YAML is needed for it: ``maildiag smtp`` should answer about as
+fast as a one-shot SMTP tool (swaks).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ssl
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import dns.asyncresolver
 
@@ -24,97 +20,25 @@ from diagnostics import fields
 from diagnostics.checks.config import classify_login
 from diagnostics.context import Context, Timeouts, live_resolver, system_trust
 from diagnostics.errors import ConfigError, ConfigProblem
-from diagnostics.profiles import IPNetwork, PlatformProfile, load_profiles
+from diagnostics.model.account import AccountConfig, Company
+from diagnostics.model.validate import Invalid, Rules
 from diagnostics.registry import run_checks, select
 from diagnostics.report.model import Report
-from diagnostics.secrets import Secret, resolve_env
-
-if TYPE_CHECKING:
-    from diagnostics.config import AccountConfig
+from diagnostics.secrets import resolve_env
 
 SMTP_CHECKS = ("smtp",)
+# The option that gives each value, where its name is not the model's.
+_OPTIONS = {"custom_address": "--sender"}
 
 
-@dataclass(frozen=True)
-class AdhocSmtpSettings:
-    """:class:`~diagnostics.config.SmtpSettings`'s fields, checked by the same rules."""
-
-    host: str
-    port: int
-    encryption: str
-    account: str
-    password: Secret
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> AdhocSmtpSettings:
-        """A copy with the fields in ``update`` replaced, unchecked (as pydantic's)."""
-        return dataclasses.replace(self, **(update or {}))
-
-
-@dataclass(frozen=True)
-class AdhocCompany:
-    """:class:`~diagnostics.config.Company`'s fields."""
-
-    name: str
-    custom_address: str | None = None
-    smtp: AdhocSmtpSettings | None = None
-    allowlist: tuple[IPNetwork, ...] | None = None
-    sender_name: str = "employee"
-
-
-@dataclass(frozen=True)
-class AdhocPlatform:
-    """:class:`~diagnostics.config.Platform`'s fields."""
-
-    profile: str
-    account: str
-
-
-@dataclass(frozen=True)
-class AdhocConfig:
-    """:class:`~diagnostics.config.AccountConfig`'s fields, properties and methods, for one
-    company without subcompanies, positions or employees."""
-
-    platform: AdhocPlatform
-    company: AdhocCompany
-    subcompanies: tuple[AdhocCompany, ...] = ()
-    positions: tuple[Any, ...] = ()
-    employees: tuple[Any, ...] = ()
-
-    @property
-    def profile(self) -> PlatformProfile:
-        """The platform profile this account uses."""
-        return load_profiles()[self.platform.profile]
-
-    @property
-    def inbound_address(self) -> str:
-        """The platform's inbound address for this account."""
-        return self.profile.inbound_address_for(self.platform.account)
-
-    def identities(self) -> tuple[AdhocCompany, ...]:
-        """The company, then each subcompany (there are none)."""
-        return (self.company, *self.subcompanies)
-
-    def subcompany(self, name: str) -> NoReturn:
-        """KeyError: there are no subcompanies."""
-        raise KeyError(name)
-
-
-def _apply_rules(checks: list[tuple[str, Callable[[Any], Any], Any]]) -> dict[str, Any]:
-    """Each ``(field, rule, value)`` checked, in order: the values by field. ConfigError lists
-    every problem found, each under the command-line option that gave the value, as the
-    models' ValidationError would be reported."""
-    values: dict[str, Any] = {}
-    problems: list[ConfigProblem] = []
-    for field, rule, value in checks:
-        try:
-            values[field] = rule(value)
-        except fields.FieldProblem as problem:
-            option = "--" + {"custom_address": "sender"}.get(field, field).replace("_", "-")
-            found = fields.found_text(problem.found, (field,))
-            problems.append(ConfigProblem(option, problem.expected, found))
-    if problems:
-        raise ConfigError("command line", problems)
-    return values
+def _option_errors(exc: Invalid) -> ConfigError:
+    """The problems of ``exc``, each under the command-line option that gave the value."""
+    problems = []
+    for problem in exc.problems:
+        field = str(problem.loc[-1])
+        option = _OPTIONS.get(field, "--" + field.replace("_", "-"))
+        problems.append(ConfigProblem(option, problem.expected, problem.found))
+    return ConfigError("command line", problems)
 
 
 def adhoc_config(
@@ -127,8 +51,11 @@ def adhoc_config(
     sender: str | None = None,
     profile: str = "personio",
     environ: Mapping[str, str] | None = None,
-) -> AdhocConfig:
-    """An account configuration holding just these SMTP settings; ConfigError names the option."""
+) -> AccountConfig:
+    """An account configuration holding just these SMTP settings; ConfigError names the option.
+
+    Without ``sender`` the login is the custom address, when it is an e-mail address at all.
+    """
     secret = resolve_env(password_env, environ)
     if secret is None:
         raise ConfigError(
@@ -141,41 +68,32 @@ def adhoc_config(
                 )
             ],
         )
-    # As the models validate: the SMTP settings first (every problem at once), then the
-    # company's address, then the platform.
-    smtp = _apply_rules(
-        [
-            ("host", fields.host, host),
-            ("port", fields.port, port),
-            ("encryption", fields.encryption, encryption),
-            ("account", fields.login, account),
-        ]
-    )
-    if sender:
-        company = _apply_rules([("custom_address", fields.email, sender)])
-    else:
-        # Without --sender the login is the custom address, when it is an address at all.
-        try:
-            company = {"custom_address": fields.email(account)}
-        except fields.FieldProblem:
-            company = {"custom_address": None}
-    platform = _apply_rules(
-        [
-            ("profile", lambda name: fields.profile_name(name, load_profiles()), profile),
-            ("account", fields.platform_account, "adhoc"),
-        ]
-    )
-    settings = AdhocSmtpSettings(**smtp, password=secret)
-    return AdhocConfig(
-        platform=AdhocPlatform(**platform),
-        company=AdhocCompany(
-            name=f"{account} at {host}", custom_address=company["custom_address"], smtp=settings
-        ),
-    )
+    rules = Rules(environ=environ)
+    smtp = {"host": host, "port": port, "encryption": encryption, "account": account}
+    try:
+        # The SMTP settings first (every problem at once), then the sender, then the platform.
+        settings = rules.one(rules.smtp_settings({**smtp, "password": secret}, ()))
+        custom_address = (
+            rules.one(rules.value({"custom_address": sender}, (), "custom_address", fields.email))
+            if sender
+            else _address_or_none(account)
+        )
+        platform = rules.one(rules.platform({"profile": profile, "account": "adhoc"}, ()))
+    except Invalid as exc:
+        raise _option_errors(exc) from None
+    company = Company(name=f"{account} at {host}", custom_address=custom_address, smtp=settings)
+    return AccountConfig(platform=platform, company=company)
+
+
+def _address_or_none(login: str) -> str | None:
+    try:
+        return fields.email(login)
+    except fields.FieldProblem:
+        return None
 
 
 async def run_smtp_check(
-    config: AccountConfig | AdhocConfig,
+    config: AccountConfig,
     *,
     ca_file: Path | None = None,
     trust: ssl.SSLContext | None = None,
@@ -199,15 +117,14 @@ async def run_smtp_check(
         resolver.port = nameserver[1]
         resolver.lifetime = timeouts.dns
     context = Context(
-        # An AdhocConfig offers all that an AccountConfig offers to read (see the module's
-        # docstring); the smtp checks and the runner only read.
-        config=cast("AccountConfig", config),
+        config=config,
         resolver=resolver,
         trust=trust if trust is not None else system_trust(ca_file),
         timeouts=timeouts,
         send_test=send_test,
         source_address=source,
         static_hosts=dict(static_hosts or {}),
+        dns_server=f"{nameserver[0]}:{nameserver[1]}" if nameserver else None,
     )
     findings = await run_checks(context, select(SMTP_CHECKS))
     company = config.company

@@ -21,8 +21,7 @@ from diagnostics.errors import SandboxError
 if TYPE_CHECKING:
     import dns.asyncresolver
 
-    # Only a type here: `maildiag smtp` builds a Context without loading pydantic's models.
-    from diagnostics.config import AccountConfig
+    from diagnostics.model.account import AccountConfig
     from diagnostics.roundtrip import Mailboxes
 
 Mode = Literal["live", "sandbox"]

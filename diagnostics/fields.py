@@ -1,9 +1,8 @@
 """The rules for single setting values (host, port, encryption, e-mail address, ...).
 
-Shared by the account file's models (:mod:`diagnostics.config`, pydantic) and by
-``maildiag smtp`` (:mod:`diagnostics.adhoc`), which checks its command-line options with the
-same rules without paying for pydantic at start-up. A rule returns the normalised value or
-raises :class:`FieldProblem` with what was expected and what was found.
+Applied by :mod:`diagnostics.model.validate` to every value of the account model, whether it
+comes from the account file or from ``maildiag smtp``'s options. A rule returns the
+normalised value or raises :class:`FieldProblem` with what was expected and what was found.
 """
 
 from __future__ import annotations

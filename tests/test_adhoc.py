@@ -1,142 +1,88 @@
-"""`maildiag smtp` checks its options without pydantic (diagnostics.adhoc): the configuration
-it builds, and every message for a wrong option, must be those of the account file's models.
-
-The reference below is how diagnostics.adhoc built the configuration through the pydantic
-models before it stopped loading them; each case is run through both.
+"""`maildiag smtp`'s options build the account model an account file builds (diagnostics.adhoc):
+the same classes, the same values, and for a wrong value the same problem, named by the option.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import json
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from diagnostics import fields
-from diagnostics.adhoc import (
-    AdhocCompany,
-    AdhocConfig,
-    AdhocPlatform,
-    AdhocSmtpSettings,
-    adhoc_config,
-)
-from diagnostics.config import (
-    AccountConfig,
-    Company,
-    Platform,
-    SmtpSettings,
-    problems_from_validation,
-)
-from diagnostics.errors import ConfigError, ConfigProblem
+from diagnostics.adhoc import adhoc_config
+from diagnostics.config import parse_config
+from diagnostics.errors import ConfigError
+from diagnostics.model.account import AccountConfig, Company, Platform, SmtpSettings
 from diagnostics.profiles import PlatformProfile, PlatformUI, load_profiles
-from diagnostics.secrets import resolve_env
+from diagnostics.secrets import MASK
 
-ENVIRON = {"SMTP_PASSWORD": "correct-horse-battery"}
-
-
-def reference_config(
-    *,
-    host: str,
-    port: int,
-    encryption: str,
-    account: str,
-    password_env: str,
-    sender: str | None = None,
-    profile: str = "personio",
-    environ: Mapping[str, str] | None = None,
-) -> AccountConfig:
-    """The configuration as the pydantic models build it (diagnostics.adhoc until now)."""
-    secret = resolve_env(password_env, environ)
-    if secret is None:
-        raise ConfigError(
-            "--password-env",
-            [
-                ConfigProblem(
-                    "--password-env",
-                    f"environment variable {password_env} to hold the password",
-                    f"{password_env} unset or empty",
-                )
-            ],
-        )
-    smtp = {"host": host, "port": port, "encryption": encryption, "account": account}
-    try:
-        settings = SmtpSettings.model_validate({**smtp, "password": secret})
-        # Without --sender the login is the custom address, when it is an address at all.
-        custom: dict[str, Any] = {"custom_address": sender} if sender else {}
-        if not sender:
-            try:
-                custom = {"custom_address": fields.email(account)}
-            except fields.FieldProblem:
-                custom = {}
-        company = Company.model_validate({"name": f"{account} at {host}", **custom}).model_copy(
-            update={"smtp": settings}
-        )
-        return AccountConfig(platform=Platform(profile=profile, account="adhoc"), company=company)
-    except ValidationError as exc:
-        problems = problems_from_validation(exc, {})
-        for problem in problems:
-            option = problem.key.rsplit(".", 1)[-1].replace("_", "-")
-            problem.key = "--" + {"custom-address": "sender"}.get(option, option)
-        raise ConfigError("command line", problems) from None
+PASSWORD = "correct-horse-battery"
+ENVIRON = {"SMTP_PASSWORD": PASSWORD}
+BASE: dict[str, Any] = {
+    "host": "smtp.acme.example",
+    "port": 587,
+    "encryption": "starttls",
+    "account": "jobs@acme.example",
+}
 
 
-def profile_data(profile: PlatformProfile) -> dict[str, Any]:
-    return dataclasses.asdict(profile)
-
-
-def config_data(config: Any) -> dict[str, Any]:
-    """Everything the smtp checks, the runner and the report read of a configuration."""
-    smtp = config.company.smtp
-    return {
-        "platform": (config.platform.profile, config.platform.account),
-        "company": (
-            config.company.name,
-            config.company.custom_address,
-            config.company.allowlist,
-            config.company.sender_name,
-        ),
-        "smtp": (smtp.host, smtp.port, smtp.encryption, smtp.account),
-        "password": (smtp.password.reveal(), smtp.password.source, str(smtp.password)),
-        "rest": (config.subcompanies, config.positions, config.employees),
-        "identities": [(i.name, i.custom_address) for i in config.identities()],
-        "inbound_address": config.inbound_address,
-        "profile": profile_data(config.profile),
-        "labels": [config.profile.encryption_label(e) for e in ("starttls", "tls", "none", "x")],
-        "inbound_for": config.profile.inbound_address_for("acme"),
-        "trial": (lambda t: (t.host, t.port, t.encryption, t.account, t.password.reveal()))(
-            smtp.model_copy(update={"port": 465, "encryption": "tls"})
-        ),
+def account_file(options: dict[str, Any]) -> str:
+    """The account file that says what ``options`` say (json is a subset of YAML)."""
+    company: dict[str, Any] = {"name": f"{options['account']} at {options['host']}"}
+    custom_address = options.get("sender") or options.get("custom_address")
+    if custom_address:
+        company["custom_address"] = custom_address
+    company["smtp"] = {
+        **{key: options[key] for key in ("host", "port", "encryption", "account")},
+        "password": "${SMTP_PASSWORD}",
     }
+    platform = {"profile": options.get("profile", "personio"), "account": "adhoc"}
+    return json.dumps({"platform": platform, "company": company})
+
+
+def from_options(**options: Any) -> AccountConfig:
+    return adhoc_config(**options, password_env="SMTP_PASSWORD", environ=ENVIRON)
+
+
+def from_file(text: str) -> AccountConfig:
+    return parse_config(text, source="adhoc.yaml", environ=ENVIRON)
 
 
 VALID = [
-    dict(host="smtp.acme.example", port=587, encryption="starttls", account="jobs@acme.example"),
-    dict(
-        host="SMTP.Acme.Example.",
-        port=465,
-        encryption="SSL",
-        account="Jobs@ACME.example",
-        sender="Recruiting@Acme.Example",
-    ),
-    dict(
-        host="192.0.2.10", port=25, encryption=" StartTLS ", account="jobs@acme.example", sender=""
-    ),
-    dict(host="2001:DB8:0::1", port=2525, encryption="implicit", account="jobs@acme.example"),
+    {},
+    dict(host="SMTP.Acme.Example.", port=465, encryption="SSL", account="Jobs@ACME.example"),
+    dict(sender="Recruiting@Acme.Example"),
+    dict(host="192.0.2.10", port=25, encryption=" StartTLS "),
+    dict(host="2001:DB8:0::1", port=2525, encryption="implicit"),
     dict(host="mail.example", port=1, encryption="tls/starttls", account="jöbs@bücher.example"),
-    dict(host="mail.example", port=65535, encryption="none", account="a.b+c@d-e.example"),
+    dict(host="mail.bücher.example", port=65535, encryption="none", account="a.b+c@d-e.example"),
+    dict(account="jobs@acme.test"),
+    dict(account="svc@corp.local", sender="jobs@acme.example"),
 ]
 
 
-@pytest.mark.parametrize("options", VALID)
-def test_the_configuration_is_the_models_one(options: dict[str, Any]) -> None:
-    common = {"password_env": "SMTP_PASSWORD", "environ": ENVIRON}
-    fast = adhoc_config(**options, **common)
-    assert isinstance(fast, AdhocConfig)
-    assert config_data(fast) == config_data(reference_config(**options, **common))
+@pytest.mark.parametrize("options", VALID, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_options_and_file_build_the_same_objects(options: dict[str, Any]) -> None:
+    options = {**BASE, **options}
+    custom_address = options.get("sender") or options["account"]
+    built = from_options(**options)
+    loaded = from_file(account_file({**options, "custom_address": custom_address}))
+    assert built == loaded
+    assert type(built) is type(loaded) is AccountConfig
+    assert type(built.company) is Company and type(built.platform) is Platform
+    assert type(built.company.smtp) is SmtpSettings
 
 
+@pytest.mark.parametrize("login", ["CORP\\jobs", "svc", "jobs@acme", "jobs..x@acme.example"])
+def test_a_login_that_is_no_address_builds_without_a_custom_address(login: str) -> None:
+    built = from_options(**{**BASE, "account": login})
+    assert built.company.custom_address is None
+    assert built.company.smtp is not None and built.company.smtp.account == login
+    assert built == from_file(account_file({**BASE, "account": login}))
+
+
+# option given -> the value (and the key of the account file that holds the same value)
 WRONG = [
     dict(host="smtp..acme.example"),
     dict(host=""),
@@ -149,128 +95,73 @@ WRONG = [
     dict(encryption="starttlss"),
     dict(encryption=""),
     dict(encryption="ssl/tls"),
+    dict(account=""),
     dict(account="jobs@acme.example\r\nRCPT TO:<x@y.example>"),
+    dict(account="jobs@acme.example\t"),
     dict(sender="nope"),
     dict(sender="jobs@acme.example>"),
     dict(sender="jobs@acme.example\n"),
-    dict(host="smtp..x", port=0, encryption="starttlss", account="nope"),
-    dict(host="smtp..x", sender="nope"),
-    dict(port=70000, account="jobs@acme.example\t"),
+    dict(sender="jobs@localhost"),
     dict(profile="workday"),
-    dict(profile="workday", sender="nope"),
 ]
+KEYS = {
+    "host": "company.smtp.host",
+    "port": "company.smtp.port",
+    "encryption": "company.smtp.encryption",
+    "account": "company.smtp.account",
+    "sender": "company.custom_address",
+    "profile": "platform.profile",
+}
 
 
-def outcome(build: Any, options: dict[str, Any]) -> tuple[Any, ...]:
-    """What a configuration builder makes of ``options``: the configuration or the error."""
-    try:
-        config = build(**options)
-    except ConfigError as exc:
-        return type(exc), str(exc), [p.as_dict() for p in exc.problems]
-    return ("built", config_data(config))
+@pytest.mark.parametrize("wrong", WRONG, ids=lambda o: ",".join(f"{k}={v!r}" for k, v in o.items()))
+def test_a_wrong_option_is_the_file_s_problem_named_by_the_option(wrong: dict[str, Any]) -> None:
+    [option] = wrong
+    with pytest.raises(ConfigError) as from_command_line:
+        from_options(**{**BASE, **wrong})
+    with pytest.raises(ConfigError) as from_account_file:
+        from_file(account_file({**BASE, **wrong}))
+    [problem] = from_command_line.value.problems
+    [in_file] = from_account_file.value.problems
+    assert from_command_line.value.file == "command line"
+    assert (problem.key, problem.line) == (f"--{option}", None)
+    assert in_file.key == KEYS[option]
+    assert (problem.expected, problem.found) == (in_file.expected, in_file.found)
+    assert str(from_command_line.value) == (
+        f"command line: key '--{option}': expected {problem.expected}; found {problem.found}"
+    )
 
 
-@pytest.mark.parametrize("wrong", WRONG)
-def test_every_message_for_a_wrong_option_is_the_models_one(wrong: dict[str, Any]) -> None:
-    options: dict[str, Any] = {
-        "host": "smtp.acme.example",
-        "port": 587,
-        "encryption": "starttls",
-        "account": "jobs@acme.example",
-        "password_env": "SMTP_PASSWORD",
-        "environ": ENVIRON,
-        **wrong,
-    }
-    expected = outcome(reference_config, options)
-    assert expected[0] is ConfigError
-    assert outcome(adhoc_config, options) == expected
+def test_every_wrong_smtp_option_is_named_at_once_and_before_the_sender() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_options(host="smtp..x", port=0, encryption="starttlss", account="", sender="nope")
+    assert [p.key for p in info.value.problems] == [
+        "--host",
+        "--port",
+        "--encryption",
+        "--account",
+    ]
+    with pytest.raises(ConfigError) as info:
+        from_options(**{**BASE, "sender": "nope", "profile": "workday"})
+    assert [p.key for p in info.value.problems] == ["--sender"]
 
 
-@pytest.mark.parametrize(
-    "edge",
-    [
-        # Logins that are not e-mail addresses: whatever the server accepts.
-        dict(account="nope"),
-        dict(account="jobs@acme"),
-        dict(account="jobs..x@acme.example"),
-        dict(account="jobs@" + "a" * 300 + ".example"),
-        dict(account="CORP\\jobs"),
-        dict(account="jobs@acme.test"),
-        dict(account="svc@corp.local", sender="jobs@acme.example"),
-        dict(account="x" * 65 + "@acme.example"),
-        dict(account="jobs@acme.example."),
-        dict(account='"quoted local"@acme.example'),
-        dict(account="jobs@[192.0.2.1]"),
-        dict(account="jobs@localhost"),
-        dict(sender="jobs@xn--bcher-kva.example"),
-        dict(host="a" * 63 + "." + "b" * 63),
-        dict(host="a" * 64 + ".example"),
-        dict(host="127.000.000.001"),
-        dict(host="::ffff:192.0.2.1"),
-        dict(host="smtp.acme.example.."),
-        dict(encryption="TLS"),
-        dict(encryption=" none\n"),
-    ],
-)
-def test_edge_cases_come_out_alike(edge: dict[str, Any]) -> None:
-    options: dict[str, Any] = {
-        "host": "smtp.acme.example",
-        "port": 587,
-        "encryption": "starttls",
-        "account": "jobs@acme.example",
-        "password_env": "SMTP_PASSWORD",
-        "environ": ENVIRON,
-        **edge,
-    }
-    assert outcome(adhoc_config, options) == outcome(reference_config, options)
-
-
-def test_an_unset_password_variable_is_the_same_error() -> None:
-    options: dict[str, Any] = {
-        "host": "smtp..acme.example",
-        "port": 587,
-        "encryption": "starttls",
-        "account": "jobs@acme.example",
-        "password_env": "NO_SUCH_VARIABLE",
-        "environ": {},
-    }
-    with pytest.raises(ConfigError) as expected:
-        reference_config(**options)
-    with pytest.raises(ConfigError) as fast:
-        adhoc_config(**options)
-    assert str(fast.value) == str(expected.value)
-    assert "NO_SUCH_VARIABLE unset or empty" in str(fast.value)
-
-
-@pytest.mark.parametrize(
-    ("light", "model"),
-    [
-        (AdhocConfig, AccountConfig),
-        (AdhocSmtpSettings, SmtpSettings),
-        (AdhocCompany, Company),
-        (AdhocPlatform, Platform),
-    ],
-)
-def test_the_light_classes_offer_what_the_models_offer(light: type, model: type) -> None:
-    """A field, property or method added to a model must be added to its stand-in as well."""
-    fields = [f.name for f in dataclasses.fields(light)]
-    assert fields == list(model.model_fields)
-    own = {n for n in vars(model) if not n.startswith(("_", "model_"))}
-    assert own <= set(dir(light))
+def test_an_unset_password_variable_is_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        adhoc_config(**BASE, password_env="NO_SUCH_VARIABLE", environ={})
+    assert str(info.value) == (
+        "--password-env: key '--password-env': expected environment variable NO_SUCH_VARIABLE "
+        "to hold the password; found NO_SUCH_VARIABLE unset or empty"
+    )
 
 
 def test_the_configuration_uses_the_profiles_everyone_uses() -> None:
-    config = adhoc_config(
-        host="smtp.acme.example",
-        port=587,
-        encryption="starttls",
-        account="jobs@acme.example",
-        password_env="SMTP_PASSWORD",
-        environ=ENVIRON,
-    )
+    config = from_options(**BASE)
     assert config.profile is load_profiles()["personio"]
     assert isinstance(config.profile, PlatformProfile)
     assert isinstance(config.profile.ui, PlatformUI)
+    assert config.inbound_address == "adhoc-jobs@m.personio.de"
+    assert config.identities() == (config.company,)
 
 
 def test_a_profile_with_a_missing_or_unknown_key_is_refused() -> None:
@@ -293,17 +184,29 @@ def test_a_profile_with_a_missing_or_unknown_key_is_refused() -> None:
         )
 
 
-def test_the_configuration_is_frozen() -> None:
-    config = adhoc_config(
-        host="smtp.acme.example",
-        port=587,
-        encryption="starttls",
-        account="jobs@acme.example",
-        password_env="SMTP_PASSWORD",
-        environ=ENVIRON,
-    )
+def test_the_configuration_is_frozen_and_its_password_masked() -> None:
+    config = from_options(**BASE)
+    assert config.company.smtp is not None
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.company.smtp.port = 25  # type: ignore[misc, union-attr]
+        config.company.smtp.port = 25  # type: ignore[misc]
     with pytest.raises(KeyError):
         config.subcompany("Acme Retail")
-    assert "correct-horse-battery" not in repr(config)
+    for text in (repr(config), str(config), f"{config.company.smtp}"):
+        assert PASSWORD not in text
+    assert repr(config).count(MASK) == 1
+    assert config.company.smtp.password.reveal() == PASSWORD
+
+
+def test_settings_on_another_port_keep_everything_else() -> None:
+    smtp = from_options(**BASE).company.smtp
+    assert smtp is not None
+    trial = smtp.on_port(465, "tls")
+    assert (trial.host, trial.port, trial.encryption, trial.account) == (
+        "smtp.acme.example",
+        465,
+        "tls",
+        "jobs@acme.example",
+    )
+    assert trial.password is smtp.password
+    with pytest.raises(KeyError):
+        smtp.on_port(465, "ssl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 import json
@@ -359,7 +360,7 @@ def test_acme_secrets_are_masked_in_every_rendering(environ: dict[str, str]) -> 
 
 def test_config_is_frozen(environ: dict[str, str]) -> None:
     config = load_config(ACME, environ=environ)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'name'"):
         config.company.name = "Other GmbH"
 
 

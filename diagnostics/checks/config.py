@@ -7,18 +7,13 @@ outcomes; the registered checks turn outcomes into findings, one per company or 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from diagnostics.context import Context
 from diagnostics.errors import ConfigError
 from diagnostics.fields import special_use_domain
 from diagnostics.findings import Cause, Finding, Outcome, Status
+from diagnostics.model.account import AccountConfig, Company, SmtpSettings, Subcompany
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
-
-if TYPE_CHECKING:
-    # Only a type here: `maildiag smtp` classifies its login without loading pydantic's models.
-    from diagnostics.config import AccountConfig, Company, SmtpSettings, Subcompany
 
 # Port -> the encryption that port is defined for (RFC 8314 for 465, RFC 6409 for 587).
 STANDARD_PORTS = {465: "tls", 587: "starttls", 25: "starttls"}

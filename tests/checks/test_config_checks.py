@@ -19,6 +19,7 @@ from diagnostics.checks.config import (
 from diagnostics.config import AccountConfig, SmtpSettings, parse_config
 from diagnostics.context import Context
 from diagnostics.findings import Cause, Finding, Status
+from diagnostics.model.validate import Rules
 from diagnostics.profiles import get_profile
 from diagnostics.registry import all_checks, run_checks, select
 
@@ -36,16 +37,15 @@ SMTP_PATH = f"{SETTINGS_PATH} > Use custom email address? Yes > use for sending 
 def smtp(
     port: int = 587, encryption: str = "starttls", account: str = "jobs@acme.example"
 ) -> SmtpSettings:
-    return SmtpSettings.model_validate(
-        {
-            "host": "smtp.acme.example",
-            "port": port,
-            "encryption": encryption,
-            "account": account,
-            "password": "${PW}",
-        },
-        context={"environ": {"PW": "Config-Checks-Unit-Pw-1"}},
-    )
+    rules = Rules(environ={"PW": "Config-Checks-Unit-Pw-1"})
+    settings = {
+        "host": "smtp.acme.example",
+        "port": port,
+        "encryption": encryption,
+        "account": account,
+        "password": "${PW}",
+    }
+    return rules.one(rules.smtp_settings(settings, ()))
 
 
 # port, encryption -> status, cause

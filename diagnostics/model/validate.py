@@ -1,0 +1,468 @@
+"""Build the account model from plain mappings, every value checked by the field rules.
+
+The one validation of an account, whatever it comes from: the account file's YAML
+(:mod:`diagnostics.config` adds the file name and line numbers) and ``maildiag smtp``'s
+options (:mod:`diagnostics.adhoc` names the option instead of the key). Every problem of the
+input is collected, in the order of the model's fields, a mapping's unknown keys after its
+known ones; the cross-references (position -> subcompany, unique names) are checked once
+everything else is valid. A problem never shows a secret: the value found under a password
+key is not shown, and an unknown key's value is not shown either (it may be a misspelt
+password).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from diagnostics import fields
+from diagnostics.model.account import (
+    ENCRYPTIONS,
+    AccountConfig,
+    Company,
+    Employee,
+    Encryption,
+    Platform,
+    Position,
+    SenderName,
+    SmtpSettings,
+    Subcompany,
+)
+from diagnostics.profiles import IPNetwork, load_profiles
+from diagnostics.secrets import Secret, env_reference_name, read_secret_file, resolve_env
+
+__all__ = ["Invalid", "Loc", "Problem", "Rules"]
+
+Loc = tuple[str | int, ...]
+T = TypeVar("T")
+
+UNKNOWN_KEY_EXPECTED: Final = "no such key (unknown keys are errors; check the spelling)"
+UNKNOWN_KEY_FOUND: Final = "an unknown key (its value is not shown)"
+_MAPPING: Final = "a mapping of keys to values"
+_EMPLOYEE: Final[SenderName] = "employee"
+_IDENTITY_KEYS: Final = ("name", "custom_address", "smtp", "allowlist")
+_SENDER_NAMES: dict[object, SenderName] = {"employee": "employee", "company": "company"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One value that breaks its rule, at ``loc`` (keys and list indexes from the top)."""
+
+    loc: Loc
+    expected: str
+    found: str
+    #: A well-formed secret reference that does not resolve (variable unset, file unreadable
+    #: or empty): the file is right, the machine running it is not set up.
+    unresolved_secret: bool = False
+
+
+class Invalid(Exception):
+    """The input breaks the rules; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"{len(problems)} problem(s)")
+        self.problems = problems
+
+
+class _Failed:
+    """A value that broke its rule (its problem is recorded)."""
+
+
+_FAILED: Final = _Failed()
+
+
+def _valid(value: T | _Failed) -> T:
+    """``value``, known to have passed its rule (no problem was recorded for it)."""
+    assert not isinstance(value, _Failed)
+    return value
+
+
+# -- rules for values the field rules leave to the model -----------------------------------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise fields.FieldProblem("text", value)
+    return value
+
+
+def _non_empty_text(value: Any) -> str:
+    if _text(value) == "":
+        raise fields.FieldProblem("a non-empty text", value)
+    return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _encryption(value: Any) -> Encryption:
+    return ENCRYPTIONS[fields.encryption(value)]
+
+
+def _sender_name(value: Any) -> SenderName:
+    if not isinstance(value, str) or value not in _SENDER_NAMES:
+        raise fields.FieldProblem("one of 'employee' or 'company'", value)
+    return _SENDER_NAMES[value]
+
+
+def _profile(value: Any) -> str:
+    return fields.profile_name(_text(value), load_profiles())
+
+
+def _platform_account(value: Any) -> str:
+    return fields.platform_account(_text(value))
+
+
+def _networks(value: Any) -> tuple[IPNetwork, ...]:
+    if not isinstance(value, list):
+        raise fields.FieldProblem("a list of IP networks like [3.121.59.239/32]", value)
+    networks = []
+    for item in value:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=True))
+        except ValueError as exc:
+            raise fields.FieldProblem(
+                f"IP networks in CIDR notation like 3.121.59.239/32 ({exc})", item
+            ) from None
+    return tuple(networks)
+
+
+# -- the builder ------------------------------------------------------------------------------
+
+
+class Rules:
+    """Builds model objects from mappings, collecting every problem on the way.
+
+    ``environ`` resolves ``${VAR}`` references (None: the process environment); ``base_dir``
+    is where a relative ``password_file`` is (None: the working directory).
+    """
+
+    def __init__(
+        self, *, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+    ) -> None:
+        self.environ = environ
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+
+    # Recording problems.
+
+    def problem(self, loc: Loc, expected: str, found: Any) -> None:
+        """A problem whose found value is shown as :func:`fields.found_text` shows it."""
+        self.problems.append(Problem(loc, expected, fields.found_text(found, loc)))
+
+    def said(self, loc: Loc, expected: str, found: str, *, unresolved: bool = False) -> None:
+        """A problem whose found text is written for the reader (never holds a secret)."""
+        self.problems.append(Problem(loc, expected, found, unresolved))
+
+    def raise_problems(self) -> None:
+        """Invalid with every problem so far, if there is any."""
+        if self.problems:
+            raise Invalid(list(self.problems))
+
+    def one(self, built: T | _Failed) -> T:
+        """``built`` (by a method below) when nothing broke a rule so far; else Invalid."""
+        self.raise_problems()
+        return _valid(built)
+
+    # Values and mappings.
+
+    def value(
+        self,
+        raw: Mapping[Any, Any],
+        loc: Loc,
+        key: str,
+        rule: Callable[[Any], T],
+        *,
+        default: T | _Failed = _FAILED,
+        required: bool = True,
+    ) -> T | _Failed:
+        """``rule(raw[key])``; the default when the key is absent and not ``required``."""
+        if key not in raw:
+            return self.missing((*loc, key)) if required else default
+        try:
+            return rule(raw[key])
+        except fields.FieldProblem as problem:
+            self.problem((*loc, key), problem.expected, problem.found)
+            return _FAILED
+
+    def missing(self, loc: Loc) -> _Failed:
+        """A required key that is absent."""
+        self.said(loc, "this key to be present", "nothing")
+        return _FAILED
+
+    def mapping(self, raw: Any, loc: Loc) -> Mapping[Any, Any] | None:
+        """``raw`` when it is a mapping; else None, and a problem."""
+        if isinstance(raw, dict):
+            return raw
+        self.problem(loc, _MAPPING, raw)
+        return None
+
+    def unknown_keys(self, raw: Mapping[Any, Any], loc: Loc, known: tuple[str, ...]) -> None:
+        """A problem for each key of ``raw`` that is not ``known``, in the order written."""
+        for key in raw:
+            if not isinstance(key, str):
+                self.problem((*loc, key), "keys that are text", key)
+            elif key not in known:
+                self.said((*loc, key), UNKNOWN_KEY_EXPECTED, UNKNOWN_KEY_FOUND)
+
+    def items(self, raw: Mapping[Any, Any], loc: Loc, key: str) -> list[Any] | _Failed:
+        """The list under ``key`` (empty when absent)."""
+        if key not in raw:
+            return []
+        value = raw[key]
+        if isinstance(value, list | tuple):
+            return list(value)
+        self.problem((*loc, key), "a list", value)
+        return _FAILED
+
+    # The model, class by class.
+
+    def smtp_settings(self, raw: Any, loc: Loc) -> SmtpSettings | _Failed:
+        """:class:`SmtpSettings` from ``{host, port, encryption, account, password |
+        password_file}``; ``password`` may also be a :class:`Secret` already resolved."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        host = self.value(data, loc, "host", fields.host)
+        port = self.value(data, loc, "port", fields.port)
+        encryption = self.value(data, loc, "encryption", _encryption)
+        # A login is whatever the server accepts; config.account_matches_address says when it
+        # is not the custom address.
+        account = self.value(data, loc, "account", fields.login)
+        password = self.password(data, loc)
+        self.unknown_keys(
+            data, loc, ("host", "port", "encryption", "account", "password", "password_file")
+        )
+        if len(self.problems) > before:
+            return _FAILED
+        return SmtpSettings(
+            host=_valid(host),
+            port=_valid(port),
+            encryption=_valid(encryption),
+            account=_valid(account),
+            password=_valid(password),
+        )
+
+    def password(self, data: Mapping[Any, Any], loc: Loc) -> Secret | _Failed:
+        """The secret a ``password: ${VAR}`` or ``password_file: PATH`` reference names."""
+        if "password" in data and "password_file" in data:
+            self.said(
+                (*loc, "password_file"),
+                "either password or password_file, not both",
+                "both password and password_file",
+            )
+            return _FAILED
+        if "password_file" in data:
+            return self._secret_from_file(data["password_file"], loc)
+        if "password" not in data:
+            self.said((*loc, "password"), "password: ${ENV_VAR} or password_file: PATH", "neither")
+            return _FAILED
+        value = data["password"]
+        if isinstance(value, Secret):
+            return value
+        name = env_reference_name(value) if isinstance(value, str) else None
+        if name is None:
+            # The found value is not echoed: it may be the password itself.
+            self.said(
+                (*loc, "password"),
+                "a reference ${ENV_VAR} (or use password_file: PATH)",
+                "a literal value (not shown)",
+            )
+            return _FAILED
+        secret = resolve_env(name, self.environ)
+        if secret is None:
+            self.said(
+                (*loc, "password"),
+                f"environment variable {name} to be set and non-empty",
+                f"{name} unset or empty",
+                unresolved=True,
+            )
+            return _FAILED
+        return secret
+
+    def _secret_from_file(self, value: Any, loc: Loc) -> Secret | _Failed:
+        if not isinstance(value, str) or not value:
+            self.problem((*loc, "password"), "a path to a file holding the password", value)
+            return _FAILED
+        base = self.base_dir or Path.cwd()
+        path = Path(value) if Path(value).is_absolute() else Path(base) / value
+        key = (*loc, "password_file")
+        try:
+            secret = read_secret_file(path)
+        except OSError as exc:
+            self.said(
+                key,
+                "a readable file holding the password",
+                f"{path}: {exc.strerror}",
+                unresolved=True,
+            )
+            return _FAILED
+        if not secret.reveal():
+            self.said(key, "a password on the first line", f"{path} is empty", unresolved=True)
+            return _FAILED
+        return secret
+
+    def _identity(
+        self, data: Mapping[Any, Any], loc: Loc
+    ) -> tuple[
+        str | _Failed,
+        str | _Failed | None,
+        SmtpSettings | _Failed | None,
+        tuple[IPNetwork, ...] | _Failed | None,
+    ]:
+        """The fields a company and a subcompany share, in the model's order."""
+        smtp = data.get("smtp")
+        return (
+            self.value(data, loc, "name", _non_empty_text),
+            self.value(data, loc, "custom_address", fields.email, default=None, required=False),
+            None if smtp is None else self.smtp_settings(smtp, (*loc, "smtp")),
+            self.value(data, loc, "allowlist", _networks, default=None, required=False),
+        )
+
+    def company(self, raw: Any, loc: Loc) -> Company | _Failed:
+        """:class:`Company` from ``{name, custom_address?, smtp?, allowlist?, sender_name?}``."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        name, custom_address, smtp, allowlist = self._identity(data, loc)
+        sender_name: SenderName | _Failed = self.value(
+            data, loc, "sender_name", _sender_name, default=_EMPLOYEE, required=False
+        )
+        self.unknown_keys(data, loc, (*_IDENTITY_KEYS, "sender_name"))
+        if len(self.problems) > before:
+            return _FAILED
+        return Company(
+            name=_valid(name),
+            custom_address=_valid(custom_address),
+            smtp=_valid(smtp),
+            allowlist=_valid(allowlist),
+            sender_name=_valid(sender_name),
+        )
+
+    def subcompany(self, raw: Any, loc: Loc) -> Subcompany | _Failed:
+        """:class:`Subcompany` from ``{name, custom_address?, smtp?, allowlist?}``."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        name, custom_address, smtp, allowlist = self._identity(data, loc)
+        self.unknown_keys(data, loc, _IDENTITY_KEYS)
+        if len(self.problems) > before:
+            return _FAILED
+        return Subcompany(
+            name=_valid(name),
+            custom_address=_valid(custom_address),
+            smtp=_valid(smtp),
+            allowlist=_valid(allowlist),
+        )
+
+    def position(self, raw: Any, loc: Loc) -> Position | _Failed:
+        """:class:`Position` from ``{title, subcompany?}``."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        title = self.value(data, loc, "title", _non_empty_text)
+        sub = self.value(data, loc, "subcompany", _optional_text, default=None, required=False)
+        self.unknown_keys(data, loc, ("title", "subcompany"))
+        if len(self.problems) > before:
+            return _FAILED
+        return Position(title=_valid(title), subcompany=_valid(sub))
+
+    def employee(self, raw: Any, loc: Loc) -> Employee | _Failed:
+        """:class:`Employee` from ``{name, email}``."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        name = self.value(data, loc, "name", _non_empty_text)
+        email = self.value(data, loc, "email", fields.email)
+        self.unknown_keys(data, loc, ("name", "email"))
+        if len(self.problems) > before:
+            return _FAILED
+        return Employee(name=_valid(name), email=_valid(email))
+
+    def platform(self, raw: Any, loc: Loc) -> Platform | _Failed:
+        """:class:`Platform` from ``{profile, account}``."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        profile = self.value(data, loc, "profile", _profile)
+        account = self.value(data, loc, "account", _platform_account)
+        self.unknown_keys(data, loc, ("profile", "account"))
+        if len(self.problems) > before:
+            return _FAILED
+        return Platform(profile=_valid(profile), account=_valid(account))
+
+    def _list(
+        self, data: Mapping[Any, Any], key: str, build: Callable[[Any, Loc], T | _Failed]
+    ) -> tuple[T, ...] | _Failed:
+        raw = self.items(data, (), key)
+        if isinstance(raw, _Failed):
+            return raw
+        built = [build(item, (key, index)) for index, item in enumerate(raw)]
+        if any(isinstance(item, _Failed) for item in built):
+            return _FAILED
+        return tuple(_valid(item) for item in built)
+
+    def account(self, raw: Any) -> AccountConfig:
+        """The whole :class:`AccountConfig` from the account file's top-level mapping;
+        :class:`Invalid` lists every problem."""
+        data = self.mapping(raw, ())
+        if data is None:
+            raise Invalid(list(self.problems))
+        platform = (
+            self.platform(data["platform"], ("platform",))
+            if "platform" in data
+            else self.missing(("platform",))
+        )
+        company = (
+            self.company(data["company"], ("company",))
+            if "company" in data
+            else self.missing(("company",))
+        )
+        subcompanies = self._list(data, "subcompanies", self.subcompany)
+        positions = self._list(data, "positions", self.position)
+        employees = self._list(data, "employees", self.employee)
+        self.unknown_keys(
+            data, (), ("platform", "company", "subcompanies", "positions", "employees")
+        )
+        self.raise_problems()
+        config = AccountConfig(
+            platform=_valid(platform),
+            company=_valid(company),
+            subcompanies=_valid(subcompanies),
+            positions=_valid(positions),
+            employees=_valid(employees),
+        )
+        self._references(config)
+        return config
+
+    def _references(self, config: AccountConfig) -> None:
+        """Unique subcompany names; every position's subcompany defined (the first problem)."""
+        names = [s.name for s in config.subcompanies]
+        for index, name in enumerate(names):
+            if name in names[:index] or name == config.company.name:
+                self.said(
+                    ("subcompanies", index, "name"),
+                    "subcompany names that are unique and differ from the company",
+                    f"{name!r} twice",
+                )
+                self.raise_problems()
+        for index, position in enumerate(config.positions):
+            sub = position.subcompany
+            if sub is not None and sub not in names and sub != config.company.name:
+                known = ", ".join(repr(n) for n in names) or "none defined"
+                self.said(
+                    ("positions", index, "subcompany"),
+                    f"a subcompany defined under subcompanies ({known})",
+                    repr(sub),
+                )
+                self.raise_problems()
