@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ class SMTPProtocolError(ProbeError):
         codes: tuple[str, ...] = (),
     ) -> None:
         super().__init__(step, message)
+        self.reason = message
         self.kind = kind
         self.partial = partial
         self.codes = codes
@@ -258,18 +260,15 @@ class SMTPConnection:
         address: str,
         port: int,
         *,
-        server_name: str,
         timeout: float,
         source: str | None = None,
-        implicit_tls: ssl.SSLContext | None = None,
-        tls_timeout: float | None = None,
         transcript: Transcript | None = None,
         deadline: float | None = None,
         budget: float | None = None,
-        max_line: int = MAX_LINE,
-        max_lines: int = MAX_LINES,
+        **session: Any,
     ) -> SMTPConnection:
-        """Connect (step ``connect``) and, for implicit TLS, shake hands (step ``tls``)."""
+        """Connect (step ``connect``) and go on as :meth:`start` does with ``session``'s
+        options (``server_name``, ``implicit_tls``...)."""
         transcript = transcript or Transcript()
         transcript.add(
             "*", f"connecting to {address} port {port}" + (f" from {source}" if source else "")
@@ -280,6 +279,33 @@ class SMTPConnection:
         except StepTimeout as exc:
             raise _timeout("connect", timeout, limit, by_budget, budget) from exc.__cause__
         transcript.add("*", "connected")
+        return await cls.start(
+            sock,
+            timeout=timeout,
+            transcript=transcript,
+            deadline=deadline,
+            budget=budget,
+            **session,
+        )
+
+    @classmethod
+    async def start(
+        cls,
+        sock: socket.socket,
+        *,
+        server_name: str,
+        timeout: float,
+        implicit_tls: ssl.SSLContext | None = None,
+        tls_timeout: float | None = None,
+        transcript: Transcript | None = None,
+        deadline: float | None = None,
+        budget: float | None = None,
+        max_line: int = MAX_LINE,
+        max_lines: int = MAX_LINES,
+    ) -> SMTPConnection:
+        """The session on ``sock``, connected by whichever dialer; for implicit TLS, the
+        handshake first (step ``tls``). The socket is closed when this fails."""
+        transcript = transcript or Transcript()
         step = "tls" if implicit_tls else "connect"
         limit, by_budget = _limit(tls_timeout or timeout, deadline)
         try:
@@ -511,23 +537,43 @@ def _timeout(
     return StepTimeout(step, timeout)
 
 
-async def speaks_tls_at_once(
+@dataclass(frozen=True)
+class SecondLook:
+    """What a port speaks, seen on a connection of its own: ``tls`` (a handshake at once,
+    before any greeting), ``plain`` (a greeting in clear text) or None (neither)."""
+
+    speaks: Literal["tls", "plain"] | None
+    tls: TLSInfo | None = None
+    greeting: Reply | None = None
+    ehlo: Reply | None = None
+
+
+def unverified_context() -> ssl.SSLContext:
+    """A TLS client context that accepts any certificate: for reading what a server offers,
+    never for sending a password."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def second_look(
     address: str,
     port: int,
     *,
+    tls: bool,
     server_name: str,
     timeout: float,
     source: str | None = None,
     transcript: Transcript | None = None,
-) -> TLSInfo | None:
-    """Whether ``address``:``port`` completes a TLS handshake before anyone says a word
-    (implicit TLS), on a connection of its own that sends nothing else; the certificate is
-    not judged here. None when it does not, or when the handshake fails."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+) -> SecondLook:
+    """On a connection of its own to ``address``:``port``: with ``tls``, whether it completes
+    a TLS handshake at once (implicit TLS; the certificate is not judged here); without,
+    whether it greets in plain text, and what it answers to EHLO. No AUTH is ever sent; notes
+    go to ``transcript``."""
     note = transcript or Transcript()
-    note.add("*", f"second connection: does port {port} speak TLS at once?")
+    asked = "speak TLS at once" if tls else "greet in plain text"
+    note.add("*", f"second connection: does port {port} {asked}?")
     try:
         connection = await SMTPConnection.open(
             address,
@@ -535,51 +581,27 @@ async def speaks_tls_at_once(
             server_name=server_name,
             timeout=timeout,
             source=source,
-            implicit_tls=context,
-            transcript=Transcript(),
-        )
-    except ProbeError as exc:
-        note.add("*", f"second connection: no TLS handshake ({exc})")
-        return None
-    tls = connection.tls
-    note.add("*", f"second connection: TLS at once ({tls.version if tls else 'TLS'})")
-    await connection.close(timeout=timeout, polite=False)
-    return tls
-
-
-async def greets_in_plain(
-    address: str,
-    port: int,
-    *,
-    server_name: str,
-    timeout: float,
-    source: str | None = None,
-    transcript: Transcript | None = None,
-) -> tuple[Reply, Reply | None] | None:
-    """The plain-text greeting (and the EHLO answer) of ``address``:``port`` on a connection
-    of its own, when it greets within ``timeout`` seconds; None otherwise. No AUTH is sent."""
-    note = transcript or Transcript()
-    note.add("*", f"second connection: does port {port} greet in plain text?")
-    try:
-        connection = await SMTPConnection.open(
-            address, port, server_name=server_name, timeout=timeout, source=source
+            implicit_tls=unverified_context() if tls else None,
         )
     except ProbeError as exc:
         note.add("*", f"second connection: {exc}")
-        return None
+        return SecondLook(None)
     try:
+        if connection.tls is not None:
+            note.add("*", f"second connection: TLS at once ({connection.tls.version})")
+            return SecondLook("tls", tls=connection.tls)
         greeting = await connection.read_reply("banner", timeout)
         note.add("*", f"second connection: plain-text greeting {greeting}")
         try:
             ehlo = await connection.command("ehlo", f"EHLO {connection.helo_name}", timeout)
         except ProbeError:
             ehlo = None
-        return greeting, ehlo
+        return SecondLook("plain", greeting=greeting, ehlo=ehlo)
     except ProbeError as exc:
         note.add("*", f"second connection: no plain-text greeting ({exc})")
-        return None
+        return SecondLook(None)
     finally:
-        await connection.close(timeout=timeout)
+        await connection.close(timeout=timeout, polite=connection.tls is None)
 
 
 def _tls_reason(exc: BaseException) -> str:

@@ -34,6 +34,13 @@ from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import Dialer, DNSQueries
 from diagnostics.profiles import IPNetwork, PlatformProfile
 from diagnostics.registry import check
+from diagnostics.smtpclient import (
+    Reply,
+    SMTPConnection,
+    SMTPProtocolError,
+    Transcript,
+    parse_reply,
+)
 from diagnostics.unplayed import refused as dns_refused
 from diagnostics.unplayed import unplayed_outcome
 
@@ -449,42 +456,26 @@ class ProbeResult:
         return self.error
 
 
-_REPLY_LINE = re.compile(r"^(?P<code>[2-5][0-9]{2})(?P<sep>[ -]|$)")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An SMTP reply: its code and its text, lines joined with newlines."""
-
-    code: int
-    text: str
-
-
-def is_last_line(line: bytes) -> bool:
-    """Whether ``line`` ends a reply: anything but ``220-...`` (a line that is no reply line
-    ends it too, so that a banner like ``SSH-2.0-...`` is not waited on)."""
-    return not (line[:3].isdigit() and line[3:4] == b"-")
-
-
-def _decode(lines: Iterable[bytes]) -> str:
-    return "\n".join(line.decode("utf-8", "replace").rstrip("\r\n") for line in lines)
+def greeting_problem(error: SMTPProtocolError) -> str:
+    """What is wrong with a greeting, in the words of the probe's evidence."""
+    if error.kind == "not_smtp" and error.partial:
+        return f"not an SMTP reply line: {error.partial[-1][:80]!r}"
+    if error.kind == "mixed_codes":
+        return f"reply lines with different codes: {', '.join(sorted(error.codes))}"
+    if error.kind == "line_too_long":
+        return f"a greeting line longer than {MAX_LINE_BYTES} bytes"
+    if error.kind == "too_many_lines":
+        return f"a greeting longer than {MAX_GREETING_LINES} lines"
+    return error.reason
 
 
 def parse_greeting(lines: Sequence[bytes]) -> Reply:
-    """The reply in ``lines`` (each ending in LF); ValueError when it is no SMTP reply."""
-    if not lines:
-        raise ValueError("no reply")
-    codes = set()
-    for line in lines:
-        match = _REPLY_LINE.match(line.decode("utf-8", "replace").rstrip("\r\n"))
-        if match is None:
-            raise ValueError(f"not an SMTP reply line: {_decode([line])[:80]!r}")
-        codes.add(match["code"])
-    if len(codes) != 1:
-        raise ValueError(f"reply lines with different codes: {', '.join(sorted(codes))}")
-    if not is_last_line(lines[-1]):
-        raise ValueError("the reply does not end")
-    return Reply(int(codes.pop()), _decode(lines))
+    """The reply in ``lines`` (each ending in LF), read by the SMTP client's one reader;
+    ValueError, in the probe's words, when it is no SMTP reply."""
+    try:
+        return parse_reply(lines, "banner")
+    except SMTPProtocolError as exc:
+        raise ValueError(greeting_problem(exc)) from None
 
 
 def classify_greeting(code: int) -> Admission:
@@ -719,103 +710,45 @@ async def _connect(address: str, port: int, *, source: str, context: Context) ->
         raise _Ended(Admission.UNREACHABLE, "connect", str(exc)) from exc
 
 
-def _handshake_failure(exc: Exception, timeout: float) -> _Ended:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        message = f"TLS handshake failed: certificate: {exc.verify_message}"
+def _handshake_failure(exc: ProbeError, timeout: float) -> _Ended:
+    """How an implicit-TLS handshake that the client reported as ``exc`` ended."""
+    if isinstance(exc, StepTimeout):
+        message = f"TLS handshake did not finish within {timeout:g} s"
         return _Ended(Admission.TLS_FAILED, "tls", message)
-    if isinstance(exc, ssl.SSLEOFError | ConnectionResetError | BrokenPipeError):
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        message = f"TLS handshake failed: certificate: {cause.verify_message}"
+        return _Ended(Admission.TLS_FAILED, "tls", message)
+    if isinstance(cause, ssl.SSLEOFError | ConnectionResetError | BrokenPipeError):
         # Hanging up before the handshake is how an implicit-TLS server turns clients away.
         message = "connection closed during the TLS handshake, before any greeting"
         return _Ended(Admission.CLOSED, "tls", message)
-    if isinstance(exc, TimeoutError | ConnectionAbortedError):
+    if isinstance(cause, TimeoutError | ConnectionAbortedError):
         message = f"TLS handshake did not finish within {timeout:g} s"
         return _Ended(Admission.TLS_FAILED, "tls", message)
-    if isinstance(exc, ssl.SSLError):
-        return _Ended(Admission.TLS_FAILED, "tls", f"TLS handshake failed: {exc.reason or exc}")
-    if isinstance(exc, OSError):
-        message = f"connection closed during the TLS handshake ({exc.strerror or exc})"
+    if isinstance(cause, ssl.SSLError):
+        return _Ended(Admission.TLS_FAILED, "tls", f"TLS handshake failed: {cause.reason or cause}")
+    if isinstance(cause, OSError):
+        message = f"connection closed during the TLS handshake ({cause.strerror or cause})"
         return _Ended(Admission.CLOSED, "tls", message)
-    raise exc
+    return _Ended(Admission.TLS_FAILED, "tls", str(exc))
 
 
-async def _open(
-    sock: socket.socket, *, context: Context, tls_hostname: str | None
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    timeouts = context.timeouts
-    options: dict[str, Any] = {}
-    if tls_hostname is not None:
-        options = {
-            "ssl": context.trust,
-            "server_hostname": tls_hostname,
-            "ssl_handshake_timeout": timeouts.connect,
-            "ssl_shutdown_timeout": timeouts.command,
-        }
-    try:
-        # asyncio's own handshake timeout fires first; this one is the backstop.
-        async with asyncio.timeout(timeouts.connect * 2):
-            return await asyncio.open_connection(sock=sock, limit=MAX_LINE_BYTES, **options)
-    except BaseException as exc:
-        # A transport that took the socket closes it on its next tick; otherwise it is ours.
-        await asyncio.sleep(0)
-        if sock.fileno() != -1:
-            sock.close()
-        if not isinstance(exc, Exception):
-            raise
-        raise _handshake_failure(exc, timeouts.connect) from exc
+def _greeting_failure(exc: ProbeError, timeout: float, heard: str) -> _Ended:
+    """How a greeting that the client reported as ``exc`` ended; ``heard`` is what came."""
+    if isinstance(exc, StepTimeout):
+        return _Ended(Admission.NO_GREETING, "banner", f"no greeting within {timeout:g} s", heard)
+    if isinstance(exc, SMTPProtocolError):
+        return _Ended(Admission.GARBLED, "banner", greeting_problem(exc), heard)
+    cause = exc.__cause__
+    if isinstance(cause, OSError):
+        message = f"connection closed without a greeting ({cause.strerror or cause})"
+        return _Ended(Admission.CLOSED, "banner", message, heard)
+    return _Ended(Admission.CLOSED, "banner", "connection closed without a greeting", heard)
 
 
-async def _read_greeting(reader: asyncio.StreamReader, timeout: float) -> Reply:
-    lines: list[bytes] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(lines) < MAX_GREETING_LINES:
-                lines.append(await reader.readuntil(b"\n"))
-                if is_last_line(lines[-1]):
-                    break
-    except TimeoutError:
-        raise _Ended(
-            Admission.NO_GREETING, "banner", f"no greeting within {timeout:g} s", _decode(lines)
-        ) from None
-    except asyncio.IncompleteReadError as exc:
-        text = _decode([*lines, exc.partial] if exc.partial else lines)
-        raise _Ended(
-            Admission.CLOSED, "banner", "connection closed without a greeting", text
-        ) from None
-    except asyncio.LimitOverrunError:
-        message = f"a greeting line longer than {MAX_LINE_BYTES} bytes"
-        raise _Ended(Admission.GARBLED, "banner", message, _decode(lines)) from None
-    except OSError as exc:
-        message = f"connection closed without a greeting ({exc.strerror or exc})"
-        raise _Ended(Admission.CLOSED, "banner", message, _decode(lines)) from exc
-    if not is_last_line(lines[-1]):
-        message = f"a greeting longer than {MAX_GREETING_LINES} lines"
-        raise _Ended(Admission.GARBLED, "banner", message, _decode(lines))
-    try:
-        return parse_greeting(lines)
-    except ValueError as exc:
-        raise _Ended(Admission.GARBLED, "banner", str(exc), _decode(lines)) from None
-
-
-async def _quit(writer: asyncio.StreamWriter, timeout: float) -> None:
-    try:
-        writer.write(b"QUIT\r\n")
-        async with asyncio.timeout(timeout):
-            await writer.drain()
-    except (OSError, TimeoutError):
-        pass  # the greeting is what counts; a server that already hung up is fine
-
-
-async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
-    """Close ``writer``; a peer that does not finish the TLS shutdown in time is cut off."""
-    writer.close()
-    try:
-        async with asyncio.timeout(timeout):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        writer.transport.abort()
-    except BaseException:
-        writer.transport.abort()
-        raise
+def _heard(transcript: Transcript) -> str:
+    return "\n".join(line.text for line in transcript.lines if line.side == "S")
 
 
 async def probe_greeting(
@@ -828,7 +761,8 @@ async def probe_greeting(
     tls_hostname: str | None = None,
 ) -> ProbeResult:
     """Connect to ``address``:``port`` from ``source`` (playing ``egress_ip``), read the
-    greeting, send QUIT and close; with ``tls_hostname``, the TLS handshake comes first.
+    greeting through the SMTP client, send QUIT and close; with ``tls_hostname``, the TLS
+    handshake comes first.
 
     Never raises for a failure of the connection: the result says how it ended. Each step is
     bounded: connect and TLS by ``timeouts.connect``, the whole greeting by
@@ -855,30 +789,43 @@ async def probe_greeting(
     if any(_contains(internal, target) for internal in _INTERNAL):
         message = f"{address} is an internal address, out of reach from the internet"
         return result(Admission.UNREACHABLE, error=message, step="connect")
+    transcript = Transcript()
     try:
         sock = await _connect(address, port, source=source, context=context)
-        reader, writer = await _open(sock, context=context, tls_hostname=tls_hostname)
     except _Ended as end:
         return ended(end)
     try:
-        if tls_hostname is not None:
-            ssl_object = writer.get_extra_info("ssl_object")
-            tls_version = ssl_object.version() if ssl_object is not None else None
+        connection = await SMTPConnection.start(
+            sock,
+            server_name=tls_hostname or address,
+            timeout=timeouts.connect,
+            implicit_tls=context.trust if tls_hostname is not None else None,
+            transcript=transcript,
+            max_line=MAX_LINE_BYTES,
+            max_lines=MAX_GREETING_LINES,
+        )
+    except ProbeError as exc:
+        return ended(_handshake_failure(exc, timeouts.connect))
+    try:
+        tls_version = connection.tls.version if connection.tls is not None else None
+        # The whole greeting, however many lines, within the banner timeout.
+        connection.deadline = asyncio.get_running_loop().time() + timeouts.banner
         try:
-            reply = await _read_greeting(reader, timeouts.banner)
-        except _Ended as end:
-            return ended(end)
+            reply = await connection.read_reply("banner", timeouts.banner)
+        except ProbeError as exc:
+            return ended(_greeting_failure(exc, timeouts.banner, _heard(transcript)))
         admission = classify_greeting(reply.code)
         probe = result(
             admission,
-            reply=reply.text,
+            reply="\n".join(reply.verbatim),
             error="not an SMTP greeting" if admission is Admission.GARBLED else "",
             step="" if admission is Admission.ACCEPTED else "banner",
         )
-        await _quit(writer, timeouts.command)
+        # The greeting is what counts; a server that already hung up is fine.
+        await connection.quit(timeouts.command)
         return probe
     finally:
-        await _close(writer, timeouts.command)
+        await connection.close(timeout=timeouts.command, polite=False)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from diagnostics.smtpclient import (
     TLSInfo,
     Transcript,
     check_address,
-    greets_in_plain,
-    speaks_tls_at_once,
+    second_look,
+    unverified_context,
 )
 from diagnostics.unplayed import refused, unplayed_outcome
 
@@ -308,7 +308,7 @@ async def _open(
     budget = timeouts.session_budget if budget is None else budget
     deadline = asyncio.get_running_loop().time() + budget
     addresses = await _timed_value(outcome, "resolve", lambda: resolve_host(context, settings.host))
-    trust = context.trust if verify else _unverified()
+    trust = context.trust if verify else unverified_context()
     last_error: ProbeError | None = None
     for address in addresses:
         try:
@@ -397,9 +397,10 @@ async def _greeting(
         return await connection.read_reply("banner", timeouts.banner)
     host, port = dialed
     probe = asyncio.ensure_future(
-        speaks_tls_at_once(
+        second_look(
             host,
             port,
+            tls=True,
             server_name=settings.host,
             # A handshake takes a few round trips; the greeting's own time bounds it too.
             timeout=min(timeouts.connect, timeouts.tls_probe_after, timeouts.banner),
@@ -410,9 +411,9 @@ async def _greeting(
     spoke = asyncio.ensure_future(connection.wait_for_speech(timeouts.banner - early))
     try:
         await asyncio.wait({probe, spoke}, return_when=asyncio.FIRST_COMPLETED)
-        if not (probe.done() and probe.result() is not None) and await spoke:
+        if not (probe.done() and probe.result().speaks == "tls") and await spoke:
             return await connection.read_reply("banner", timeouts.banner)
-        tls = await probe
+        tls = (await probe).tls
     finally:
         for task in (probe, spoke):
             task.cancel()
@@ -435,17 +436,18 @@ async def _plain_instead(
     """After a failed implicit-TLS handshake: does the port greet in plain text instead?"""
     timeouts = context.timeouts
     host, port = dialed
-    found = await greets_in_plain(
+    found = await second_look(
         host,
         port,
+        tls=False,
         server_name=settings.host,
         timeout=min(timeouts.banner, timeouts.command, max(timeouts.tls_probe_after, 1.0)),
         source=outcome.source,
         transcript=outcome.transcript,
     )
-    if found is not None:
+    if found.speaks == "plain":
         outcome.port_speaks = "plain"
-        outcome.plain_greeting, outcome.plain_ehlo = found
+        outcome.plain_greeting, outcome.plain_ehlo = found.greeting, found.ehlo
 
 
 async def _timed_value(outcome: SessionOutcome, name: str, action: Callable[[], Awaitable[T]]) -> T:
@@ -471,13 +473,6 @@ async def _timed_value(outcome: SessionOutcome, name: str, action: Callable[[], 
     return value
 
 
-def _unverified() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 async def fetch_certificate(
     context: Context, settings: SmtpSettings, source: str | None
 ) -> Certificate | None:
@@ -495,7 +490,7 @@ async def fetch_certificate(
         ):
             reply = await connection.command("starttls", "STARTTLS", context.timeouts.command)
             if reply.code == 220:
-                await connection.starttls(_unverified(), context.timeouts.command)
+                await connection.starttls(unverified_context(), context.timeouts.command)
         der = connection.tls.peer_certificate if connection.tls else None
         decoded = connection.tls.peer_certificate_decoded if connection.tls else None
         return parse_certificate(der, decoded) if der else None
@@ -1394,7 +1389,7 @@ async def probe_alternative(
     context: Context, settings: SmtpSettings, port: int, encryption: str
 ) -> Alternative:
     """Connect, TLS (verified), EHLO: does this combination offer AUTH? No AUTH is sent."""
-    trial = settings.on_port(port, encryption)
+    trial = settings.model_copy(update={"port": port, "encryption": encryption})
     source = source_for(context) if context.mode == "sandbox" else context.source_address
     outcome = SessionOutcome(trial, settings.account, False, source=source)
     try:

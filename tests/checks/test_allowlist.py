@@ -445,10 +445,15 @@ async def test_coverage_without_an_allowlist_skips_with_every_ip_in_the_snippets
 
 def test_a_multi_line_greeting_is_one_reply() -> None:
     lines = [b"220-smtp.acme.example ESMTP\r\n", b"220-Authorised use only\r\n", b"220 ready\r\n"]
-    assert parse_greeting(lines) == Reply(
-        220, "220-smtp.acme.example ESMTP\n220-Authorised use only\n220 ready"
+    reply = parse_greeting(lines)
+    assert reply == Reply(220, ("smtp.acme.example ESMTP", "Authorised use only", "ready"))
+    assert reply.verbatim == (
+        "220-smtp.acme.example ESMTP",
+        "220-Authorised use only",
+        "220 ready",
     )
-    assert parse_greeting([b"220\r\n"]) == Reply(220, "220")
+    assert parse_greeting([b"220\r\n"]) == Reply(220, ("",))
+    assert parse_greeting([b"220\r\n"]).verbatim == ("220",)
 
 
 @pytest.mark.parametrize(
