@@ -1389,7 +1389,7 @@ async def probe_alternative(
     context: Context, settings: SmtpSettings, port: int, encryption: str
 ) -> Alternative:
     """Connect, TLS (verified), EHLO: does this combination offer AUTH? No AUTH is sent."""
-    trial = settings.model_copy(update={"port": port, "encryption": encryption})
+    trial = settings.on_port(port, encryption)
     source = source_for(context) if context.mode == "sandbox" else context.source_address
     outcome = SessionOutcome(trial, settings.account, False, source=source)
     try:
