@@ -78,7 +78,8 @@ _UNREACHABLE_ERRNOS: Final = frozenset(
     {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.ECONNREFUSED}
 )
 
-# After this long without the health answer, a line says what the run is waiting for.
+# After this long (or half the query's lifetime) without the health answer, a line says what
+# the run is waiting for.
 WAIT_NOTICE_S: Final = 1.0
 
 
@@ -177,9 +178,15 @@ async def query_dns(
     shown = name.rstrip(".").lower() or "."
     asked = describe_resolver(resolver)
     try:
-        answer = await resolver.resolve(
-            shown.rstrip(".") + ".", rdtype, lifetime=lifetime, search=False
-        )
+        # dnspython checks its lifetime between attempts and may sleep past it; this bounds
+        # the whole query to the step's time.
+        async with asyncio.timeout(lifetime):
+            answer = await resolver.resolve(
+                shown.rstrip(".") + ".", rdtype, lifetime=lifetime, search=False
+            )
+    except TimeoutError:
+        detail = f"no answer within {lifetime:g} s (the query timed out)"
+        return DNSAnswer(shown, rdtype, "timeout", detail=detail, resolver=asked)
     except dns.resolver.NXDOMAIN:
         detail = "the name does not exist (NXDOMAIN)"
         return DNSAnswer(shown, rdtype, "nxdomain", detail=detail, resolver=asked)
@@ -280,7 +287,7 @@ async def _probe(context: Context) -> ResolverHealth:
     shown = describe_resolver(resolver)
 
     async def notice() -> None:
-        await asyncio.sleep(WAIT_NOTICE_S)
+        await asyncio.sleep(min(WAIT_NOTICE_S, lifetime / 2))
         log.warning(
             "maildiag: waiting up to %g s for the DNS resolver %s to answer for %s",
             lifetime,

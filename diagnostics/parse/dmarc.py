@@ -44,7 +44,8 @@ MAX_QUERIES: Final = 8
 # A name longer than this many labels continues the walk from its shortest this-many labels.
 _LONG_NAME_LABELS: Final = 7
 _POLICIES: Final[tuple[Policy, ...]] = ("none", "quarantine", "reject")
-_FAILED: Final = ("servfail", "timeout")
+# Nothing is known about the name: its server failed, refused or was not reached in time.
+_FAILED: Final = ("servfail", "refused", "timeout", "unreachable")
 # DMARCbis tags, plus RFC 7489's rf and ri, which receivers still meet and may ignore.
 _KNOWN_TAGS: Final = frozenset(
     {"v", "p", "sp", "np", "adkim", "aspf", "t", "pct", "psd", "rua", "ruf", "fo", "rf", "ri"}

@@ -65,7 +65,8 @@ QUALIFIER_RESULTS: Final[dict[str, Result]] = {
 DNS_MECHANISMS: Final = frozenset({"include", "a", "mx", "ptr", "exists"})
 _MECHANISMS: Final = frozenset({"all", "ip4", "ip6"}) | DNS_MECHANISMS
 _VOID: Final = ("nxdomain", "nodata")
-_FAILED: Final = ("servfail", "timeout")
+# Nothing is known about the name: its server failed, refused or was not reached in time.
+_FAILED: Final = ("servfail", "refused", "timeout", "unreachable")
 
 
 class Answer(Protocol):

@@ -13,7 +13,8 @@ query it unchanged. What a caller must know:
   wildcards. Configure a child as its own zone instead; the most specific zone answers.
 - UDP answers are limited to 512 bytes without EDNS and to ``min(client payload, 1232)``
   with it; larger answers come back truncated (TC) so that clients retry over TCP.
-- A fault applies to exactly its own name (not to names below it) over both transports.
+- A fault applies to exactly its own name (not to names below it) over both transports; a
+  fault for ``"*"`` applies to every name (a resolver that is broken for everything).
 - ``queries`` logs every well-formed query as (lowercased absolute name, type, transport),
   including those swallowed by a ``"timeout"`` fault.
 """
@@ -46,7 +47,9 @@ import dns.rrset
 
 __all__ = ["FAULT_KINDS", "SandboxDNS", "ZoneRecord"]
 
-FAULT_KINDS: Final = ("servfail", "timeout", "refused")
+FAULT_KINDS: Final = ("servfail", "timeout", "refused", "nxdomain")
+# The owner of a fault that applies to every name.
+EVERY_NAME: Final = "*"
 
 _Via = Literal["udp", "tcp"]
 
@@ -130,10 +133,14 @@ class SandboxDNS:
         self._family = socket.AF_INET if address.version == 4 else socket.AF_INET6
         self._zones = _build_zones(zones, address)
         self._faults: dict[dns.name.Name, str] = {}
+        self._fault_all: str | None = None
         for owner, kind in (faults or {}).items():
             if kind not in FAULT_KINDS:
                 raise ValueError(f"fault for {owner!r} must be one of {FAULT_KINDS}, got {kind!r}")
-            self._faults[dns.name.from_text(owner)] = kind
+            if owner == EVERY_NAME:
+                self._fault_all = kind
+            else:
+                self._faults[dns.name.from_text(owner)] = kind
         self.queries: list[tuple[str, str, str]] = []
         self._port: int | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -278,13 +285,15 @@ class SandboxDNS:
             self.queries.append(
                 (qname.canonicalize().to_text(), dns.rdatatype.to_text(qtype), transport)
             )
-            fault = self._faults.get(qname)
+            fault = self._faults.get(qname, self._fault_all)
             if fault == "timeout":
                 return None
             if fault == "servfail":
                 response.set_rcode(dns.rcode.SERVFAIL)
             elif fault == "refused":
                 response.set_rcode(dns.rcode.REFUSED)
+            elif fault == "nxdomain":
+                response.set_rcode(dns.rcode.NXDOMAIN)
             elif query.edns > 0:
                 response.set_rcode(dns.rcode.BADVERS)
             elif query.opcode() != dns.opcode.QUERY:

@@ -371,6 +371,22 @@ async def test_servfail_and_refused_faults(server: SandboxDNS) -> None:
     assert texts((await resolver.resolve("mx.acme.example", "A")).rrset) == ["198.51.100.10"]
 
 
+async def test_a_fault_for_every_name_breaks_the_whole_server() -> None:
+    async with SandboxDNS(
+        ZONES, faults={"*": "nxdomain", "slow.acme.example": "timeout"}
+    ) as broken:
+        # Even names the zones hold: a resolver that answers NXDOMAIN for everything.
+        with pytest.raises(dns.resolver.NXDOMAIN):
+            await broken.resolver().resolve("mx.acme.example", "A")
+        nxdomain = await ask_udp(broken, "acme.example", "MX")
+        assert nxdomain.rcode() == dns.rcode.NXDOMAIN
+        # A name's own fault still wins.
+        with pytest.raises(dns.resolver.LifetimeTimeout):
+            await broken.resolver(timeout=0.3).resolve("slow.acme.example", "A")
+    with pytest.raises(ValueError, match="must be one of"):
+        SandboxDNS(ZONES, faults={"*": "lies"})
+
+
 async def test_timeout_fault_never_answers(server: SandboxDNS) -> None:
     with pytest.raises(dns.resolver.LifetimeTimeout):
         await server.resolver(timeout=0.5).resolve("slow.acme.example", "A")
