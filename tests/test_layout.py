@@ -28,8 +28,8 @@ OVERSIZED: dict[str, str] = {
         "a query layer plus the classifiers; the queries are moving to net/dns.py (issue 12)"
     ),
     "checks/allowlist.py": (
-        "CIDR arithmetic, snippets and its own SMTP greeting reader; the reader is being "
-        "replaced by the net/ SMTP client (issue 12)"
+        "CIDR arithmetic, snippets and the reachability classifiers in one file (its greeting "
+        "is read by smtpclient.py since issue 12); the CIDR and snippet tiers are to split out"
     ),
     "cli.py": (
         "the parser builder and every command's terminal rendering; the rendering is to move "

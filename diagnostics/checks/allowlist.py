@@ -34,13 +34,8 @@ from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import Dialer, DNSQueries
 from diagnostics.profiles import IPNetwork, PlatformProfile
 from diagnostics.registry import check
-from diagnostics.smtpclient import (
-    Reply,
-    SMTPConnection,
-    SMTPProtocolError,
-    Transcript,
-    parse_reply,
-)
+from diagnostics.smtpclient import SMTPConnection, Transcript
+from diagnostics.smtpreply import Reply, SMTPProtocolError, parse_reply
 from diagnostics.unplayed import refused as dns_refused
 from diagnostics.unplayed import unplayed_outcome
 
