@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from diagnostics.config import AccountConfig, Company, SmtpSettings, Subcompany
+from diagnostics.model.account import AccountConfig, Company, SmtpSettings, Subcompany
 
 Route = Literal["own_server", "platform"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -9,8 +9,8 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from diagnostics.config import AccountConfig
 from diagnostics.findings import Finding
+from diagnostics.model.account import AccountConfig
 from diagnostics.report.colours import status_css
 from diagnostics.sender import resolve
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import yaml
 
-from diagnostics.config import AccountConfig, SmtpSettings, load_config
+from diagnostics.config import load_config
 from diagnostics.errors import ConfigError, ConfigProblem
 from diagnostics.fields import envelope_address
+from diagnostics.model.account import AccountConfig, SmtpSettings
 from diagnostics.profiles import get_profile
 from diagnostics.sandbox.faults import apply_faults, zone_of
 from diagnostics.sandbox.scenario import (

@@ -21,9 +21,9 @@ from typing import Any
 
 import dns.asyncresolver
 
-from diagnostics.config import SmtpSettings
 from diagnostics.context import Endpoints, Timeouts
 from diagnostics.errors import DialError
+from diagnostics.model.account import SmtpSettings
 from diagnostics.net import Dialer, authenticate_once, mx_exchanges, query_dns, smtp_session
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.maildir import Maildir

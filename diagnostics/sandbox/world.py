@@ -31,10 +31,10 @@ from typing import Any
 
 import dns.asyncresolver
 
-from diagnostics.config import AccountConfig
 from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.errors import SandboxError
 from diagnostics.fields import envelope_address
+from diagnostics.model.account import AccountConfig
 from diagnostics.parse.dkim import DKIMKey
 from diagnostics.profiles import get_profile
 from diagnostics.roundtrip import TOKEN_HEADER, Arrival

@@ -496,3 +496,22 @@ async def test_a_password_file_logs_in_to_the_sandbox(tmp_path: Path) -> None:
         (F, "pass"),
         (P, "skip"),
     ]
+
+
+async def test_a_login_that_is_not_an_address_logs_in_to_the_sandbox(tmp_path: Path) -> None:
+    text = NORDLICHT.read_text(encoding="utf-8").replace(
+        "      account: jobs@fjord-spedition.example.org", "      account: FJORD\\jobs"
+    )
+    account = tmp_path / "account.yaml"
+    account.write_text(text, encoding="utf-8")
+    fjord = load_config(account, environ=ENVIRON).subcompany(F).smtp
+    assert fjord is not None and fjord.account == "FJORD\\jobs"
+    async with sandbox_for("healthy", account, state_dir=tmp_path / "s", environ=ENVIRON) as world:
+        result = await run_audit(
+            account, sandbox=world, only=["smtp.auth", "config.account_matches_address"]
+        )
+    found = {(f.check, f.subject): (f.status.value, f.cause) for f in result.report.findings}
+    # The server takes the login it holds; the platform would log in as the custom address.
+    assert found[("smtp.auth", F)] == ("pass", None)
+    assert found[("config.account_matches_address", F)][0] == "fail"
+    assert found[("smtp.auth", N)] == ("pass", None)
