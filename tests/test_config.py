@@ -179,14 +179,18 @@ def _load_error(path: Path, environ: dict[str, str]) -> ConfigError:
     return info.value
 
 
-def _run_audit(config: Path, report_dir: Path, *extra: str) -> tuple[int, str, str, dict[str, Any]]:
+def _run_audit(
+    config: Path, report_dir: Path, *extra: str, options: tuple[str, ...] = ()
+) -> tuple[int, str, str, dict[str, Any]]:
     out, err = io.StringIO(), io.StringIO()
     # main() installs its own root log handler: put the test runner's back, close ours.
     root, mail_log = logging.getLogger(), logging.getLogger("mail.log")
     handlers, level, mail_level = root.handlers[:], root.level, mail_log.level
     try:
         code = main(
-            [*extra, "audit", str(config), "--report-dir", str(report_dir)], out=out, err=err
+            [*extra, "audit", str(config), "--report-dir", str(report_dir), *options],
+            out=out,
+            err=err,
         )
     finally:
         for handler in root.handlers:
@@ -519,6 +523,27 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     error = _load_error(path, {})
     [problem] = error.problems
     assert (problem.key, problem.expected) == ("(file)", "UTF-8 text")
+
+
+def test_a_custom_address_on_a_special_use_domain_is_a_finding_not_a_file_error(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "staging.yaml"
+    path.write_text(
+        _acme_text(**{"custom_address: jobs@acme.example": "custom_address: jobs@acme.test"}),
+        encoding="utf-8",
+    )
+    assert load_config(path, environ=environ).company.custom_address == "jobs@acme.test"
+
+    code, out, err, report = _run_audit(path, tmp_path / "report", options=("--only", "config"))
+
+    assert (code, err) == (1, "")  # a finding (exit 1), not a file that did not load (exit 2)
+    schema = [f for f in report["findings"] if f["check"] == "config.schema"]
+    assert [(f["subject"], f["status"], f["cause"]) for f in schema] == [
+        ("Acme GmbH", "fail", "dns_failure")
+    ]
+    assert schema[0]["title"] == "Custom address jobs@acme.test cannot receive candidates' mail"
+    assert "Settings > Recruiting > Recruiting > General > Recruiting email settings" in out
 
 
 # -- several problems at once ------------------------------------------------------------------
