@@ -105,8 +105,8 @@ _STAND_IN = "example"
 
 
 def special_use_domain(address: str) -> str | None:
-    """The special-use name (RFC 6761: ``test``, ``local``, ``invalid``, ``localhost``, ...)
-    that the domain of ``address`` is or ends in, as email-validator lists them; None for a
+    """The special-use name (``test``, ``local``, ``invalid``, ``localhost``, ``onion``, ``arpa``)
+    that the domain of ``address`` ends in, as email-validator lists them; None for a
     domain the internet's mail can reach."""
     domain = address.rpartition("@")[2].lower()
     for name in SPECIAL_USE_DOMAIN_NAMES:

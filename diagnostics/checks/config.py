@@ -100,9 +100,10 @@ def classify_custom_address(custom_address: str, profile: PlatformProfile) -> Ou
     return Outcome(
         Status.FAIL,
         f"Custom address {custom_address} cannot receive candidates' mail",
-        f"{custom_address} is on the special-use domain .{name} (RFC 6761), which exists only "
-        "inside one network: candidates' mail servers cannot deliver to it, so their "
-        "applications and replies bounce, and the platform's 'Send test mail' fails.",
+        f"{custom_address} is on the special-use domain .{name}, reserved for private networks, "
+        "tests and documentation (IANA's Special-Use Domain Names): candidates' mail servers "
+        "cannot deliver to it, so their applications and replies bounce, and the platform's "
+        "'Send test mail' fails.",
         Cause.DNS_FAILURE,
         f"In {ui.settings_path}, select Yes for '{ui.use_custom_address}' and enter an "
         f"address on a domain your company receives internet mail for as "
