@@ -14,11 +14,9 @@ import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
-import dns.asyncresolver
-
 from diagnostics import fields
 from diagnostics.checks.config import classify_login
-from diagnostics.context import Context, Timeouts, live_resolver, system_trust
+from diagnostics.context import Context, Timeouts, live_resolver, named_resolver, system_trust
 from diagnostics.errors import ConfigError, ConfigProblem
 from diagnostics.model.account import AccountConfig, Company
 from diagnostics.model.validate import Invalid, Rules
@@ -112,10 +110,7 @@ async def run_smtp_check(
     if nameserver is None:
         resolver = live_resolver(timeouts.dns)
     else:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [nameserver[0]]
-        resolver.port = nameserver[1]
-        resolver.lifetime = timeouts.dns
+        resolver = named_resolver(nameserver, timeouts.dns)
     context = Context(
         config=config,
         resolver=resolver,

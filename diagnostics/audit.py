@@ -1,17 +1,24 @@
 """An audit: load one account file, build the context (live or sandbox), run the checks,
 and write the report folder.
+
+:func:`audit` runs what an :class:`~diagnostics.options.AuditOptions` asks for, whoever
+asks (the command line, the audit notebook, ``diagnose --confirm``): it is the one place that
+starts the sandbox and expands ``--timeout``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from diagnostics.checks.config import schema_failures
 from diagnostics.config import load_config
-from diagnostics.context import Context, Timeouts, live_resolver, system_trust
+from diagnostics.context import Context, Timeouts, live_resolver, named_resolver, system_trust
 from diagnostics.errors import ConfigError
+from diagnostics.options import AuditOptions
 from diagnostics.registry import run_checks, select
 from diagnostics.report.json import write_json
 from diagnostics.report.model import Report
@@ -40,10 +47,14 @@ async def run_audit(
     environ: Mapping[str, str] | None = None,
     ca_file: Path | None = None,
     send_test: bool = False,
+    nameserver: tuple[str, int] | None = None,
+    static_hosts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> AuditResult:
     """Audit the account file at ``config_path``; in ``sandbox`` when given, else live.
 
-    ValueError when ``only`` names an unknown check (before anything runs).
+    ``nameserver`` (address, port) replaces the system's resolver of a live audit;
+    ``static_hosts`` take the place of the hosts file and DNS for connecting. ValueError when
+    ``only`` names an unknown check (before anything runs).
     """
     specs = select(only)
     mode = "sandbox" if sandbox is not None else "live"
@@ -65,15 +76,23 @@ async def run_audit(
         context = sandbox.context(
             config, config_path=config_path, timeouts=timeouts, send_test=send_test
         )
+        if static_hosts:
+            context = dataclasses.replace(context, static_hosts=dict(static_hosts))
     else:
         timeouts = timeouts or Timeouts()
         context = Context(
             config=config,
-            resolver=live_resolver(timeouts.dns),
+            resolver=(
+                named_resolver(nameserver, timeouts.dns)
+                if nameserver is not None
+                else live_resolver(timeouts.dns)
+            ),
             trust=system_trust(ca_file),
             timeouts=timeouts,
             config_path=config_path,
             send_test=send_test,
+            static_hosts=dict(static_hosts or {}),
+            dns_server=f"{nameserver[0]}:{nameserver[1]}" if nameserver is not None else None,
         )
     findings = await run_checks(context, specs)
     report = Report(
@@ -85,6 +104,38 @@ async def run_audit(
         scenario=scenario,
     )
     return AuditResult(report)
+
+
+async def audit(
+    options: AuditOptions,
+    *,
+    sandbox_log: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+) -> AuditResult:
+    """Run the audit ``options`` ask for, starting (and stopping) the sandbox world it names.
+
+    ``sandbox_log`` is entered around the sandbox's life (the notebook keeps its log in the
+    report folder). ValueError for an unknown check or scenario, before anything starts.
+    """
+    from diagnostics.sandbox.account import sandbox_for
+
+    select(options.only)
+    timeouts = Timeouts.per_step(options.timeout) if options.timeout else None
+    async with contextlib.AsyncExitStack() as stack:
+        world = None
+        if options.sandbox:
+            if sandbox_log is not None:
+                stack.enter_context(sandbox_log())
+            world = await stack.enter_async_context(sandbox_for(options.sandbox, options.config))
+        return await run_audit(
+            options.config,
+            sandbox=world,
+            only=options.only,
+            timeouts=timeouts,
+            ca_file=options.ca_file,
+            send_test=options.send_test,
+            nameserver=options.dns_server,
+            static_hosts=options.static_hosts,
+        )
 
 
 def write_report(report: Report, directory: Path) -> Path:

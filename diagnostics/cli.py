@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from diagnostics import __version__
 from diagnostics.errors import ConfigError, DiagnosticsError
+from diagnostics.options import AuditOptions
+from diagnostics.options import parse_nameserver as _nameserver
+from diagnostics.options import parse_static_hosts as _static_hosts
 from diagnostics.redact import RedactingFilter, redact
 
 if TYPE_CHECKING:
@@ -133,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run through notebooks/audit.ipynb (papermill) and keep the executed notebook "
         "in the report folder",
+    )
+    audit.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per step")
+    audit.add_argument(
+        "--dns-server",
+        metavar="ADDRESS[:PORT]",
+        help="ask this DNS server instead of the system's resolver (live audits)",
+    )
+    audit.add_argument(
+        "--resolve",
+        action="append",
+        metavar="HOST:ADDRESS",
+        help="connect to ADDRESS for HOST instead of what DNS says (repeatable), as curl "
+        "--resolve does",
     )
 
     smtp = commands.add_parser("smtp", help='the "Test connection" check alone')
@@ -398,27 +414,37 @@ def _print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
     _print_resolution(report, out)
 
 
-async def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from diagnostics.audit import run_audit, write_report
-    from diagnostics.report.json import render_json
-    from diagnostics.sandbox.account import sandbox_for
-
+def _audit_options(args: argparse.Namespace) -> AuditOptions:
+    """``maildiag audit``'s options as the one :class:`AuditOptions` every audit runs from."""
     only = _split_only(args.only)
-    report_dir = args.report_dir or _default_report_dir(args.config)
-    async with contextlib.AsyncExitStack() as stack:
-        world = None
-        if args.sandbox:
-            world = await stack.enter_async_context(sandbox_for(args.sandbox, args.config))
-        result = await run_audit(
-            args.config, sandbox=world, only=only, ca_file=args.ca_file, send_test=args.send_test
-        )
+    return AuditOptions(
+        config=args.config,
+        sandbox=args.sandbox or "",
+        only=tuple(only) if only else None,
+        report_dir=args.report_dir,
+        timeout=args.timeout,
+        ca_file=args.ca_file,
+        send_test=bool(args.send_test),
+        dns_server=_nameserver(args.dns_server),
+        static_hosts=_static_hosts(args.resolve),
+    )
+
+
+async def _audit(
+    options: AuditOptions, out: TextIO, err: TextIO, *, as_json: bool = False, every: bool = False
+) -> int:
+    from diagnostics.audit import audit, write_report
+    from diagnostics.report.json import render_json
+
+    report_dir = options.report_dir or _default_report_dir(options.config)
+    result = await audit(options)
     if result.config_error is not None:
         print(redact(str(result.config_error)), file=err)
     path = write_report(result.report, report_dir)
-    if args.json:
+    if as_json:
         out.write(render_json(result.report))
     else:
-        _print_report(result.report, out, every=args.all)
+        _print_report(result.report, out, every=every)
         print(f"report: {path.parent / 'report.html'}", file=out)
     return result.exit_code
 
@@ -433,18 +459,21 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from diagnostics.report.model import Report
     from diagnostics.sandbox.account import load_account_world
 
-    only = _split_only(args.only)
-    select(only)  # an unknown check id is a usage error here, not a failed notebook cell
-    if args.sandbox:
-        load_account_world(args.sandbox, args.config)  # likewise a scenario it cannot play
-    directory = (args.report_dir or _default_report_dir(args.config)).resolve()
+    options = _audit_options(args)
+    select(options.only)  # an unknown check id is a usage error here, not a failed notebook cell
+    if options.sandbox:
+        load_account_world(options.sandbox, options.config)  # likewise a scenario it cannot play
+    directory = (options.report_dir or _default_report_dir(options.config)).resolve()
     notebook = run_audit_notebook(
-        args.config,
+        options.config,
         directory,
-        sandbox=args.sandbox or "",
-        only=",".join(only or []),
-        ca_file=args.ca_file,
-        send_test=bool(args.send_test),
+        sandbox=options.sandbox,
+        only=",".join(options.only or ()),
+        ca_file=options.ca_file,
+        send_test=options.send_test,
+        timeout=options.timeout,
+        dns_server=options.dns_server_text,
+        resolve=options.resolve_text,
     )
     report = Report.from_dict(read_json(directory / "report.json"))
     if args.json:
@@ -464,34 +493,6 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(redact(invalid[0].detail), file=err)
         return EXIT_USAGE
     return report.exit_code
-
-
-def _static_hosts(values: list[str] | None) -> dict[str, tuple[str, ...]]:
-    hosts: dict[str, list[str]] = {}
-    for value in values or ():
-        host, sep, address = (
-            value.rpartition(":")
-            if value.count(":") > 1 and "]" not in value
-            else value.partition(":")
-        )
-        if not sep or not host or not address:
-            raise ValueError(f"--resolve {value!r}: expected HOST:ADDRESS")
-        hosts.setdefault(host.lower(), []).append(address.strip("[]"))
-    return {host: tuple(addresses) for host, addresses in hosts.items()}
-
-
-def _nameserver(value: str | None) -> tuple[str, int] | None:
-    if value is None:
-        return None
-    import ipaddress
-
-    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "53")
-    try:
-        return str(ipaddress.ip_address(host.strip("[]"))), int(port or 53)
-    except ValueError:
-        raise ValueError(
-            f"--dns-server {value!r}: expected an IP address, optionally :PORT"
-        ) from None
 
 
 def _in_thread(function: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
@@ -526,12 +527,7 @@ async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
         password_env=args.password_env,
         sender=args.sender,
     )
-    timeouts = Timeouts()
-    if args.timeout:
-        step = args.timeout
-        timeouts = Timeouts(
-            dns=step, connect=step, banner=step, command=step, data=step, check=step * 12
-        )
+    timeouts = Timeouts.per_step(args.timeout) if args.timeout else Timeouts()
     static_hosts = _static_hosts(args.resolve)
     nameserver = _nameserver(args.dns_server)
     trust_store = await asyncio.wrap_future(trust)
@@ -689,18 +685,15 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.config and args.confirm:
         to_run = sorted({c for label in confirm for c in confirm[label]})
         if to_run:
-            audit_args = argparse.Namespace(
+            options = AuditOptions(
                 config=args.config,
-                sandbox=args.sandbox,
-                only=[",".join(to_run)],
+                sandbox=args.sandbox or "",
+                only=tuple(to_run),
                 report_dir=args.report_dir,
-                ca_file=None,
-                json=False,
-                send_test=False,
-                all=True,  # the few confirming checks, each shown, passing or not
             )
             print("== confirming checks", file=out)
-            audit_code = asyncio.run(_audit(audit_args, out, err))
+            # The few confirming checks, each shown, passing or not.
+            audit_code = asyncio.run(_audit(options, out, err, every=True))
             code = max(code, audit_code)
     return code
 
@@ -870,7 +863,8 @@ def main(
             if args.command == "audit":
                 if args.notebook:
                     return _audit_notebook(args, out, err)
-                return asyncio.run(_audit(args, out, err))
+                options = _audit_options(args)
+                return asyncio.run(_audit(options, out, err, as_json=args.json, every=args.all))
             if args.command == "smtp":
                 return asyncio.run(_smtp(args, out))
             if args.command == "headers":

@@ -48,6 +48,11 @@ class Timeouts:
     roundtrip: float = 120.0
     roundtrip_warn: float = 60.0
 
+    @classmethod
+    def per_step(cls, step: float) -> Timeouts:
+        """``--timeout SECONDS``: every network step gets ``step``, a whole check twelve."""
+        return cls(dns=step, connect=step, banner=step, command=step, data=step, check=step * 12)
+
     @property
     def session_budget(self) -> float:
         """Seconds one SMTP session may take in all."""
@@ -125,6 +130,17 @@ def live_resolver(timeout: float) -> dns.asyncresolver.Resolver:
         resolver = dns.asyncresolver.Resolver()
     except dns.resolver.NoResolverConfiguration:
         resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.lifetime = timeout
+    return resolver
+
+
+def named_resolver(nameserver: tuple[str, int], timeout: float) -> dns.asyncresolver.Resolver:
+    """A resolver that asks only ``nameserver`` (address, port): ``--dns-server``."""
+    import dns.asyncresolver
+
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [nameserver[0]]
+    resolver.port = nameserver[1]
     resolver.lifetime = timeout
     return resolver
 

@@ -55,6 +55,9 @@ def run_audit_notebook(
     only: str = "",
     ca_file: Path | None = None,
     send_test: bool = False,
+    timeout: float | None = None,
+    dns_server: str = "",
+    resolve: str = "",
 ) -> Path:
     """Execute the audit notebook for ``config`` (in the sandbox world ``sandbox`` when given)
     into ``directory``, which receives the report folder and the executed ``audit.ipynb``;
@@ -70,9 +73,11 @@ def run_audit_notebook(
             "sandbox": sandbox,
             "only": only,
             "report_dir": str(directory),
-            "timeout_s": 0,
+            "timeout_s": timeout or 0,
             "ca_file": str(ca_file.resolve()) if ca_file else "",
             "send_test": send_test,
+            "dns_server": dns_server,
+            "resolve": resolve,
             # The caller reads the verdict from report.json and sets its own exit code.
             "fail_on": "never",
         },

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diagnostics.audit import AuditResult, run_audit, write_report
-from diagnostics.context import Timeouts
+from diagnostics.audit import AuditResult, audit, write_report
 from diagnostics.errors import AuditFailed
+from diagnostics.options import AuditOptions, parse_nameserver, parse_static_hosts
 from diagnostics.redact import RedactingFilter
-from diagnostics.sandbox.account import sandbox_for
 from diagnostics.sandbox.scenario import load_scenario
 
 if TYPE_CHECKING:
@@ -171,12 +170,17 @@ async def run_notebook_audit(
     ca_file: str = "",
     send_test: bool = False,
     fail_on: str = "fail",
+    dns_server: str = "",
+    resolve: str = "",
 ) -> NotebookAudit:
     """Audit ``config`` (in the sandbox world ``sandbox`` when given) and write the report folder.
 
     ``only`` is a comma-separated list of checks or families; ``timeout_s`` (0: the defaults)
     bounds every network step; ``ca_file`` adds CA certificates (PEM) to the trust store;
     ``send_test`` sends one test message per SMTP setting, from the custom address to itself;
+    ``dns_server`` (``ADDRESS[:PORT]``) replaces the system's resolver of a live audit and
+    ``resolve`` (``HOST:ADDRESS``, comma-separated) overrides where hosts are connected to, as
+    ``maildiag audit --dns-server/--resolve`` do;
     ``fail_on`` (``fail``, ``warn`` or ``never``) is checked here, before anything runs, and
     applied by :meth:`NotebookAudit.raise_for_verdict`.
     """
@@ -196,25 +200,20 @@ async def run_notebook_audit(
             'scenario\'s example account), found ""'
         )
     directory = Path(report_dir or f"reports/{config_path.stem}")
-    selection = [part.strip() for part in only.split(",") if part.strip()] or None
-    timeouts = None
-    if timeout_s:
-        step = float(timeout_s)
-        timeouts = Timeouts(
-            dns=step, connect=step, banner=step, command=step, data=step, check=step * 12
-        )
-    async with contextlib.AsyncExitStack() as stack:
-        world = None
-        if sandbox:
-            stack.enter_context(_sandbox_log(directory / "sandbox.log"))
-            world = await stack.enter_async_context(sandbox_for(sandbox, config_path))
-        result = await run_audit(
-            config_path,
-            sandbox=world,
-            only=selection,
-            timeouts=timeouts,
-            ca_file=Path(ca_file) if ca_file else None,
-            send_test=bool(send_test),
-        )
+    selection = tuple(part.strip() for part in only.split(",") if part.strip()) or None
+    options = AuditOptions(
+        config=config_path,
+        sandbox=sandbox,
+        only=selection,
+        report_dir=directory,
+        timeout=float(timeout_s) or None,
+        ca_file=Path(ca_file) if ca_file else None,
+        send_test=bool(send_test),
+        dns_server=parse_nameserver(dns_server),
+        static_hosts=parse_static_hosts(
+            part.strip() for part in resolve.split(",") if part.strip()
+        ),
+    )
+    result = await audit(options, sandbox_log=lambda: _sandbox_log(directory / "sandbox.log"))
     path = write_report(result.report, directory)
     return NotebookAudit(result, path, fail_on)

@@ -85,10 +85,12 @@ def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
         "ca_file",
         "send_test",
         "fail_on",
+        "dns_server",
+        "resolve",
     }
     with pytest.raises(
         ValueError,
-        match="has no parameter sandbox_name; it declares: ca_file, config, fail_on, only",
+        match="has no parameter sandbox_name; it declares: ca_file, config, dns_server, fail_on",
     ):
         execute(AUDIT_NOTEBOOK, tmp_path / "out.ipynb", {"sandbox_name": "healthy"})
     assert not (tmp_path / "out.ipynb").exists()
