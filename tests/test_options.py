@@ -49,6 +49,13 @@ async def run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.fixture
+def passwords_exported(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
+    """The account file's password variables, exported as IT would for a live audit."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+
 def findings(out: str) -> dict[str, dict[str, Any]]:
     return {f["check"]: f for f in json.loads(out)["findings"] if f["subject"] == "Acme GmbH"}
 
@@ -105,10 +112,8 @@ async def test_a_malformed_network_option_is_a_usage_error(
 
 
 async def test_audit_asks_the_dns_server_it_is_given(
-    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], tmp_path: Path
+    passwords_exported: None, tmp_path: Path
 ) -> None:
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
     async with dns_server() as server:
         code, out, err = await run(
             "audit", str(ACME), "--only", "dns", "--dns-server", f"127.0.0.1:{server.port}",
@@ -129,10 +134,8 @@ async def test_audit_asks_the_dns_server_it_is_given(
 
 
 async def test_audit_names_a_broken_dns_server_instead_of_the_customers_domain(
-    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], tmp_path: Path
+    passwords_exported: None, tmp_path: Path
 ) -> None:
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
     async with dns_server({"*": "nxdomain"}) as server:
         code, out, _ = await run(
             "audit", str(ACME), "--only", "dns.mx,dns.smtp_host", "--json",
@@ -150,11 +153,7 @@ async def test_audit_names_a_broken_dns_server_instead_of_the_customers_domain(
     assert "--dns-server" in found["dns.mx"]["remediation"]
 
 
-async def test_audit_timeout_bounds_each_step(
-    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], tmp_path: Path
-) -> None:
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
+async def test_audit_timeout_bounds_each_step(passwords_exported: None, tmp_path: Path) -> None:
     async with dns_server({"acme.example": "timeout"}) as server:
         started = time.perf_counter()
         code, out, _ = await run(

@@ -12,12 +12,13 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import dns.asyncresolver
 import pytest
 
 from diagnostics.cli import main
-from diagnostics.config import parse_config
+from diagnostics.config import AccountConfig, parse_config
 from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.errors import DialError, SandboxError
 from diagnostics.findings import Status
@@ -96,6 +97,18 @@ def refusing_resolver() -> dns.asyncresolver.Resolver:
     resolver.port = 9
     resolver.lifetime = 1
     return resolver
+
+
+def corp_context(config: AccountConfig, **options: Any) -> Context:
+    """A live context whose hosts file names mail.corp.test, and whose DNS answers nothing."""
+    return Context(
+        config=config,
+        resolver=refusing_resolver(),
+        trust=ssl.create_default_context(),
+        hosts={"mail.corp.test": ("127.0.0.1",)},
+        dns_server=NO_DNS,
+        **options,
+    )
 
 
 def account(host: str, port: int) -> str:
@@ -229,14 +242,7 @@ async def test_the_smtp_checks_connect_to_a_hosts_file_name() -> None:
         config = parse_config(
             account("mail.corp.test", server.port), source="x.yaml", environ=environ
         )
-        context = Context(
-            config=config,
-            resolver=refusing_resolver(),
-            trust=ssl.create_default_context(),
-            hosts={"mail.corp.test": ("127.0.0.1",)},
-            dns_server=NO_DNS,
-            timeouts=Timeouts(dns=1, connect=2, banner=2, command=2, data=2, check=10),
-        )
+        context = corp_context(config, timeouts=Timeouts.per_step(2))
         findings = await run_checks(context, select(["smtp.connect"]))
     assert [(f.check, f.status) for f in findings] == [("smtp.connect", Status.PASS)]
     assert server.peers
@@ -268,13 +274,7 @@ async def test_dial_takes_a_context_or_a_dialer() -> None:
         account("mail.corp.test", 25), source="x.yaml", environ={"ACME_SMTP_PASSWORD": "x"}
     )
     async with fake_smtp() as server:
-        context = Context(
-            config=config,
-            resolver=refusing_resolver(),
-            trust=ssl.create_default_context(),
-            hosts={"mail.corp.test": ("127.0.0.1",)},
-            dns_server=NO_DNS,
-        )
+        context = corp_context(config)
         for where in (context, Dialer.of(context)):
             sock = await dial(where, "mail.corp.test", server.port)
             assert (await greeted(sock)).startswith("220")
