@@ -6,8 +6,8 @@ ask for tighter bounds, as the allowlist probe does for a greeting). Each step (
 banner, a command) has its own timeout, which bounds the wait for every line of its reply, and
 the whole session has a budget (``deadline``): a tarpit that answers slowly but surely gets
 through, a server that drips one byte a second ends in :class:`~diagnostics.errors.StepTimeout`,
-and nothing hangs. The transcript records what was said, with credentials masked before they
-are stored; :func:`~diagnostics.redact.redact` runs over every line as well.
+and nothing hangs. Each step goes into the session's record (:mod:`diagnostics.smtprecord`):
+what was said, credentials masked, and how each step ended, with its timing and TLS facts.
 
 :mod:`diagnostics.smtpreply` is the one reader of SMTP replies (pure: lines in,
 :class:`Reply` out); everything that reads a reply, the allowlist's greeting probe included,
@@ -26,14 +26,14 @@ import base64
 import re
 import socket
 import ssl
-import time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from diagnostics.errors import ProbeError, StepTimeout
 from diagnostics.net import address_literal, connect_socket
-from diagnostics.redact import redact
 from diagnostics.secrets import MASK, Secret
+from diagnostics.smtprecord import Line, Step, TLSInfo, Transcript
 from diagnostics.smtpreply import (
     MAX_LINE,
     MAX_LINES,
@@ -52,6 +52,7 @@ __all__ = [
     "SMTPConnection",
     "SMTPProtocolError",
     "SecondLook",
+    "Step",
     "TLSInfo",
     "Transcript",
     "check_address",
@@ -60,43 +61,8 @@ __all__ = [
     "unverified_context",
 ]
 
+T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class Line:
-    """A transcript line: who spoke (``C`` client, ``S`` server, ``*`` a note) and when."""
-
-    side: Literal["C", "S", "*"]
-    text: str
-    at_ms: float
-
-
-@dataclass(frozen=True)
-class TLSInfo:
-    """What the TLS handshake agreed on."""
-
-    version: str
-    cipher: str
-    peer_certificate: bytes | None
-    # The same certificate as the ssl module decodes it (``getpeercert()``): filled only when
-    # the handshake verified it; lets the checks read it without importing cryptography.
-    peer_certificate_decoded: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass
-class Transcript:
-    """The lines of one session, credentials masked before they are stored."""
-
-    started: float = field(default_factory=time.perf_counter)
-    lines: list[Line] = field(default_factory=list)
-
-    def add(self, side: Literal["C", "S", "*"], text: str) -> None:
-        elapsed = (time.perf_counter() - self.started) * 1000
-        self.lines.append(Line(side, redact(text), round(elapsed, 1)))
-
-    def as_text(self) -> list[str]:
-        return [f"{line.side}: {line.text}" for line in self.lines]
 
 
 def check_address(address: str) -> str:
@@ -165,10 +131,14 @@ class SMTPConnection:
             "*", f"connecting to {address} port {port}" + (f" from {source}" if source else "")
         )
         limit, by_budget = _limit(timeout, deadline)
-        try:
-            sock = await connect_socket(address, port, timeout=limit, source=source)
-        except StepTimeout as exc:
-            raise _timeout("connect", timeout, limit, by_budget, budget) from exc.__cause__
+
+        async def connect() -> socket.socket:
+            try:
+                return await connect_socket(address, port, timeout=limit, source=source)
+            except StepTimeout as exc:
+                raise _timeout("connect", timeout, limit, by_budget, budget) from exc.__cause__
+
+        sock = await transcript.step("connect", connect)
         transcript.add("*", "connected")
         return await cls.start(
             sock,
@@ -199,45 +169,55 @@ class SMTPConnection:
         transcript = transcript or Transcript()
         step = "tls" if implicit_tls else "connect"
         limit, by_budget = _limit(tls_timeout or timeout, deadline)
-        try:
-            async with asyncio.timeout(limit):
-                reader, writer = await asyncio.open_connection(
-                    sock=sock,
-                    limit=max_line,
-                    ssl=implicit_tls,
-                    server_hostname=server_name if implicit_tls else None,
-                    ssl_handshake_timeout=limit if implicit_tls else None,
-                )
-        except TimeoutError:
-            sock.close()
-            if implicit_tls:
-                transcript.add("*", f"TLS handshake not done within {limit:g} s")
-            raise _timeout(step, tls_timeout or timeout, limit, by_budget, budget) from None
-        except (ssl.SSLError, OSError) as exc:
-            sock.close()
-            transcript.add("*", f"TLS handshake failed: {exc}")
-            raise ProbeError("tls", _tls_reason(exc)) from exc
-        except BaseException:
-            sock.close()  # cancelled: a transport that took the socket has let it go
-            raise
-        connection = cls(
-            reader,
-            writer,
-            transcript=transcript,
-            server_name=server_name,
-            deadline=deadline,
-            budget=budget,
-            max_line=max_line,
-            max_lines=max_lines,
-        )
-        if implicit_tls is not None:
-            connection._record_tls()
-        return connection
 
-    def _record_tls(self) -> None:
+        async def streams() -> SMTPConnection:
+            try:
+                async with asyncio.timeout(limit):
+                    reader, writer = await asyncio.open_connection(
+                        sock=sock,
+                        limit=max_line,
+                        ssl=implicit_tls,
+                        server_hostname=server_name if implicit_tls else None,
+                        ssl_handshake_timeout=limit if implicit_tls else None,
+                    )
+            except TimeoutError:
+                sock.close()
+                if implicit_tls:
+                    transcript.add("*", f"TLS handshake not done within {limit:g} s")
+                raise _timeout(step, tls_timeout or timeout, limit, by_budget, budget) from None
+            except (ssl.SSLError, OSError) as exc:
+                sock.close()
+                transcript.add("*", f"TLS handshake failed: {exc}")
+                raise ProbeError("tls", _tls_reason(exc)) from exc
+            except BaseException:
+                sock.close()  # cancelled: a transport that took the socket has let it go
+                raise
+            return cls(
+                reader,
+                writer,
+                transcript=transcript,
+                server_name=server_name,
+                deadline=deadline,
+                budget=budget,
+                max_line=max_line,
+                max_lines=max_lines,
+            )
+
+        if implicit_tls is None:
+            return await streams()
+        opened: list[SMTPConnection] = []
+
+        async def handshake() -> TLSInfo | None:
+            opened.append(await streams())
+            return opened[0]._record_tls()
+
+        await transcript.step("tls", handshake)
+        return opened[0]
+
+    def _record_tls(self) -> TLSInfo | None:
         ssl_object = self.writer.get_extra_info("ssl_object")
         if ssl_object is None:
-            return
+            return None
         cipher = ssl_object.cipher()
         try:
             decoded = ssl_object.getpeercert() or None
@@ -250,6 +230,7 @@ class SMTPConnection:
             peer_certificate_decoded=decoded,
         )
         self.transcript.add("*", f"TLS established: {self.tls.version}, {self.tls.cipher}")
+        return self.tls
 
     async def wait_for_speech(self, timeout: float) -> bool:
         """Whether the server sends anything (or hangs up) within ``timeout`` seconds.
@@ -269,8 +250,20 @@ class SMTPConnection:
         self._pending = data
         return True
 
-    async def read_reply(self, step: str, timeout: float) -> Reply:
+    async def _recorded(
+        self, record: str | bool, step: str, action: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``action`` as a step of the transcript: under ``step``'s name (``record`` True),
+        another name (``record`` a name), or not at all (``record`` False: part of a step)."""
+        if record is False:
+            return await action()
+        return await self.transcript.step(step if record is True else record, action)
+
+    async def read_reply(self, step: str, timeout: float, *, record: str | bool = True) -> Reply:
         """The next reply, whole; every line within ``timeout`` seconds of the one before."""
+        return await self._recorded(record, step, lambda: self._read_whole(step, timeout))
+
+    async def _read_whole(self, step: str, timeout: float) -> Reply:
         try:
             return await self._read_reply(step, timeout)
         except ProbeError:
@@ -317,15 +310,41 @@ class SMTPConnection:
                 return reply
 
     async def command(
-        self, step: str, line: str, timeout: float, *, shown: str | None = None
+        self,
+        step: str,
+        line: str,
+        timeout: float,
+        *,
+        shown: str | None = None,
+        record: str | bool = True,
     ) -> Reply:
         """Send ``line`` and read the reply; ``shown`` is what the transcript records instead."""
         if _CONTROL.search(line):
             raise ValueError("an SMTP command line must not hold control characters")
         self.transcript.add("C", shown if shown is not None else line)
+        return await self._recorded(
+            record, step, lambda: self._send(step, line.encode("utf-8") + b"\r\n", timeout)
+        )
+
+    async def send_data(
+        self, data: bytes, timeout: float, *, record: str | bool = "data_end"
+    ) -> Reply:
+        """After DATA's 354: the message (lines starting with a dot doubled, RFC 5321
+        4.5.2), the final dot, and the server's verdict on it (step ``data``)."""
+        lines = data.replace(b"\r\n", b"\n").split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        body = b"".join(
+            (b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines
+        )
+        return await self._recorded(
+            record, "data", lambda: self._send("data", body + b".\r\n", timeout)
+        )
+
+    async def _send(self, step: str, payload: bytes, timeout: float) -> Reply:
         limit, by_budget = _limit(timeout, self.deadline)
         try:
-            self.writer.write(line.encode("utf-8") + b"\r\n")
+            self.writer.write(payload)
             async with asyncio.timeout(limit):
                 await self.writer.drain()
         except TimeoutError:
@@ -334,10 +353,13 @@ class SMTPConnection:
         except (ConnectionError, ssl.SSLError) as exc:
             self.transcript.add("*", f"connection lost: {exc}")
             raise ProbeError(step, f"the connection was lost: {exc}") from exc
-        return await self.read_reply(step, timeout)
+        return await self._read_whole(step, timeout)
 
-    async def starttls(self, context: ssl.SSLContext, timeout: float) -> None:
+    async def starttls(self, context: ssl.SSLContext, timeout: float) -> TLSInfo | None:
         """Upgrade to TLS after a 220 to STARTTLS (step ``tls``)."""
+        return await self.transcript.step("tls", lambda: self._starttls(context, timeout))
+
+    async def _starttls(self, context: ssl.SSLContext, timeout: float) -> TLSInfo | None:
         self.transcript.add("*", "TLS handshake")
         limit, by_budget = _limit(timeout, self.deadline)
         try:
@@ -349,26 +371,34 @@ class SMTPConnection:
         except (ssl.SSLError, OSError) as exc:
             self.transcript.add("*", f"TLS handshake failed: {exc}")
             raise ProbeError("tls", _tls_reason(exc)) from exc
-        self._record_tls()
+        return self._record_tls()
 
     async def authenticate(
         self, mechanism: str, account: str, password: Secret, timeout: float
     ) -> Reply:
-        """One AUTH attempt with ``mechanism`` (PLAIN or LOGIN); the final reply."""
+        """One AUTH attempt with ``mechanism`` (PLAIN or LOGIN), one step ``auth``; the final
+        reply."""
+        return await self.transcript.step(
+            "auth", lambda: self._authenticate(mechanism, account, password, timeout)
+        )
+
+    async def _authenticate(
+        self, mechanism: str, account: str, password: Secret, timeout: float
+    ) -> Reply:
         if mechanism == "PLAIN":
             blob = base64.b64encode(f"\0{account}\0{password.reveal()}".encode()).decode()
             return await self.command(
-                "auth", f"AUTH PLAIN {blob}", timeout, shown=f"AUTH PLAIN {MASK}"
+                "auth", f"AUTH PLAIN {blob}", timeout, shown=f"AUTH PLAIN {MASK}", record=False
             )
-        reply = await self.command("auth", "AUTH LOGIN", timeout)
+        reply = await self.command("auth", "AUTH LOGIN", timeout, record=False)
         if reply.code != 334:
             return reply
         user = base64.b64encode(account.encode()).decode()
-        reply = await self.command("auth", user, timeout, shown=f"{user} ({account})")
+        reply = await self.command("auth", user, timeout, shown=f"{user} ({account})", record=False)
         if reply.code != 334:
             return reply
         secret = base64.b64encode(password.reveal().encode()).decode()
-        return await self.command("auth", secret, timeout, shown=MASK)
+        return await self.command("auth", secret, timeout, shown=MASK, record=False)
 
     async def quit(self, timeout: float) -> None:
         """Say QUIT without waiting for the answer (a server that already hung up is fine)."""

@@ -16,7 +16,6 @@ import email.utils
 import ipaddress
 import secrets
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,13 +24,14 @@ from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError, StepTimeout
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import AUTH_PREFERENCE, Dialer, query_dns
+from diagnostics.net import AUTH_PREFERENCE, Dialer, DNSQueries
 from diagnostics.providers import Provider, recognise
 from diagnostics.registry import check
 from diagnostics.smtpclient import (
     Reply,
     SMTPConnection,
     SMTPProtocolError,
+    Step,
     TLSInfo,
     Transcript,
     check_address,
@@ -52,28 +52,6 @@ ALTERNATIVES: tuple[tuple[int, str], ...] = ((465, "tls"), (587, "starttls"), (2
 
 
 # -- what one session established ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a session: its name, outcome and duration."""
-
-    name: str
-    ok: bool
-    elapsed_ms: float
-    reply: str | None = None
-    error: str | None = None
-    timed_out: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.name,
-            "ok": self.ok,
-            "elapsed_ms": round(self.elapsed_ms, 1),
-            "reply": self.reply,
-            "error": self.error,
-            "timed_out": self.timed_out,
-        }
 
 
 @dataclass(frozen=True)
@@ -181,7 +159,6 @@ class SessionOutcome:
     send_test: bool
     source: str | None = None
     address: str | None = None
-    steps: list[Step] = field(default_factory=list)
     failed: str | None = None
     error: ProbeError | None = None
     greeting: Reply | None = None
@@ -202,6 +179,11 @@ class SessionOutcome:
     as_platform: bool = False
     source_label: str = "this machine"
     transcript: Transcript = field(default_factory=Transcript)
+
+    @property
+    def steps(self) -> list[Step]:
+        """The session's steps, as the client recorded them in the transcript."""
+        return self.transcript.steps
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -245,30 +227,16 @@ def source_for(context: Context) -> str | None:
 async def _timed(
     outcome: SessionOutcome, name: str, action: Callable[[], Awaitable[Reply | None]]
 ) -> Reply | None:
-    started = time.perf_counter()
+    """Run step ``name``, which the client records, and note in ``outcome`` how it ended."""
     try:
         reply = await action()
-    except StepTimeout as exc:
-        outcome.steps.append(
-            Step(
-                name, False, (time.perf_counter() - started) * 1000, error=str(exc), timed_out=True
-            )
-        )
-        outcome.failed, outcome.error = name, exc
-        raise
     except ProbeError as exc:
-        outcome.steps.append(
-            Step(name, False, (time.perf_counter() - started) * 1000, error=str(exc))
-        )
         outcome.failed, outcome.error = name, exc
         raise
-    elapsed = (time.perf_counter() - started) * 1000
-    ok = reply is None or reply.code < 400
-    outcome.steps.append(Step(name, ok, elapsed, reply=str(reply) if reply else None))
     if reply is not None:
         outcome.replies[name] = reply
-    if not ok:
-        outcome.failed = name
+        if reply.code >= 400:
+            outcome.failed = name
     return reply
 
 
@@ -307,7 +275,13 @@ async def _open(
     timeouts = context.timeouts
     budget = timeouts.session_budget if budget is None else budget
     deadline = asyncio.get_running_loop().time() + budget
-    addresses = await _timed_value(outcome, "resolve", lambda: resolve_host(context, settings.host))
+    try:
+        addresses = await outcome.transcript.step(
+            "resolve", lambda: resolve_host(context, settings.host)
+        )
+    except ProbeError as exc:
+        outcome.failed, outcome.error = "resolve", exc
+        raise
     trust = context.trust if verify else unverified_context()
     last_error: ProbeError | None = None
     for address in addresses:
@@ -321,8 +295,8 @@ async def _open(
             continue
         outcome.address = address
 
-        async def connect(host: str = host, port: int = port) -> SMTPConnection:
-            return await SMTPConnection.open(
+        try:
+            connection = await SMTPConnection.open(
                 host,
                 port,
                 server_name=settings.host,
@@ -333,22 +307,17 @@ async def _open(
                 deadline=deadline,
                 budget=budget,
             )
-
-        try:
-            connection = await _timed_value(outcome, "connect", connect)
         except ProbeError as exc:
             last_error = exc
+            outcome.failed = exc.step if exc.step in ("tls", "connect") else "connect"
+            outcome.error = exc
             if exc.step == "tls":
                 if "verification" not in str(exc):
                     await _plain_instead(context, outcome, settings, (host, port))
                 raise
             continue
         outcome.failed, outcome.error = None, None
-        if connection.tls is not None:
-            outcome.steps.append(
-                Step("tls", True, 0.0, reply=f"{connection.tls.version} {connection.tls.cipher}")
-            )
-            outcome.tls = connection.tls
+        outcome.tls = connection.tls
         break
     else:
         assert last_error is not None
@@ -366,7 +335,11 @@ async def _open(
         raise last_error
     try:
         outcome.greeting = await _timed(
-            outcome, "banner", lambda: _greeting(context, outcome, connection, (host, port))
+            outcome,
+            "banner",
+            lambda: outcome.transcript.step(
+                "banner", lambda: _greeting(context, outcome, connection, (host, port))
+            ),
         )
         if outcome.failed:
             return connection
@@ -394,7 +367,7 @@ async def _greeting(
     settings = outcome.settings
     early = min(timeouts.tls_probe_after, timeouts.banner)
     if settings.encryption == "tls" or await connection.wait_for_speech(early):
-        return await connection.read_reply("banner", timeouts.banner)
+        return await connection.read_reply("banner", timeouts.banner, record=False)
     host, port = dialed
     probe = asyncio.ensure_future(
         second_look(
@@ -412,7 +385,7 @@ async def _greeting(
     try:
         await asyncio.wait({probe, spoke}, return_when=asyncio.FIRST_COMPLETED)
         if not (probe.done() and probe.result().speaks == "tls") and await spoke:
-            return await connection.read_reply("banner", timeouts.banner)
+            return await connection.read_reply("banner", timeouts.banner, record=False)
         tls = (await probe).tls
     finally:
         for task in (probe, spoke):
@@ -423,11 +396,21 @@ async def _greeting(
         outcome.transcript.add("*", f"no greeting within {timeouts.banner:g} s")
         raise StepTimeout("banner", timeouts.banner)
     outcome.port_speaks, outcome.port_tls = "tls", tls
-    raise ProbeError(
-        "banner",
-        f"no greeting within {early:g} s, and a second connection to port {settings.port} "
-        f"completed a TLS handshake at once ({tls.version}): the port speaks implicit TLS",
-    )
+    raise _SpeaksTLSAtOnce(early, settings.port, tls.version)
+
+
+class _SpeaksTLSAtOnce(StepTimeout):
+    """No greeting within the first seconds, and a second connection to the port completed a
+    TLS handshake at once: the greeting's wait ends there, with the reason."""
+
+    def __init__(self, waited: float, port: int, version: str) -> None:
+        super().__init__("banner", waited)
+        ProbeError.__init__(
+            self,
+            "banner",
+            f"no greeting within {waited:g} s, and a second connection to port {port} "
+            f"completed a TLS handshake at once ({version}): the port speaks implicit TLS",
+        )
 
 
 async def _plain_instead(
@@ -448,29 +431,6 @@ async def _plain_instead(
     if found.speaks == "plain":
         outcome.port_speaks = "plain"
         outcome.plain_greeting, outcome.plain_ehlo = found.greeting, found.ehlo
-
-
-async def _timed_value(outcome: SessionOutcome, name: str, action: Callable[[], Awaitable[T]]) -> T:
-    started = time.perf_counter()
-    try:
-        value = await action()
-    except ProbeError as exc:
-        step = exc.step if exc.step in ("tls", "connect", "resolve") else name
-        if step == "tls" and name == "connect":
-            outcome.steps.append(Step("connect", True, (time.perf_counter() - started) * 1000))
-        outcome.steps.append(
-            Step(
-                step,
-                False,
-                (time.perf_counter() - started) * 1000,
-                error=str(exc),
-                timed_out=isinstance(exc, StepTimeout),
-            )
-        )
-        outcome.failed, outcome.error = step, exc
-        raise
-    outcome.steps.append(Step(name, True, (time.perf_counter() - started) * 1000))
-    return value
 
 
 async def fetch_certificate(
@@ -564,8 +524,9 @@ async def _session(
             return
         assert reply is not None
         try:
-            await _timed_value(outcome, "tls", lambda: connection.starttls(context.trust, command))
+            await connection.starttls(context.trust, command)
         except ProbeError as exc:
+            outcome.failed, outcome.error = "tls", exc
             if "verification" in str(exc):
                 outcome.tls_verify_error = str(exc)
                 outcome.certificate = await fetch_certificate(context, settings, outcome.source)
@@ -574,7 +535,9 @@ async def _session(
         outcome.ehlo = await _timed(
             outcome,
             "ehlo_tls",
-            lambda: connection.command("ehlo", f"EHLO {connection.helo_name}", command),
+            lambda: connection.command(
+                "ehlo", f"EHLO {connection.helo_name}", command, record="ehlo_tls"
+            ),
         )
         if outcome.failed:
             return
@@ -628,8 +591,7 @@ async def _session(
         connection.transcript.add(
             "C", f"<test message {outcome.test_message_id}, {len(body)} bytes>"
         )
-        connection.writer.write(body + b".\r\n")
-        return await connection.read_reply("data", timeouts.data)
+        return await connection.send_data(body, timeouts.data)
 
     await _timed(outcome, "data_end", send_body)
     if "data_end" in outcome.replies:
@@ -1291,13 +1253,8 @@ def _no_smtp(check_id: str, subject: str) -> Finding:
 async def _mx_hosts(context: Context, address: str | None) -> list[str]:
     if not address:
         return []
-    answer = await query_dns(
-        context.resolver,
-        address.rsplit("@", 1)[-1],
-        "MX",
-        lifetime=context.timeouts.dns,
-        sandbox=context.mode == "sandbox",
-    )
+    # Through the run's queries: once its resolver is known broken, not asked again.
+    answer = await DNSQueries.of(context)(address.rsplit("@", 1)[-1], "MX")
     # "10 mx.example.": the exchange, as the provider is recognised by its name.
     return [r.split()[-1].rstrip(".").lower() for r in answer.records]
 
