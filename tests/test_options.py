@@ -208,3 +208,22 @@ async def test_the_notebook_takes_the_same_network_options(tmp_path: Path) -> No
     )
     with pytest.raises(ValueError, match="--dns-server 'nope': expected an IP address"):
         await run_notebook_audit(config=str(ACME), sandbox="healthy", dns_server="nope")
+
+
+async def test_a_whole_audit_waits_one_timeout_for_a_resolver_that_never_answers(
+    passwords_exported: None, tmp_path: Path
+) -> None:
+    async with dns_server({"*": "timeout"}) as server:
+        started = time.perf_counter()
+        code, out, _ = await run(
+            "audit", str(ACME), "--dns-server", f"127.0.0.1:{server.port}", "--timeout", "1",
+            "--json", "--report-dir", str(tmp_path),
+        )  # fmt: skip
+        elapsed = time.perf_counter() - started
+    assert code == 1
+    local = {c for c, f in findings(out).items() if f["cause"] == "local_resolver"}
+    assert local == {"dns.mx", "dns.smtp_host", "dns.spf", "dns.dmarc", "smtp.connect"}
+    assert all(findings(out)[c]["status"] == "error" for c in local)
+    # Every check that needs DNS waited on the same timeout; none waited on a second one
+    # (a generous bound: two timeouts and a half).
+    assert elapsed < 2.5
