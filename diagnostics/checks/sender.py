@@ -20,10 +20,10 @@ from email import message_from_bytes
 import aiosmtplib
 
 from diagnostics.context import Context
-from diagnostics.errors import DialError, ProbeError, SandboxError
+from diagnostics.errors import ProbeError, SandboxError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import authenticate_once, dial, mx_exchanges, query_dns, smtp_session
+from diagnostics.net import authenticate_once, dial, exchanges_of, smtp_session
 from diagnostics.registry import check
 from diagnostics.roundtrip import new_token
 from diagnostics.sender import (
@@ -99,12 +99,7 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
             )
         return
     domain = recipient.rsplit("@", 1)[-1]
-    answer = await query_dns(context.resolver, domain, "MX", lifetime=timeouts.dns)
-    exchanges = mx_exchanges(answer)
-    if not exchanges:
-        message = f"MX of {domain}: {answer.detail}"
-        raise DialError("dns", domain, 25, answer.detail, message=message)
-    exchange = exchanges[0]
+    [exchange, *_] = await exchanges_of(context.resolver, domain, lifetime=timeouts.dns)
     sock = await dial(context, exchange, 25, source=source)
     async with smtp_session(
         sock,

@@ -27,6 +27,7 @@ import dns.rdtypes.ANY.MX
 import dns.rdtypes.ANY.TXT
 import dns.resolver
 
+from diagnostics.errors import DialError
 from diagnostics.unplayed import UNPLAYED_DETAIL, refused
 
 
@@ -58,6 +59,7 @@ __all__ = [
     "DNSQueries",
     "ResolverHealth",
     "describe_resolver",
+    "exchanges_of",
     "mx_exchanges",
     "query_dns",
     "resolver_health",
@@ -419,3 +421,17 @@ def mx_exchanges(answer: DNSAnswer) -> list[str]:
         if host:
             pairs.append((int(preference), host))
     return [host for _, host in sorted(pairs)]
+
+
+async def exchanges_of(
+    resolver: dns.asyncresolver.Resolver, domain: str, *, lifetime: float
+) -> list[str]:
+    """The MX hosts mail for ``domain`` goes to, most preferred first, as a sending MTA
+    finds them; DialError (step ``dns``) naming what DNS said when there is none."""
+    answer = await query_dns(resolver, domain, "MX", lifetime=lifetime)
+    exchanges = mx_exchanges(answer)
+    if not exchanges:
+        raise DialError(
+            "dns", domain, 25, answer.detail, message=f"MX of {domain}: {answer.detail}"
+        )
+    return exchanges

@@ -22,9 +22,8 @@ from typing import Any
 import dns.asyncresolver
 
 from diagnostics.context import Endpoints, Timeouts
-from diagnostics.errors import DialError
 from diagnostics.model.account import SmtpSettings
-from diagnostics.net import Dialer, authenticate_once, mx_exchanges, query_dns, smtp_session
+from diagnostics.net import Dialer, authenticate_once, exchanges_of, smtp_session
 from diagnostics.sandbox import replies
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.smtpserver import Handler, SandboxSMTP, queue_id
@@ -201,13 +200,7 @@ class PlatformClient:
         """Send from the platform's own address straight to the recipient's MX."""
         egress_ip, source = self._source(egress_ip)
         domain = rcpt_tos[0].rsplit("@", 1)[-1]
-        answer = await query_dns(self.resolver, domain, "MX", lifetime=self.timeouts.dns)
-        exchanges = mx_exchanges(answer)
-        if not exchanges:
-            raise DialError(
-                "dns", domain, 25, answer.detail, message=f"MX of {domain}: {answer.detail}"
-            )
-        exchange = exchanges[0]
+        [exchange, *_] = await exchanges_of(self.resolver, domain, lifetime=self.timeouts.dns)
         sock = await self.dialer.dial(exchange, 25, source=source)
         async with smtp_session(
             sock,
