@@ -51,10 +51,12 @@ __all__ = [
     "ReplyParser",
     "SMTPConnection",
     "SMTPProtocolError",
+    "SMTPRefused",
     "SecondLook",
     "Step",
     "TLSInfo",
     "Transcript",
+    "accepted",
     "check_address",
     "parse_reply",
     "second_look",
@@ -63,6 +65,14 @@ __all__ = [
 
 T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class SMTPRefused(ProbeError):
+    """The server answered a step with a 4xx or 5xx ``reply``."""
+
+    def __init__(self, step: str, reply: Reply) -> None:
+        super().__init__(step, str(reply))
+        self.reply = reply
 
 
 def check_address(address: str) -> str:
@@ -400,6 +410,29 @@ class SMTPConnection:
         secret = base64.b64encode(password.reveal().encode()).decode()
         return await self.command("auth", secret, timeout, shown=MASK, record=False)
 
+    async def send_message(
+        self,
+        sender: str,
+        recipients: list[str],
+        data: bytes,
+        *,
+        timeout: float,
+        data_timeout: float,
+    ) -> Reply:
+        """MAIL FROM, RCPT TO each recipient, DATA and the message, after the greeting and
+        EHLO; the server's verdict on the message. SMTPRefused names the step that a 4xx or 5xx
+        answered (a refused recipient ends the transaction: the message goes to all or none)."""
+        reply = await self.command("mail", f"MAIL FROM:<{check_address(sender)}>", timeout)
+        accepted("mail", reply)
+        for recipient in recipients:
+            reply = await self.command("rcpt", f"RCPT TO:<{check_address(recipient)}>", timeout)
+            accepted("rcpt", reply)
+        reply = await self.command("data", "DATA", timeout)
+        if reply.code != 354:
+            raise SMTPRefused("data", reply)
+        self.transcript.add("C", f"<message, {len(data)} bytes>")
+        return accepted("data", await self.send_data(data, data_timeout))
+
     async def quit(self, timeout: float) -> None:
         """Say QUIT without waiting for the answer (a server that already hung up is fine)."""
         if self.writer.is_closing() or self.broken:
@@ -439,6 +472,13 @@ class SMTPConnection:
         except BaseException:
             self.writer.transport.abort()
             raise
+
+
+def accepted(step: str, reply: Reply) -> Reply:
+    """``reply`` when it accepts (below 400); SMTPRefused naming ``step`` otherwise."""
+    if reply.code >= 400:
+        raise SMTPRefused(step, reply)
+    return reply
 
 
 def _limit(timeout: float, deadline: float | None) -> tuple[float, bool]:

@@ -19,17 +19,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosmtplib
-
 from diagnostics.context import Context
 from diagnostics.errors import DialError, ProbeError, SandboxError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import dial, mx_exchanges, query_dns, smtp_session
+from diagnostics.net import dial, mx_exchanges, query_dns
 from diagnostics.parse.headers.family import server_family
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
 from diagnostics.roundtrip import Arrival, new_token, probe_message
+from diagnostics.smtpclient import SMTPConnection, SMTPRefused, accepted
 from diagnostics.unplayed import refused, unplayed_outcome
 
 POLL_S = 0.05
@@ -103,14 +102,22 @@ async def _deliver(context: Context, address: str, data: bytes, sender: str) -> 
             except (ProbeError, SandboxError) as exc:
                 last = exc
                 continue
-            async with smtp_session(
-                sock,
-                hostname=exchange,
-                local_hostname=f"mail.{sender.rsplit('@', 1)[-1]}",
-                start_tls=False,
-                timeout=timeouts.command,
-            ) as client:
-                await client.sendmail(envelope_address(sender), [envelope_address(address)], data)
+            connection = await SMTPConnection.start(
+                sock, server_name=exchange, timeout=timeouts.connect
+            )
+            try:
+                accepted("banner", await connection.read_reply("banner", timeouts.banner))
+                helo = f"mail.{sender.rsplit('@', 1)[-1]}"
+                accepted("ehlo", await connection.command("ehlo", f"EHLO {helo}", timeouts.command))
+                await connection.send_message(
+                    envelope_address(sender),
+                    [envelope_address(address)],
+                    data,
+                    timeout=timeouts.command,
+                    data_timeout=timeouts.data,
+                )
+            finally:
+                await connection.close()
             return str(exchange)
     raise ProbeError("deliver", f"no MX of {domain} took the message: {last}")
 
@@ -132,13 +139,10 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
     started = time.perf_counter()
     try:
         trip.delivered_to = await _deliver(context, address, trip.sent, mailboxes.sender)
-    except aiosmtplib.SMTPResponseException as exc:
-        trip.delivery_error = f"{exc.code} {exc.message}"
+    except SMTPRefused as exc:
+        trip.delivery_error = str(exc.reply)
         return trip
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        trip.delivery_error = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        return trip
-    except (ProbeError, aiosmtplib.SMTPException, OSError) as exc:
+    except (ProbeError, OSError) as exc:
         trip.delivery_error = str(exc)
         trip.delivery_cause = (
             Cause.DNS_FAILURE
