@@ -17,13 +17,11 @@ import time
 from dataclasses import dataclass
 from email import message_from_bytes
 
-import aiosmtplib
-
 from diagnostics.context import Context
 from diagnostics.errors import ProbeError, SandboxError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import authenticate_once, dial, exchanges_of, smtp_session
+from diagnostics.net import choose_mechanism, dial, exchanges_of
 from diagnostics.registry import check
 from diagnostics.roundtrip import new_token
 from diagnostics.sender import (
@@ -36,6 +34,7 @@ from diagnostics.sender import (
     resolve,
     shared_addresses,
 )
+from diagnostics.smtpclient import SMTPConnection, SMTPRefused, accepted
 
 POLL_S = 0.05
 
@@ -66,7 +65,7 @@ def _failure_cause(exc: BaseException) -> Cause:
         return Cause.TLS_CERTIFICATE
     if any(isinstance(e, ssl.SSLError) for e in chain):
         return Cause.TLS_MISMATCH
-    if any(isinstance(e, TimeoutError | aiosmtplib.SMTPTimeoutError) for e in chain):
+    if any(isinstance(e, TimeoutError) for e in chain):
         return Cause.CONNECTION_TIMEOUT
     if isinstance(exc, ProbeError) and exc.step in ("resolve", "dns"):
         return Cause.DNS_FAILURE
@@ -80,37 +79,57 @@ def _failure_cause(exc: BaseException) -> Cause:
 
 async def _send(context: Context, identity: Identity, data: bytes, recipient: str) -> None:
     timeouts = context.timeouts
+    step = min(timeouts.banner, timeouts.command)
     source = next(iter(context.egress_sources.values()), None)
     smtp = identity.smtp
+    helo = f"outbound.{context.config.profile.inbound_domain}"
     if smtp is not None:
+        server = smtp.host
         sock = await dial(context, smtp.host, smtp.port, source=source)
-        async with smtp_session(
-            sock,
-            hostname=smtp.host,
-            local_hostname=f"outbound.{context.config.profile.inbound_domain}",
-            use_tls=smtp.encryption == "tls",
-            start_tls=smtp.encryption == "starttls",
-            tls_context=context.trust,
-            timeout=min(timeouts.banner, timeouts.command),
-        ) as client:
-            await authenticate_once(client, smtp.account, smtp.password.reveal())
-            await client.sendmail(
-                envelope_address(identity.address), [envelope_address(recipient)], data
-            )
-        return
-    domain = recipient.rsplit("@", 1)[-1]
-    [exchange, *_] = await exchanges_of(context.resolver, domain, lifetime=timeouts.dns)
-    sock = await dial(context, exchange, 25, source=source)
-    async with smtp_session(
+    else:
+        domain = recipient.rsplit("@", 1)[-1]
+        [server, *_] = await exchanges_of(context.resolver, domain, lifetime=timeouts.dns)
+        sock = await dial(context, server, 25, source=source)
+    connection = await SMTPConnection.start(
         sock,
-        hostname=exchange,
-        local_hostname=f"outbound.{context.config.profile.inbound_domain}",
-        start_tls=False,
-        timeout=min(timeouts.banner, timeouts.command),
-    ) as client:
-        await client.sendmail(
-            envelope_address(identity.address), [envelope_address(recipient)], data
+        server_name=server,
+        timeout=timeouts.connect,
+        implicit_tls=context.trust if smtp is not None and smtp.encryption == "tls" else None,
+    )
+    try:
+        accepted("banner", await connection.read_reply("banner", step))
+        ehlo = accepted("ehlo", await connection.command("ehlo", f"EHLO {helo}", step))
+        if smtp is not None:
+            if smtp.encryption == "starttls":
+                if "STARTTLS" not in ehlo.keywords:
+                    raise ProbeError("starttls", "STARTTLS extension not supported by server")
+                accepted("starttls", await connection.command("starttls", "STARTTLS", step))
+                await connection.starttls(context.trust, step)
+                ehlo = accepted("ehlo", await connection.command("ehlo", f"EHLO {helo}", step))
+            if smtp.encryption != "none" and connection.tls is None:
+                raise ProbeError("auth", "refusing to send AUTH without TLS")
+            offered = ehlo.keywords.get("AUTH", "").split()
+            mechanism = choose_mechanism(offered)
+            if mechanism is None:
+                raise ProbeError(
+                    "auth",
+                    "no supported AUTH mechanism offered "
+                    f"(server offers: {' '.join(offered) or 'none'})",
+                )
+            reply = await connection.authenticate(
+                mechanism.upper(), smtp.account, smtp.password, step
+            )
+            if reply.code != 235:
+                raise SMTPRefused("auth", reply)
+        await connection.send_message(
+            envelope_address(identity.address),
+            [envelope_address(recipient)],
+            data,
+            timeout=step,
+            data_timeout=timeouts.data,
         )
+    finally:
+        await connection.close()
 
 
 async def prove(context: Context, identity: Identity, name: str) -> Proof:
@@ -131,22 +150,12 @@ async def prove(context: Context, identity: Identity, name: str) -> Proof:
     sent = (name, address)
     try:
         await _send(context, identity, data, recipient)
-    except aiosmtplib.SMTPResponseException as exc:
-        return Proof(
-            sent, error=f"{exc.code} {exc.message}", cause=_cause_of(exc.code, exc.message)
-        )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        return Proof(
-            sent,
-            error="; ".join(f"{r.code} {r.message}" for r in exc.recipients),
-            cause=Cause.RECIPIENT_UNKNOWN,
-        )
-    except (
-        ProbeError,
-        SandboxError,
-        aiosmtplib.SMTPException,
-        OSError,
-    ) as exc:
+    except SMTPRefused as exc:
+        reply = exc.reply
+        if exc.step == "rcpt":
+            return Proof(sent, error=str(reply), cause=Cause.RECIPIENT_UNKNOWN)
+        return Proof(sent, error=str(reply), cause=_cause_of(reply.code, reply.text))
+    except (ProbeError, SandboxError, OSError) as exc:
         return Proof(sent, error=str(exc), cause=_failure_cause(exc))
     deadline = time.perf_counter() + context.timeouts.roundtrip
     while time.perf_counter() < deadline:
