@@ -20,7 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -34,7 +34,7 @@ from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.net import Dialer, DNSQueries
 from diagnostics.profiles import IPNetwork, PlatformProfile
 from diagnostics.registry import check
-from diagnostics.smtpclient import SMTPConnection, Transcript
+from diagnostics.smtpclient import SMTPConnection, Step, Transcript
 from diagnostics.smtpreply import Reply, SMTPProtocolError, parse_reply
 from diagnostics.unplayed import refused as dns_refused
 from diagnostics.unplayed import unplayed_outcome
@@ -428,6 +428,8 @@ class ProbeResult:
     step: str = ""  # the step that failed: connect, tls, banner
     elapsed_ms: float = 0.0
     tls: str | None = None  # the TLS version, for implicit TLS
+    # The connection's steps as the SMTP client recorded them (connect, tls, banner).
+    steps: tuple[Step, ...] = field(default=(), compare=False)
 
     def row(self) -> dict[str, Any]:
         """The evidence row of this connection."""
@@ -440,6 +442,7 @@ class ProbeResult:
             "step": self.step,
             "elapsed_ms": self.elapsed_ms,
             "tls": self.tls,
+            "steps": [step.as_dict() for step in self.steps],
         }
 
     def describe(self) -> str:
@@ -766,11 +769,18 @@ async def probe_greeting(
     timeouts = context.timeouts
     started = time.perf_counter()
     tls_version: str | None = None
+    transcript = Transcript()
 
     def result(admission: Admission, **fields: Any) -> ProbeResult:
         elapsed = round((time.perf_counter() - started) * 1000, 1)
         return ProbeResult(
-            egress_ip, address, admission, elapsed_ms=elapsed, tls=tls_version, **fields
+            egress_ip,
+            address,
+            admission,
+            elapsed_ms=elapsed,
+            tls=tls_version,
+            steps=tuple(transcript.steps),
+            **fields,
         )
 
     def ended(end: _Ended) -> ProbeResult:
@@ -784,9 +794,10 @@ async def probe_greeting(
     if any(_contains(internal, target) for internal in _INTERNAL):
         message = f"{address} is an internal address, out of reach from the internet"
         return result(Admission.UNREACHABLE, error=message, step="connect")
-    transcript = Transcript()
     try:
-        sock = await _connect(address, port, source=source, context=context)
+        sock = await transcript.step(
+            "connect", lambda: _connect(address, port, source=source, context=context)
+        )
     except _Ended as end:
         return ended(end)
     try:

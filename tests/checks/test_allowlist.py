@@ -723,6 +723,15 @@ async def test_healthy_world_greets_every_egress_ip(
     assert rows(findings[0]) == [(ip, "accepted", GREETING, None) for ip in EGRESS]
     # Acme Retail GmbH sends on port 465: the greeting arrived over implicit TLS.
     assert rows(findings[1]) == [(ip, "accepted", GREETING, "TLSv1.3") for ip in EGRESS]
+    # Each connection's steps, as the one SMTP client recorded them.
+    for probe_row in findings[1].evidence["probes"]:
+        steps = [(s["step"], s["ok"]) for s in probe_row["steps"]]
+        assert steps == [("connect", True), ("tls", True), ("banner", True)]
+        assert probe_row["steps"][1]["reply"].startswith("TLSv1.3 ")
+    assert [s["step"] for s in findings[0].evidence["probes"][0]["steps"]] == [
+        "connect",
+        "banner",
+    ]
     assert all(r["elapsed_ms"] > 0 for r in findings[0].evidence["probes"])
     assert findings[0].detail == (
         "Connected from 3.121.59.239, 3.65.146.216, 18.158.122.164: each was greeted with "
