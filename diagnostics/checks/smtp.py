@@ -1,11 +1,17 @@
 """The "Test connection" done right: ``smtp.connect``, ``smtp.tls``, ``smtp.auth``,
 ``smtp.sender``, ``smtp.settings_probe`` and ``smtp.provider``.
 
-I/O tier: :func:`probe_session` runs one SMTP session per distinct SMTP setting (memoised in
-the context, so the four session checks share it and the account sees exactly one AUTH) and
-records each step with its timing and reply. Pure tier: the ``classify_*`` functions turn a
-:class:`SessionOutcome` into findings with a cause and a remediation naming the setting and
-the value to try. A failure the check expects never raises.
+I/O tier: :func:`probe_session` runs one SMTP session per distinct SMTP setting (host, port,
+encryption, account, sender; memoised in the context, so the session checks share it and the
+account sees exactly one AUTH) through :class:`~diagnostics.smtpclient.SMTPConnection`, which
+records each step with its timing and reply. Each step has its timeout and the session a
+budget (``Timeouts.session_budget``): a slow but working server passes, a dead port costs one
+connect timeout. When no greeting comes within ``Timeouts.tls_probe_after`` seconds, a second
+connection asks whether the port speaks TLS at once; when an implicit-TLS handshake fails,
+whether it greets in plain text: the finding then names the encryption that port speaks.
+Pure tier: the ``classify_*`` functions turn a :class:`SessionOutcome` into findings with a
+cause and a remediation naming the setting and the value to try. A failure the check expects
+never raises.
 """
 
 from __future__ import annotations
