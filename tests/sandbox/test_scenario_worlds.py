@@ -280,7 +280,9 @@ async def no_mx(world: Sandbox) -> None:
     with pytest.raises(dns.resolver.NoAnswer):
         await world.resolver().resolve("acme.example", "MX")
     # The platform finds the MX through the one DNS layer, whose error names what DNS said.
-    with pytest.raises(DialError, match="MX of acme.example: the name exists but has no MX record"):
+    with pytest.raises(
+        DialError, match=r"MX of acme\.example: the name exists but has no MX record"
+    ):
         await redirect_one(world)
 
 
