@@ -140,6 +140,12 @@ def envelope_address(address: str) -> str:
     return ascii_form or address
 
 
+def same_address(one: str, other: str) -> bool:
+    """The two name one mailbox: compared as the envelope carries them (an internationalised
+    domain by its A-label, written either way) and without regard to case."""
+    return envelope_address(one).casefold() == envelope_address(other).casefold()
+
+
 def platform_account(value: str) -> str:
     """The platform account's name."""
     if not PLATFORM_ACCOUNT.match(value):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from diagnostics.context import Context
 from diagnostics.errors import ConfigError
-from diagnostics.fields import special_use_domain
+from diagnostics.fields import same_address, special_use_domain
 from diagnostics.findings import Cause, Finding, Outcome, Status
 from diagnostics.model.account import AccountConfig, Company, SmtpSettings, Subcompany
 from diagnostics.profiles import PlatformProfile
@@ -39,7 +39,7 @@ def classify_account(
             f"In {ui.settings_path}, select Yes for '{ui.use_custom_address}' and enter "
             f"{smtp.account} as {ui.custom_address_label}.",
         )
-    if smtp.account.casefold() == custom_address.casefold():
+    if same_address(smtp.account, custom_address):
         return Outcome(
             Status.PASS,
             "SMTP account is the custom address",
@@ -64,7 +64,7 @@ def classify_login(
 ) -> Outcome | None:
     """For ``maildiag smtp``: a warning when the login is not the custom address (None when it
     is). The server may accept such a login; the platform logs in with the custom address."""
-    if custom_address is not None and login.casefold() == custom_address.casefold():
+    if custom_address is not None and same_address(login, custom_address):
         return None
     ui = profile.ui
     if custom_address is None:
