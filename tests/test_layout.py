@@ -21,15 +21,17 @@ MAX_LINES = 600
 # path (relative to diagnostics/) -> why it is longer than MAX_LINES today.
 OVERSIZED: dict[str, str] = {
     "checks/smtp.py": (
-        "certificate parsing, session steps, session cache, classifiers, registrations and the "
-        "alternative-port probe in one file; being split onto the net/ SMTP client (issue 12)"
+        "TLS certificate parsing, the session I/O (one session per setting, the second look), "
+        "six classifiers, the registrations and the settings probe; the certificate parsing is "
+        "to leave for parse/tlscert.py (issue 12)"
     ),
     "checks/dns.py": (
-        "a query layer plus the classifiers; the queries are moving to net/dns.py (issue 12)"
+        "the classifiers of four record families (MX, SMTP host, SPF, DMARC) and their "
+        "registrations; to be split per record family (issue 12)"
     ),
     "checks/allowlist.py": (
-        "CIDR arithmetic, snippets and the reachability classifiers in one file (its greeting "
-        "is read by smtpclient.py since issue 12); the CIDR and snippet tiers are to split out"
+        "coverage (CIDR arithmetic, snippets) and reachability (probe and classifier) in one "
+        "file; to be split in two (issue 12)"
     ),
     "cli.py": (
         "the parser builder and every command's terminal rendering; the rendering is to move "
