@@ -37,7 +37,12 @@ def local_resolver_finding(finding: Finding, health: ResolverHealth) -> Finding:
             f"{health.probe.detail}. So this check could not run and says nothing about the "
             f"account's setup (it would have said: {finding.title})."
         ),
-        evidence={**finding.evidence, "resolver_health": health.evidence()},
+        evidence={
+            **finding.evidence,
+            "resolver_health": health.evidence(),
+            # One cause and one fix for every finding it touches: the report shows it once.
+            "root_cause": {"kind": "local_resolver", "resolver": health.resolver},
+        },
         cause=Cause.LOCAL_RESOLVER,
         remediation=(
             "Fix DNS on the machine that runs maildiag (its network connection, or the name "

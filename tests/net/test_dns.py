@@ -150,6 +150,12 @@ async def test_a_resolver_that_says_nxdomain_for_everything_is_not_the_customers
         assert "DNS provider" not in finding.remediation
     # The resolver was probed once for the whole run.
     assert asked.count(PROBE) == 1
+    # The report shows one problem to fix, not one per check and subject.
+    from diagnostics.report.grouping import group_by_root_cause
+
+    (problem,) = group_by_root_cause(findings)
+    assert len(problem.findings) == len(findings)
+    assert problem.title == mx.title and problem.remediation == mx.remediation
 
 
 async def test_a_resolver_that_never_answers_costs_one_timeout_for_the_whole_run(
