@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from diagnostics import __version__
 from diagnostics.errors import ConfigError, DiagnosticsError
@@ -26,11 +26,6 @@ from diagnostics.options import AuditOptions
 from diagnostics.options import parse_nameserver as _nameserver
 from diagnostics.options import parse_static_hosts as _static_hosts
 from diagnostics.redact import RedactingFilter, redact
-
-if TYPE_CHECKING:
-    from diagnostics.findings import Finding
-    from diagnostics.report.grouping import Problem
-    from diagnostics.report.model import Report
 
 # Heavy modules (pydantic, dnspython, aiosmtpd, cryptography) are imported by the commands
 # that need them, so that `maildiag --help` answers at once.
@@ -326,94 +321,6 @@ def _default_report_dir(config: Path) -> Path:
     return Path("reports") / config.stem
 
 
-def _print_resolution(report: Report, out: TextIO) -> None:
-    """The sender resolution as a table, from the sender.resolution findings' evidence."""
-    rows = [
-        f for f in report.findings if f.check == "sender.resolution" and "position" in f.evidence
-    ]
-    if not rows:
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    from diagnostics.report.terminal import printable
-
-    table = Table(title="Who each candidate mail comes from")
-    for column in ("position", "(sub)company", "from", "route", "server", "status"):
-        table.add_column(column)
-    for finding in rows:
-        evidence = finding.evidence
-        table.add_row(
-            *(
-                printable(str(evidence[key]))
-                for key in ("position", "(sub)company", "from", "route", "server")
-            ),
-            finding.status.value,
-        )
-    Console(file=out, width=140, markup=False, emoji=False).print(table)
-
-
-def _verdict(report: Report) -> str:
-    """``verdict: fail (6 fail, 2 warn, 40 pass, 21 skip)``: the counts worst first."""
-    from diagnostics.report.html import counts_line
-
-    return f"verdict: {report.verdict.value} ({counts_line(report.findings)})"
-
-
-def _print_finding(finding: Finding, out: TextIO) -> None:
-    print(
-        f"  {finding.status.value:5} {finding.check:34} {finding.subject}: {finding.title}",
-        file=out,
-    )
-    if finding.status.value in ("fail", "error", "warn") and finding.remediation:
-        print(f"        -> {finding.remediation}", file=out)
-
-
-def _print_problem(problem: Problem, out: TextIO) -> None:
-    """A problem as :func:`_print_finding` prints a finding; one that several findings share
-    (ports, subcompanies, checks) once, with every place it applies."""
-    from diagnostics.report.terminal import printable
-
-    if len(problem.findings) == 1:
-        _print_finding(problem.findings[0], out)
-        return
-    print(f"  {problem.status.value:5} {printable(problem.title)}", file=out)
-    for line in problem.where_lines():
-        print(f"        {printable(line)}", file=out)
-    if problem.remediation:
-        print(f"        -> {printable(problem.remediation)}", file=out)
-
-
-def _print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
-    """The verdict, then the findings: all of them in report order (``every``), or what needs
-    action first, then what to review, each problem once however many findings share its
-    root cause, and a count of the rest."""
-    print(_verdict(report), file=out)
-    if every:
-        for finding in report.findings:
-            _print_finding(finding, out)
-    else:
-        from diagnostics.findings import Status
-        from diagnostics.report.grouping import group_by_root_cause
-
-        problems = group_by_root_cause(report.findings)
-        groups = (
-            ("What to fix first:", [p for p in problems if p.status >= Status.FAIL]),
-            ("To review:", [p for p in problems if p.status is Status.WARN]),
-        )
-        for heading, members in groups:
-            if members:
-                print(f"\n{heading}", file=out)
-                for problem in members:
-                    _print_problem(problem, out)
-        rest = [f for f in report.findings if f.status < Status.WARN]
-        if rest:
-            from diagnostics.report.html import folded_line
-
-            print(f"\n{folded_line(rest)}, not listed (--all lists every finding).", file=out)
-    _print_resolution(report, out)
-
-
 def _audit_options(args: argparse.Namespace) -> AuditOptions:
     """``maildiag audit``'s options as the one :class:`AuditOptions` every audit runs from."""
     only = _split_only(args.only)
@@ -444,7 +351,9 @@ async def _audit(
     if as_json:
         out.write(render_json(result.report))
     else:
-        _print_report(result.report, out, every=every)
+        from diagnostics.report.terminal import print_report
+
+        print_report(result.report, out, every=every)
         print(f"report: {path.parent / 'report.html'}", file=out)
     return result.exit_code
 
@@ -479,7 +388,9 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         out.write((directory / "report.json").read_text(encoding="utf-8"))
     else:
-        _print_report(report, out, every=args.all)
+        from diagnostics.report.terminal import print_report
+
+        print_report(report, out, every=args.all)
         print(f"executed notebook: {notebook}", file=out)
         print(f"report: {directory / 'report.html'}", file=out)
     # A file that did not load has one problem (key, expected, found) per finding; a file that
@@ -547,39 +458,15 @@ async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(render_json(report))
     else:
-        _print_report(report, out)
+        from diagnostics.report.terminal import print_report
+
+        print_report(report, out)
     return report.exit_code
 
 
-def _endpoint_table(description: dict[str, object], out: TextIO) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"maildiag sandbox: scenario {description['scenario']}")
-    for column in ("role", "host name", "world address", "listens on"):
-        table.add_column(column)
-    table.add_row("DNS (authoritative)", "", "", str(description["dns"]))
-    servers = description["servers"]
-    assert isinstance(servers, list)
-    for server in servers:
-        table.add_row(server["role"], server["hostname"], server["world"], server["listen"])
-    egress = description["egress_sources"]
-    assert isinstance(egress, dict)
-    for ip, source in egress.items():
-        table.add_row("platform egress IP", "", ip, f"{source} (source address)")
-    Console(file=out, width=120).print(table)
-
-
 def _headers(args: argparse.Namespace, out: TextIO) -> int:
-    import datetime as dt
-
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     from diagnostics.parse.headers.analysis import analyse_headers
     from diagnostics.parse.headers.message import parse_message
-    from diagnostics.report.terminal import printable
 
     if args.received == "-" and args.original == "-":
         raise ValueError("only one of RECEIVED and --original can be - (stdin)")
@@ -600,25 +487,9 @@ def _headers(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(json.dumps(analysis.to_dict(), indent=2) + "\n")
         return code
-    # Header text is written by strangers: every cell and line goes out through printable(),
-    # and rich neither interprets markup nor emoji codes in it.
-    console = Console(file=out, width=120, markup=False, emoji=False, highlight=False)
-    table = Table(title=Text(f"Received chain of {printable(args.received)}, oldest first"))
-    for column in ("hop", "from", "by", "with", "time (UTC)", "delay"):
-        table.add_column(column, overflow="fold")
-    for hop in analysis.hops:
-        source = hop.from_host or ""
-        if hop.from_address and hop.from_address not in source:
-            source = f"{source} [{hop.from_address}]".strip()
-        when = (
-            hop.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if hop.timestamp else "?"
-        )
-        delay = "" if hop.delay_s is None else f"{hop.delay_s:+.1f} s"
-        cells = (str(hop.index), source, hop.by_host or "", hop.with_protocol or "", when, delay)
-        table.add_row(*(Text(printable(cell)) for cell in cells))
-    console.print(table)
-    for line in analysis.lines():
-        print(printable(line), file=out)
+    from diagnostics.report.terminal import print_headers
+
+    print_headers(analysis, args.received, out)
     return code
 
 
@@ -658,30 +529,9 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             payload = {k: v for k, v in documents[0].items() if k != "input"}
         out.write(json.dumps(payload, indent=2) + "\n")
     else:
-        for label, diagnosis in results:
-            if len(results) > 1:
-                print(f"== {printable(label)}", file=out)
-            # The evidence quotes servers and strangers: every line goes out through printable().
-            print(
-                f"cause: {diagnosis.cause.value} (confidence {diagnosis.confidence:.2f})", file=out
-            )
-            print(f"who acts: {diagnosis.who_acts.value}", file=out)
-            print(f"explanation: {printable(diagnosis.explanation)}", file=out)
-            print(f"remediation: {printable(diagnosis.remediation)}", file=out)
-            if diagnosis.rule:
-                print(f"rule: {diagnosis.rule}", file=out)
-            if diagnosis.evidence:
-                print("evidence:", file=out)
-                for key, value in diagnosis.evidence.items():
-                    print(f"  {key}: {printable(value)}", file=out)
-            if args.config:
-                checks = confirm[label]
-                hint = (
-                    f"maildiag audit {args.config} --only {','.join(checks)}"
-                    if checks
-                    else "no check of the setup can confirm this cause"
-                )
-                print(f"confirm with: {hint}", file=out)
+        from diagnostics.report.terminal import print_diagnoses
+
+        print_diagnoses(results, out, confirm=confirm, config=args.config)
     if args.config and args.confirm:
         to_run = sorted({c for label in confirm for c in confirm[label]})
         if to_run:
@@ -744,7 +594,9 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from diagnostics.report.model import Report
 
     report = Report.from_dict(read_json(directory / "report.json"))
-    print(_verdict(report), file=out)
+    from diagnostics.report.terminal import verdict_text
+
+    print(verdict_text(report), file=out)
     print(f"executed notebook: {directory / 'audit.ipynb'}", file=out)
     main_file = directory / "report.html"
     print(f"report: {main_file if main_file.exists() else directory / 'report.json'}", file=out)
@@ -827,7 +679,9 @@ async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
                 "credentials_file": str(credentials) if credentials else None,
             }
             if not args.json:
-                _endpoint_table(description, out)
+                from diagnostics.report.terminal import print_endpoints
+
+                print_endpoints(description, out)
                 print(f"CA certificate: {description['ca_file']}", file=out)
                 if credentials is not None:
                     names = ", ".join(description["secrets_generated"])

@@ -1,10 +1,25 @@
 """Terminal text: what the command line prints, made safe to print.
 
-Text written by strangers (headers, banners, bounces) goes out through :func:`printable`."""
+The verdict, the findings (every finding, or each problem once with every place it applies),
+the sender resolution and the sandbox's endpoints, as ``maildiag audit``, ``smtp``, ``demo``
+and ``sandbox up`` print them. Text written by strangers (headers, banners, bounces) goes out
+through :func:`printable`. rich is imported by the tables that need it, not at start-up.
+"""
 
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from diagnostics.diagnose import Diagnosis
+    from diagnostics.findings import Finding
+    from diagnostics.parse.headers.analysis import HeaderAnalysis
+    from diagnostics.report.grouping import Problem
+    from diagnostics.report.model import Report
 
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -22,3 +37,173 @@ def printable(text: str) -> str:
         elif category != "Cc" and ch not in _BIDI_CONTROLS:
             out.append(ch)
     return "".join(out)
+
+
+def print_resolution(report: Report, out: TextIO) -> None:
+    """The sender resolution as a table, from the sender.resolution findings' evidence."""
+    rows = [
+        f for f in report.findings if f.check == "sender.resolution" and "position" in f.evidence
+    ]
+    if not rows:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Who each candidate mail comes from")
+    for column in ("position", "(sub)company", "from", "route", "server", "status"):
+        table.add_column(column)
+    for finding in rows:
+        evidence = finding.evidence
+        table.add_row(
+            *(
+                printable(str(evidence[key]))
+                for key in ("position", "(sub)company", "from", "route", "server")
+            ),
+            finding.status.value,
+        )
+    Console(file=out, width=140, markup=False, emoji=False).print(table)
+
+
+def verdict_text(report: Report) -> str:
+    """``verdict: fail (6 fail, 2 warn, 40 pass, 21 skip)``: the counts worst first."""
+    from diagnostics.report.html import counts_line
+
+    return f"verdict: {report.verdict.value} ({counts_line(report.findings)})"
+
+
+def print_finding(finding: Finding, out: TextIO) -> None:
+    """One finding on a line (its remediation below when it needs action); titles quote
+    servers and strangers, so every field goes out through :func:`printable`."""
+    print(
+        f"  {finding.status.value:5} {finding.check:34} "
+        f"{printable(finding.subject)}: {printable(finding.title)}",
+        file=out,
+    )
+    if finding.status.value in ("fail", "error", "warn") and finding.remediation:
+        print(f"        -> {printable(finding.remediation)}", file=out)
+
+
+def print_problem(problem: Problem, out: TextIO) -> None:
+    """A problem as :func:`print_finding` prints a finding; one that several findings share
+    (ports, subcompanies, checks) once, with every place it applies."""
+    if len(problem.findings) == 1:
+        print_finding(problem.findings[0], out)
+        return
+    print(f"  {problem.status.value:5} {printable(problem.title)}", file=out)
+    for line in problem.where_lines():
+        print(f"        {printable(line)}", file=out)
+    if problem.remediation:
+        print(f"        -> {printable(problem.remediation)}", file=out)
+
+
+def print_report(report: Report, out: TextIO, *, every: bool = True) -> None:
+    """The verdict, then the findings: all of them in report order (``every``), or what needs
+    action first, then what to review, each problem once however many findings share its
+    root cause, and a count of the rest."""
+    print(verdict_text(report), file=out)
+    if every:
+        for finding in report.findings:
+            print_finding(finding, out)
+    else:
+        from diagnostics.findings import Status
+        from diagnostics.report.grouping import group_by_root_cause
+
+        problems = group_by_root_cause(report.findings)
+        groups = (
+            ("What to fix first:", [p for p in problems if p.status >= Status.FAIL]),
+            ("To review:", [p for p in problems if p.status is Status.WARN]),
+        )
+        for heading, members in groups:
+            if members:
+                print(f"\n{heading}", file=out)
+                for problem in members:
+                    print_problem(problem, out)
+        rest = [f for f in report.findings if f.status < Status.WARN]
+        if rest:
+            from diagnostics.report.html import folded_line
+
+            print(f"\n{folded_line(rest)}, not listed (--all lists every finding).", file=out)
+    print_resolution(report, out)
+
+
+def print_endpoints(description: dict[str, object], out: TextIO) -> None:
+    """``maildiag sandbox up``'s table of the world's servers and egress source addresses."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"maildiag sandbox: scenario {description['scenario']}")
+    for column in ("role", "host name", "world address", "listens on"):
+        table.add_column(column)
+    table.add_row("DNS (authoritative)", "", "", str(description["dns"]))
+    servers = description["servers"]
+    assert isinstance(servers, list)
+    for server in servers:
+        table.add_row(server["role"], server["hostname"], server["world"], server["listen"])
+    egress = description["egress_sources"]
+    assert isinstance(egress, dict)
+    for ip, source in egress.items():
+        table.add_row("platform egress IP", "", ip, f"{source} (source address)")
+    Console(file=out, width=120).print(table)
+
+
+def print_headers(analysis: HeaderAnalysis, name: str, out: TextIO) -> None:
+    """``maildiag headers``: the Received chain as a table, oldest first, then the analysis."""
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Header text is written by strangers: every cell and line goes out through printable(),
+    # and rich neither interprets markup nor emoji codes in it.
+    console = Console(file=out, width=120, markup=False, emoji=False, highlight=False)
+    table = Table(title=Text(f"Received chain of {printable(name)}, oldest first"))
+    for column in ("hop", "from", "by", "with", "time (UTC)", "delay"):
+        table.add_column(column, overflow="fold")
+    for hop in analysis.hops:
+        source = hop.from_host or ""
+        if hop.from_address and hop.from_address not in source:
+            source = f"{source} [{hop.from_address}]".strip()
+        when = (
+            hop.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if hop.timestamp else "?"
+        )
+        delay = "" if hop.delay_s is None else f"{hop.delay_s:+.1f} s"
+        cells = (str(hop.index), source, hop.by_host or "", hop.with_protocol or "", when, delay)
+        table.add_row(*(Text(printable(cell)) for cell in cells))
+    console.print(table)
+    for line in analysis.lines():
+        print(printable(line), file=out)
+
+
+def print_diagnoses(
+    results: Sequence[tuple[str, Diagnosis]],
+    out: TextIO,
+    *,
+    confirm: Mapping[str, Sequence[str]],
+    config: Path | None,
+) -> None:
+    """``maildiag diagnose``: each input's cause, who acts, explanation, remediation and
+    evidence (quoting servers and strangers, so through :func:`printable`), and with an account
+    file the audit that confirms it."""
+    for label, diagnosis in results:
+        if len(results) > 1:
+            print(f"== {printable(label)}", file=out)
+        # The evidence quotes servers and strangers: every line goes out through printable().
+        print(f"cause: {diagnosis.cause.value} (confidence {diagnosis.confidence:.2f})", file=out)
+        print(f"who acts: {diagnosis.who_acts.value}", file=out)
+        print(f"explanation: {printable(diagnosis.explanation)}", file=out)
+        print(f"remediation: {printable(diagnosis.remediation)}", file=out)
+        if diagnosis.rule:
+            print(f"rule: {diagnosis.rule}", file=out)
+        if diagnosis.evidence:
+            print("evidence:", file=out)
+            for key, value in diagnosis.evidence.items():
+                print(f"  {key}: {printable(value)}", file=out)
+        if config:
+            checks = confirm[label]
+            hint = (
+                f"maildiag audit {config} --only {','.join(checks)}"
+                if checks
+                else "no check of the setup can confirm this cause"
+            )
+            print(f"confirm with: {hint}", file=out)

@@ -8,3 +8,28 @@ from diagnostics.report.terminal import printable
 def test_printable_strips_control_characters_and_bidi_overrides() -> None:
     assert printable("a\x1b[2Jb\tc\r\nd\x00\x7f\x9b\u202ee\u2028f\udcff") == "a[2Jb c  de f\ufffd"
     assert printable("<script>Grüße</script>") == "<script>Grüße</script>"
+
+
+def test_a_finding_prints_no_control_sequence_a_server_wrote() -> None:
+    """A title or remediation quoting a hostile banner cannot drive the admin's terminal."""
+    import io
+
+    from diagnostics.findings import Cause, Finding, Status
+    from diagnostics.report.terminal import print_finding
+
+    finding = Finding(
+        check="smtp.connect",
+        status=Status.FAIL,
+        subject="Acme\x1b]0;owned\x07 GmbH",
+        title="Greeting: 554 \x1b[2J\x1b[31mno\u202eetirw",
+        remediation="Ask the admin\r\nof smtp.acme.example",
+        cause=Cause.CLIENT_IP_REJECTED,
+    )
+    out = io.StringIO()
+    print_finding(finding, out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert text.splitlines() == [
+        "  fail  smtp.connect                       Acme]0;owned GmbH: Greeting: 554 [2J[31mnoetirw",
+        "        -> Ask the admin  of smtp.acme.example",
+    ]
