@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from diagnostics.checks.smtp import certificate_from_decoded, parse_certificate
 from diagnostics.cli import main
+from diagnostics.parse.tlscert import certificate_from_decoded, parse_certificate
 from diagnostics.sandbox.world import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
