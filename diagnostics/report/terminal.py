@@ -171,8 +171,68 @@ def print_headers(analysis: HeaderAnalysis, name: str, out: TextIO) -> None:
         cells = (str(hop.index), source, hop.by_host or "", hop.with_protocol or "", when, delay)
         table.add_row(*(Text(printable(cell)) for cell in cells))
     console.print(table)
-    for line in analysis.lines():
+    for line in header_analysis_lines(analysis):
         print(printable(line), file=out)
+
+
+def header_analysis_lines(analysis: HeaderAnalysis) -> list[str]:
+    """The headers analysis after the hop table, as plain lines (not yet made printable)."""
+    from diagnostics.parse.headers.message import and_numbers
+
+    out = []
+    total = analysis.total_delay_s
+    skewed = [h.index for h in analysis.hops if h.clock_skew]
+    out.append(
+        f"Total delay: {total:.1f} s over {len(analysis.hops)} hop(s)"
+        if total is not None
+        else f"Total delay: unknown ({len(analysis.hops)} hop(s))"
+    )
+    if skewed:
+        out.append(
+            f"Clock skew: hop(s) {and_numbers(skewed)} claim to be earlier than the previous one"
+        )
+    out.append(
+        "Authentication-Results:"
+        if analysis.authentication_results
+        else "Authentication-Results: none"
+    )
+    for result in analysis.authentication_results:
+        out.append(f"  {result.authserv_id or '(no authserv-id)'}: {result.describe()}")
+    if not analysis.arc.instances and not analysis.arc.problems:
+        out.append("ARC: none")
+    else:
+        state = "complete" if analysis.arc.complete else "incomplete"
+        out.append(
+            f"ARC: {len(analysis.arc.instances)} instance(s), {state}, cv={analysis.arc.cv} "
+            "(structure only; no signature verified)"
+        )
+        for instance in analysis.arc.instances:
+            results = ", ".join(f"{r.method}={r.result}" for r in instance.results)
+            out.append(
+                f"  i={instance.i} cv={instance.cv} sealed by {instance.seal_domain}; "
+                f"{instance.authserv_id or '?'} saw: {results or 'nothing'}"
+            )
+        out += [f"  problem: {p}" for p in analysis.arc.problems]
+    out.append(f"Server family: {analysis.family or 'unknown'}")
+    if analysis.verdict.styles:
+        out.append(f"Forwarding style: {', '.join(analysis.verdict.styles)}")
+    else:
+        out.append("Forwarding style: no sign of forwarding")
+    out += [f"  {line}" for line in analysis.verdict.evidence]
+    if analysis.remediation:
+        out.append(
+            f"Fix ({analysis.verdict.faults[0]}, {analysis.family or 'generic'}): {analysis.remediation}"
+        )
+    if analysis.loop.looped:
+        out.append("Loop: LOOP")
+        out += [f"  {line}" for line in analysis.loop.evidence]
+    else:
+        out.append(f"Loop: none ({analysis.loop.hop_count} hop(s))")
+    if analysis.retention is not None:
+        out.append(f"Retention: {'retained' if analysis.retention.retained else 'NOT retained'}")
+        out += [f"  {line}" for line in analysis.retention.problems()]
+    out.append(f"Verdict: {'FAIL' if analysis.failed else 'OK'}")
+    return out
 
 
 def print_diagnoses(

@@ -33,3 +33,18 @@ def test_a_finding_prints_no_control_sequence_a_server_wrote() -> None:
         "  fail  smtp.connect                       Acme]0;owned GmbH: Greeting: 554 [2J[31mnoetirw",
         "        -> Ask the admin  of smtp.acme.example",
     ]
+
+
+def test_the_headers_analysis_reads_as_lines_after_the_hop_table() -> None:
+    from diagnostics.parse.headers.analysis import analyse_headers
+    from diagnostics.report.terminal import header_analysis_lines
+    from tests.parse.headers.samples import CORPUS
+
+    analysis = analyse_headers(
+        (CORPUS / "m365-external-tag-disclaimer.eml").read_bytes(),
+        original=(CORPUS / "originals/max-mustermann.eml").read_bytes(),
+    )
+    lines = header_analysis_lines(analysis)
+    assert lines[0] == "Total delay: 5.0 s over 5 hop(s)"
+    assert "ARC: 1 instance(s), complete, cv=none (structure only; no signature verified)" in lines
+    assert lines[-1] == "Verdict: FAIL"

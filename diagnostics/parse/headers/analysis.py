@@ -1,7 +1,6 @@
 """Every header analysis of one arrived message at once: what ``maildiag headers`` reports.
 
-:meth:`HeaderAnalysis.lines` is the plain text after the hop table; the command line makes it
-printable (:func:`diagnostics.report.terminal.printable`).
+The command line prints it with :func:`diagnostics.report.terminal.print_headers`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from diagnostics.parse.headers.forwarding import StyleVerdict, classify_forwardi
 from diagnostics.parse.headers.loops import LoopVerdict, detect_loop
 from diagnostics.parse.headers.message import (
     MessageInput,
-    and_numbers,
     as_message,
     header_addresses,
 )
@@ -78,63 +76,6 @@ class HeaderAnalysis:
             "loop": self.loop.to_dict(),
             "retention": self.retention.to_dict() if self.retention else None,
         }
-
-    def lines(self) -> list[str]:
-        """The report after the hop table, as plain lines (not yet made printable)."""
-        out = []
-        total = self.total_delay_s
-        skewed = [h.index for h in self.hops if h.clock_skew]
-        out.append(
-            f"Total delay: {total:.1f} s over {len(self.hops)} hop(s)"
-            if total is not None
-            else f"Total delay: unknown ({len(self.hops)} hop(s))"
-        )
-        if skewed:
-            out.append(
-                f"Clock skew: hop(s) {and_numbers(skewed)} claim to be earlier than the previous one"
-            )
-        out.append(
-            "Authentication-Results:"
-            if self.authentication_results
-            else "Authentication-Results: none"
-        )
-        for result in self.authentication_results:
-            out.append(f"  {result.authserv_id or '(no authserv-id)'}: {result.describe()}")
-        if not self.arc.instances and not self.arc.problems:
-            out.append("ARC: none")
-        else:
-            state = "complete" if self.arc.complete else "incomplete"
-            out.append(
-                f"ARC: {len(self.arc.instances)} instance(s), {state}, cv={self.arc.cv} "
-                "(structure only; no signature verified)"
-            )
-            for instance in self.arc.instances:
-                results = ", ".join(f"{r.method}={r.result}" for r in instance.results)
-                out.append(
-                    f"  i={instance.i} cv={instance.cv} sealed by {instance.seal_domain}; "
-                    f"{instance.authserv_id or '?'} saw: {results or 'nothing'}"
-                )
-            out += [f"  problem: {p}" for p in self.arc.problems]
-        out.append(f"Server family: {self.family or 'unknown'}")
-        if self.verdict.styles:
-            out.append(f"Forwarding style: {', '.join(self.verdict.styles)}")
-        else:
-            out.append("Forwarding style: no sign of forwarding")
-        out += [f"  {line}" for line in self.verdict.evidence]
-        if self.remediation:
-            out.append(
-                f"Fix ({self.verdict.faults[0]}, {self.family or 'generic'}): {self.remediation}"
-            )
-        if self.loop.looped:
-            out.append("Loop: LOOP")
-            out += [f"  {line}" for line in self.loop.evidence]
-        else:
-            out.append(f"Loop: none ({self.loop.hop_count} hop(s))")
-        if self.retention is not None:
-            out.append(f"Retention: {'retained' if self.retention.retained else 'NOT retained'}")
-            out += [f"  {line}" for line in self.retention.problems()]
-        out.append(f"Verdict: {'FAIL' if self.failed else 'OK'}")
-        return out
 
 
 def analyse_headers(

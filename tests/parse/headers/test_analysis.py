@@ -40,10 +40,6 @@ def test_analysis_of_a_tagged_message_with_its_original() -> None:
         "'[EXTERNAL] Re: Ihre Bewerbung als Store Manager')",
         "body changed",
     ]
-    lines = analysis.lines()
-    assert lines[0] == "Total delay: 5.0 s over 5 hop(s)"
-    assert "ARC: 1 instance(s), complete, cv=none (structure only; no signature verified)" in lines
-    assert lines[-1] == "Verdict: FAIL"
 
 
 def test_the_fix_names_the_addresses_the_headers_show() -> None:
