@@ -1,6 +1,9 @@
 """The ``maildiag`` command line: a parser builder and :func:`main`.
 
 Exit codes: 0 no ``fail``/``error``; 1 at least one; 2 usage or configuration error.
+
+Longer than 600 lines: the parser builder holds every command's options and help; each
+command is a short function, and what it prints is rendered by :mod:`diagnostics.report.terminal`.
 """
 
 from __future__ import annotations
