@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MAILDIAG = [sys.executable, "-m", "diagnostics"]
+from sandbox_process import MAILDIAG, ROOT, sandbox_up, starttls_port
+
 GIT = shutil.which("git") or "git"
 
 
@@ -92,20 +90,8 @@ def main() -> None:
             if found != tree / "diagnostics":
                 raise SystemExit(f"{name}: diagnostics is imported from {found}, not {tree}")
         state = Path(scratch) / "state"
-        sandbox = subprocess.Popen(
-            [*MAILDIAG, "sandbox", "up", "--scenario", "healthy", "--state", str(state), "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        try:
-            assert sandbox.stdout is not None
-            described = json.loads(sandbox.stdout.readline())
-            port = next(
-                s["listen"] for s in described["servers"] if s["world"].endswith(":587")
-            ).rsplit(":", 1)[1]
+        with sandbox_up(env, str(state)) as described:
+            port = starttls_port(described)
             smtp = [
                 *MAILDIAG, "smtp",
                 "--host", "smtp.acme.example", "--resolve", "smtp.acme.example:127.0.0.1",
@@ -131,9 +117,6 @@ def main() -> None:
                             )
                         if not warm_up:
                             times[command, tree_name].append(elapsed)
-        finally:
-            sandbox.send_signal(signal.SIGINT)
-            sandbox.wait(timeout=15)
     print(f"before: {args.before} (git archive); after: {ROOT}; {args.runs} runs each, alternating")
     for command in commands:
         medians = {}

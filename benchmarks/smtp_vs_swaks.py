@@ -13,16 +13,12 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MAILDIAG = [sys.executable, "-m", "diagnostics"]
+from sandbox_process import MAILDIAG, sandbox_up, starttls_port
 
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
@@ -44,91 +40,75 @@ def main() -> None:
     # PYTHONDONTWRITEBYTECODE, which makes every start compile the package again).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update({"ACME_SMTP_PASSWORD": password, "ACME_RETAIL_SMTP_PASSWORD": password})
-    with tempfile.TemporaryDirectory() as state:
-        sandbox = subprocess.Popen(
-            [*MAILDIAG, "sandbox", "up", "--scenario", "healthy", "--state", state, "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        try:
-            assert sandbox.stdout is not None
-            described = json.loads(sandbox.stdout.readline())
-            port = next(
-                s["listen"] for s in described["servers"] if s["world"].endswith(":587")
-            ).rsplit(":", 1)[1]
-            dns_host, dns_port = described["dns"].rsplit(":", 1)
-            source = described["egress_sources"]["3.121.59.239"]
-            ca = described["ca_file"]
-            maildiag = [
-                *MAILDIAG,
-                "smtp",
-                "--host",
-                "smtp.acme.example",
-                "--port",
-                port,
-                "--encryption",
-                "starttls",
-                "--account",
-                "jobs@acme.example",
-                "--password-env",
-                "ACME_SMTP_PASSWORD",
-                "--ca-file",
-                ca,
-                "--source",
-                source,
-                "--resolve",
-                "smtp.acme.example:127.0.0.1",
-                "--dns-server",
-                f"{dns_host}:{dns_port}",
-                "--json",
-            ]
-            swaks = [
-                "swaks",
-                "--server",
-                f"127.0.0.1:{port}",
-                "--local-interface",
-                source,
-                "--tls",
-                "--tls-verify",
-                "--tls-ca-path",
-                ca,
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                "jobs@acme.example",
-                "--auth-password",
-                password,
-                "--quit-after",
-                "AUTH",
-                "--helo",
-                "maildiag.invalid",
-                "--from",
-                "jobs@acme.example",
-                "--to",
-                "jobs@acme.example",
-            ]
+    with tempfile.TemporaryDirectory() as state, sandbox_up(env, state) as described:
+        port = starttls_port(described)
+        dns_host, dns_port = described["dns"].rsplit(":", 1)
+        source = described["egress_sources"]["3.121.59.239"]
+        ca = described["ca_file"]
+        maildiag = [
+            *MAILDIAG,
+            "smtp",
+            "--host",
+            "smtp.acme.example",
+            "--port",
+            port,
+            "--encryption",
+            "starttls",
+            "--account",
+            "jobs@acme.example",
+            "--password-env",
+            "ACME_SMTP_PASSWORD",
+            "--ca-file",
+            ca,
+            "--source",
+            source,
+            "--resolve",
+            "smtp.acme.example:127.0.0.1",
+            "--dns-server",
+            f"{dns_host}:{dns_port}",
+            "--json",
+        ]
+        swaks = [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--local-interface",
+            source,
+            "--tls",
+            "--tls-verify",
+            "--tls-ca-path",
+            ca,
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "jobs@acme.example",
+            "--auth-password",
+            password,
+            "--quit-after",
+            "AUTH",
+            "--helo",
+            "maildiag.invalid",
+            "--from",
+            "jobs@acme.example",
+            "--to",
+            "jobs@acme.example",
+        ]
+        for name, command in (("maildiag", maildiag), ("swaks", swaks)):
+            _, code, output = timed(command, env)
+            if code != 0:
+                raise SystemExit(f"{name} failed (exit {code}):\n{output}")
+        times: dict[str, list[float]] = {"maildiag": [], "swaks": []}
+        dialogue: list[float] = []
+        for _ in range(args.runs):
             for name, command in (("maildiag", maildiag), ("swaks", swaks)):
-                _, code, output = timed(command, env)
+                elapsed, code, output = timed(command, env)
                 if code != 0:
                     raise SystemExit(f"{name} failed (exit {code}):\n{output}")
-            times: dict[str, list[float]] = {"maildiag": [], "swaks": []}
-            dialogue: list[float] = []
-            for _ in range(args.runs):
-                for name, command in (("maildiag", maildiag), ("swaks", swaks)):
-                    elapsed, code, output = timed(command, env)
-                    if code != 0:
-                        raise SystemExit(f"{name} failed (exit {code}):\n{output}")
-                    times[name].append(elapsed)
-                    if name == "maildiag":
-                        report = json.loads(output[output.index("{") :])
-                        # The session checks share one SMTP dialogue; the longest of them spans it.
-                        dialogue.append(max(f["duration_ms"] for f in report["findings"]) / 1000)
-        finally:
-            sandbox.send_signal(signal.SIGINT)
-            sandbox.wait(timeout=15)
+                times[name].append(elapsed)
+                if name == "maildiag":
+                    report = json.loads(output[output.index("{") :])
+                    # The session checks share one SMTP dialogue; the longest of them spans it.
+                    dialogue.append(max(f["duration_ms"] for f in report["findings"]) / 1000)
     help_times = [timed([*MAILDIAG, "--help"], env)[0] for _ in range(args.runs)]
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
