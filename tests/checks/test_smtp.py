@@ -332,7 +332,15 @@ async def one_byte_a_second(reader: asyncio.StreamReader, writer: asyncio.Stream
         await asyncio.sleep(1)
 
 
-def hostile_context(port: int, timeouts: Timeouts) -> Context:
+def hostile_context(
+    port: int,
+    timeouts: Timeouts,
+    *,
+    trust: ssl.SSLContext | None = None,
+    password: str = "hostile-secret",  # noqa: S107 - the test server's password
+) -> Context:
+    """A live context whose one SMTP setting is a server of the test's on 127.0.0.1:``port``
+    (STARTTLS, account jobs@acme.example, ``password``); trust is the system's by default."""
     text = f"""
 platform: {{profile: personio, account: acme}}
 company:
@@ -340,11 +348,11 @@ company:
   custom_address: jobs@acme.example
   smtp: {{host: 127.0.0.1, port: {port}, encryption: starttls, account: jobs@acme.example, password: "${{PW}}"}}
 """
-    config = parse_config(text, source="hostile.yaml", environ={"PW": "hostile-secret"})
+    config = parse_config(text, source="hostile.yaml", environ={"PW": password})
     return Context(
         config=config,
         resolver=dns.asyncresolver.Resolver(configure=False),
-        trust=ssl.create_default_context(),
+        trust=trust or ssl.create_default_context(),
         timeouts=timeouts,
     )
 

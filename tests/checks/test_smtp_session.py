@@ -11,14 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import dns.asyncresolver
 import pytest
 
-from diagnostics.config import parse_config
 from diagnostics.context import Context, Timeouts
 from diagnostics.findings import Cause, Finding, Status
 from diagnostics.registry import run_checks, select
 from diagnostics.sandbox.certs import SandboxCA
+from tests.checks.test_smtp import hostile_context
 
 SMTP_CHECKS = (
     "smtp.connect",
@@ -36,20 +35,7 @@ def by_check(findings: list[Finding]) -> dict[str, Finding]:
 
 
 def context_for(port: int, timeouts: Timeouts, trust: ssl.SSLContext) -> Context:
-    text = f"""
-platform: {{profile: personio, account: acme}}
-company:
-  name: Acme GmbH
-  custom_address: jobs@acme.example
-  smtp: {{host: 127.0.0.1, port: {port}, encryption: starttls, account: jobs@acme.example, password: "${{PW}}"}}
-"""
-    config = parse_config(text, source="tarpit.yaml", environ={"PW": "tarpit-secret-4471"})
-    return Context(
-        config=config,
-        resolver=dns.asyncresolver.Resolver(configure=False),
-        trust=trust,
-        timeouts=timeouts,
-    )
+    return hostile_context(port, timeouts, trust=trust, password="tarpit-secret-4471")
 
 
 @asynccontextmanager
