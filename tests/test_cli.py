@@ -26,6 +26,7 @@ from diagnostics.redact import RedactingFilter
 from diagnostics.sandbox.scenario import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from tests.conftest import forms_of
+from tests.test_sandbox_up import sandbox_up
 
 ROOT = Path(__file__).resolve().parents[1]
 ACME = ROOT / "fixtures" / "configs" / "acme.yaml"
@@ -319,22 +320,8 @@ def running_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     password = "Cli-" + secrets.token_urlsafe(12)
     monkeypatch.setenv("ACME_SMTP_PASSWORD", password)
     env = {**os.environ, "ACME_SMTP_PASSWORD": password}
-    command = [sys.executable, "-m", "diagnostics", "sandbox", "up", "--json"]
-    with subprocess.Popen(
-        [*command, "--state", str(tmp_path / "state")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            described = json.loads(process.stdout.readline())
-            yield {**described, "password": password}
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=15)
+    with sandbox_up("--state", str(tmp_path / "state"), cwd=tmp_path, env=env) as (described, _):
+        yield {**described, "password": password}
 
 
 def smtp_args(described: dict[str, Any], *extra: str) -> list[str]:

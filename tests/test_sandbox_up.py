@@ -50,9 +50,12 @@ def next_line(lines: queue.Queue[str]) -> str:
 
 
 @contextmanager
-def sandbox_up(*options: str, cwd: Path) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """`maildiag sandbox up --json OPTIONS` running; its JSON line, and at exit (after Ctrl-C)
-    its exit code and what it wrote on stdout and stderr, in the second value."""
+def sandbox_up(
+    *options: str, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """`maildiag sandbox up --json OPTIONS` running (in ``env``, by default without any of the
+    passwords it plays); its JSON line, and at exit (after Ctrl-C) its exit code and what it
+    wrote on stdout and stderr, in the second value."""
     command = [sys.executable, "-m", "diagnostics", "sandbox", "up", "--json", *options]
     ended: dict[str, str] = {}
     # stderr to a file: a pipe nobody reads could fill and stop the process.
@@ -60,7 +63,7 @@ def sandbox_up(*options: str, cwd: Path) -> Iterator[tuple[dict[str, Any], dict[
     with (
         stderr.open("w") as errors,
         subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=cwd, env=ENV
+            command, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=cwd, env=env or ENV
         ) as process,
     ):
         lines = line_reader(process)
@@ -202,20 +205,9 @@ def test_passwords_from_the_environment_are_not_written(tmp_path: Path) -> None:
     state.mkdir()
     (state / "credentials.env").write_text("export ACME_SMTP_PASSWORD='from-an-earlier-run'\n")
     env = {**ENV, "ACME_SMTP_PASSWORD": "Exported-1", "ACME_RETAIL_SMTP_PASSWORD": "Exported-2"}
-    command = [sys.executable, "-m", "diagnostics", "sandbox", "up", "--json"]
-    with subprocess.Popen(
-        [*command, "--state", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    ) as process:
-        try:
-            described = json.loads(next_line(line_reader(process)))
-        finally:
-            process.send_signal(signal.SIGINT)
-            stop(process)
+    with sandbox_up("--state", str(state), cwd=tmp_path, env=env) as (described, ended):
+        pass
+    assert ended["code"] == "0", ended["err"]
     assert described["credentials_file"] is None
     assert described["secrets_generated"] == []
     assert not (state / "credentials.env").exists()
