@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from diagnostics.errors import ProbeError, StepTimeout
+from diagnostics.fields import envelope_address
 from diagnostics.net import address_literal, connect_socket
 from diagnostics.secrets import MASK, Secret
 from diagnostics.smtprecord import Line, Step, TLSInfo, Transcript
@@ -80,6 +81,12 @@ def check_address(address: str) -> str:
     if _CONTROL.search(address) or any(c in address for c in "<> "):
         raise ValueError(f"address {address!r} holds characters an SMTP command cannot carry")
     return address
+
+
+def envelope_path(address: str) -> str:
+    """``<address>`` as MAIL FROM and RCPT TO carry it without SMTPUTF8 (RFC 5321): an
+    internationalised domain by its A-label; ValueError as :func:`check_address` says."""
+    return f"<{envelope_address(check_address(address))}>"
 
 
 class SMTPConnection:
@@ -422,10 +429,10 @@ class SMTPConnection:
         """MAIL FROM, RCPT TO each recipient, DATA and the message, after the greeting and
         EHLO; the server's verdict on the message. SMTPRefused names the step that a 4xx or 5xx
         answered (a refused recipient ends the transaction: the message goes to all or none)."""
-        reply = await self.command("mail", f"MAIL FROM:<{check_address(sender)}>", timeout)
+        reply = await self.command("mail", f"MAIL FROM:{envelope_path(sender)}", timeout)
         accepted("mail", reply)
         for recipient in recipients:
-            reply = await self.command("rcpt", f"RCPT TO:<{check_address(recipient)}>", timeout)
+            reply = await self.command("rcpt", f"RCPT TO:{envelope_path(recipient)}", timeout)
             accepted("rcpt", reply)
         reply = await self.command("data", "DATA", timeout)
         if reply.code != 354:

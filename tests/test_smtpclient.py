@@ -98,3 +98,12 @@ async def test_a_refused_recipient_ends_the_transaction_naming_its_step() -> Non
     assert b"DATA\r\n" not in received
     step = connection.transcript.steps[-1]
     assert (step.name, step.ok, step.reply) == ("rcpt", False, "550 5.1.1 no such user")
+
+
+def test_the_envelope_carries_an_internationalised_domain_by_its_a_label() -> None:
+    from diagnostics.smtpclient import envelope_path
+
+    assert envelope_path("jobs@bücher.example") == "<jobs@xn--bcher-kva.example>"
+    assert envelope_path("jobs@acme.example") == "<jobs@acme.example>"
+    with pytest.raises(ValueError, match="an SMTP command cannot carry"):
+        envelope_path("jobs@acme.example>\r\nRCPT TO:<x@evil.example")

@@ -110,8 +110,8 @@ async def _deliver(context: Context, address: str, data: bytes, sender: str) -> 
                 helo = f"mail.{sender.rsplit('@', 1)[-1]}"
                 accepted("ehlo", await connection.command("ehlo", f"EHLO {helo}", timeouts.command))
                 await connection.send_message(
-                    envelope_address(sender),
-                    [envelope_address(address)],
+                    sender,
+                    [address],
                     data,
                     timeout=timeouts.command,
                     data_timeout=timeouts.data,

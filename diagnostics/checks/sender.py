@@ -122,8 +122,8 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
             if reply.code != 235:
                 raise SMTPRefused("auth", reply)
         await connection.send_message(
-            envelope_address(identity.address),
-            [envelope_address(recipient)],
+            identity.address,
+            [recipient],
             data,
             timeout=step,
             data_timeout=timeouts.data,

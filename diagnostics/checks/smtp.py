@@ -44,6 +44,7 @@ from diagnostics.smtpclient import (
     TLSInfo,
     Transcript,
     check_address,
+    envelope_path,
     second_look,
     unverified_context,
 )
@@ -479,21 +480,19 @@ async def _session(
     )
     if outcome.failed:
         return
-    envelope = envelope_address(sender)
-    await _timed(
-        outcome, "mail", lambda: connection.command("mail", f"MAIL FROM:<{envelope}>", command)
-    )
+    path = envelope_path(sender)
+    await _timed(outcome, "mail", lambda: connection.command("mail", f"MAIL FROM:{path}", command))
     if outcome.failed:
         return
-    await _timed(
-        outcome, "rcpt", lambda: connection.command("rcpt", f"RCPT TO:<{envelope}>", command)
-    )
+    await _timed(outcome, "rcpt", lambda: connection.command("rcpt", f"RCPT TO:{path}", command))
     if outcome.failed:
         return
     if not send_test:
         await _timed(outcome, "rset", lambda: connection.command("rset", "RSET", command))
         return
     token = f"maildiag-{secrets.token_hex(8)}"
+    # The test message names the sender's domain as the envelope does (its A-label).
+    envelope = envelope_address(sender)
     outcome.test_message_id = f"<{token}@{envelope.rsplit('@', 1)[-1]}>"
     reply = await _timed(outcome, "data", lambda: connection.command("data", "DATA", command))
     if outcome.failed or reply is None or reply.code != 354:
