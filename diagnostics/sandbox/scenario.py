@@ -252,9 +252,9 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         known = ", ".join(scenario_names()) or "none"
         # A name the user gave is shown as given, not as the package's file it was looked for.
-        shown = path.stem if path.parent == SCENARIO_DIR and not seen else path
+        where = f"scenario {path.stem}" if path.parent == SCENARIO_DIR and not seen else path
         raise ConfigError(
-            f"scenario {shown}" if shown != path else path,
+            where,
             [ConfigProblem("(file)", f"a scenario name or file (known: {known})", "no such file")],
         )
     try:
