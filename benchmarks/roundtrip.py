@@ -22,7 +22,7 @@ from diagnostics.checks.redirect import probe_roundtrip
 from diagnostics.config import load_config
 from diagnostics.sandbox.loadgen import deliver_concurrently, maildir_sink
 from diagnostics.sandbox.maildir import Maildir
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from diagnostics.sandbox.loadgen import LoadResult, deliver_concurrently, null_sink
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 
 

@@ -86,7 +86,7 @@ def run_audit_notebook(
 
 def run_demo(*, scenario: str = "demo", report_dir: Path | None = None) -> Path:
     """Run the audit notebook on ``scenario``; the report folder it wrote."""
-    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.scenariofile import load_scenario
 
     directory = (report_dir or Path("reports") / "demo").resolve()
     run_audit_notebook(load_scenario(scenario).config_path(), directory, sandbox=scenario)

@@ -15,7 +15,7 @@ from diagnostics.audit import AuditResult, audit, write_report
 from diagnostics.errors import AuditFailed
 from diagnostics.options import AuditOptions, parse_nameserver, parse_static_hosts
 from diagnostics.redact import RedactingFilter
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 
 if TYPE_CHECKING:
     import pandas

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from diagnostics.config import AccountConfig, load_config
-from diagnostics.sandbox.scenario import Scenario, load_scenario
+from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 
 ACME = Path(__file__).resolve().parents[1] / "fixtures" / "configs" / "acme.yaml"

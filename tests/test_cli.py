@@ -23,7 +23,7 @@ from diagnostics.cli import main
 from diagnostics.config import load_config
 from diagnostics.net import connect_socket, smtp_session
 from diagnostics.redact import RedactingFilter
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from tests.conftest import forms_of
 from tests.test_sandbox_up import sandbox_up

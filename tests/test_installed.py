@@ -126,7 +126,7 @@ def test_the_wheel_ships_the_notebooks_scenarios_and_sanitize_file(installed: In
 def test_demo_writes_its_report_in_the_users_folder_and_exits_by_its_verdict(
     installed: Installed, folder: Path
 ) -> None:
-    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.scenariofile import load_scenario
 
     run = installed.run(folder, "maildiag", "demo")
 

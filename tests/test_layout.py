@@ -39,13 +39,7 @@ OVERSIZED: dict[str, str] = {
 }
 
 # Modules that import each other, and why the cycle is still there.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"diagnostics.sandbox.faults", "diagnostics.sandbox.scenario"}): (
-        "load_scenario() applies the faults, which are written over the scenario models "
-        "(imported inside the function); to go when loading scenario files leaves the models' "
-        "module"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def modules() -> dict[str, Path]:

@@ -57,7 +57,7 @@ def test_diagnose_notebook_takes_a_pasted_text_and_a_path(tmp_path: Path) -> Non
 @pytest.mark.timeout(180)
 def test_demo_runs_the_audit_notebook_in_the_kernels_loop(tmp_path: Path) -> None:
     from diagnostics.demo import run_demo
-    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.scenariofile import load_scenario
 
     directory = run_demo(report_dir=tmp_path / "demo")
     report = json.loads((directory / "report.json").read_text())
@@ -275,7 +275,7 @@ def test_audit_through_the_notebook_keeps_the_executed_notebook(tmp_path: Path) 
     import io
 
     from diagnostics.cli import main
-    from diagnostics.sandbox.scenario import load_scenario
+    from diagnostics.sandbox.scenariofile import load_scenario
 
     out, err = io.StringIO(), io.StringIO()
     code = main(

@@ -21,7 +21,7 @@ from diagnostics.context import Timeouts
 from diagnostics.notebook import run_notebook_audit
 from diagnostics.options import AuditOptions, parse_nameserver, parse_static_hosts
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from tests.conftest import ACME
 
 # An address in the world's network that no sandbox server plays: connecting there is what

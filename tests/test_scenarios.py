@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.audit import run_audit
-from diagnostics.sandbox.scenario import load_scenario, scenario_names
+from diagnostics.sandbox.scenariofile import load_scenario, scenario_names
 from diagnostics.sandbox.world import Sandbox
 
 

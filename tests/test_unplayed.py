@@ -12,7 +12,7 @@ from diagnostics.config import load_config
 from diagnostics.context import Context
 from diagnostics.findings import Cause, Outcome, Status
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from diagnostics.unplayed import UNPLAYED_DETAIL, refused, unplayed_outcome
 

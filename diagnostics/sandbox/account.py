@@ -37,9 +37,8 @@ from diagnostics.sandbox.scenario import (
     Submission,
     SubmissionPorts,
     SubmissionUser,
-    load_scenario,
-    scenario_path,
 )
+from diagnostics.sandbox.scenariofile import load_scenario, scenario_path
 from diagnostics.sandbox.world import Sandbox
 from diagnostics.secrets import env_reference_name
 

@@ -5,8 +5,8 @@ its submission server (ports, certificate, users, allowlist), the platform's inb
 the candidates' mail server, and the findings an audit of it must produce (``expect``).
 ``faults`` states the faults that hit an account's own names by role (the parent company's
 domain, SMTP host, login, redirection), so that the scenario can play any account file
-(:mod:`diagnostics.sandbox.account`); :func:`load_scenario` applies them to its own world.
-Files ship in the package (``diagnostics/scenarios/``, also reachable as ``fixtures/scenarios/``); :func:`load_scenario` takes a name or a path.
+(:mod:`diagnostics.sandbox.account`). This module holds the models only; reading a file
+(``extends``, validation, faults applied) is :mod:`diagnostics.sandbox.scenariofile`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from diagnostics.datafiles import package_path
-from diagnostics.errors import ConfigError, ConfigProblem
 
 SCENARIO_DIR = package_path("scenarios")
 # The example account files the scenarios are played against (acme.yaml and its variants).
@@ -216,86 +214,3 @@ class Scenario(_Model):
         """The account file this scenario is played against by default."""
         root = base or CONFIG_DIR
         return root / self.config
-
-
-def scenario_names() -> list[str]:
-    """The names of the scenarios shipped with the package."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
-
-
-def scenario_path(name_or_path: str | Path) -> Path:
-    """The file of a scenario given by name (``healthy``) or path."""
-    candidate = Path(name_or_path)
-    # A folder of the user's that happens to share a scenario's name (reports/demo) is not one.
-    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
-        return candidate
-    return SCENARIO_DIR / f"{name_or_path}.yaml"
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` laid over it.
-
-    Mappings merge key by key; anything else replaces, and so does an empty mapping, so that
-    ``redirects: {}`` means "no redirection" rather than "the base's redirections".
-    """
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and value and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The scenario's YAML as data, with ``extends: NAME`` resolved (the base's keys first)."""
-    if not path.is_file():
-        known = ", ".join(scenario_names()) or "none"
-        # A name the user gave is shown as given, not as the package's file it was looked for.
-        where = f"scenario {path.stem}" if path.parent == SCENARIO_DIR and not seen else path
-        raise ConfigError(
-            where,
-            [ConfigProblem("(file)", f"a scenario name or file (known: {known})", "no such file")],
-        )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [ConfigProblem("(file)", "valid YAML", str(exc))]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(path, [ConfigProblem("(top level)", "a mapping", type(raw).__name__)])
-    base_name = raw.pop("extends", None)
-    if base_name is None:
-        return raw
-    base_path = path.parent / f"{base_name}.yaml"
-    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
-        raise ConfigError(
-            path, [ConfigProblem("extends", "a chain without cycles", str(base_name))]
-        )
-    base = _read_raw(base_path, (*seen, path.resolve()))
-    # What a scenario expects is its own: an audit of a faulty world differs from its base's.
-    base.pop("expect", None)
-    return merge(base, raw)
-
-
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load and validate a scenario (``extends: healthy`` takes another as its base), with its
-    ``faults`` applied to its world.
-
-    ConfigError names the file, the key and the problem.
-    """
-    from diagnostics.sandbox.faults import apply_faults  # it builds on this module's models
-
-    path = scenario_path(name_or_path)
-    raw = _read_raw(path)
-    try:
-        return apply_faults(Scenario.model_validate(raw))
-    except ValidationError as exc:
-        problems = [
-            ConfigProblem(
-                ".".join(str(p) for p in error["loc"]) or "(top level)",
-                error["msg"],
-                repr(error.get("input"))[:80],
-            )
-            for error in exc.errors(include_url=False)
-        ]
-        raise ConfigError(path, problems) from None

@@ -39,7 +39,8 @@ from diagnostics.config import AccountConfig, load_config, parse_config
 from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.findings import Cause, Finding, Status
 from diagnostics.profiles import IPNetwork, get_profile
-from diagnostics.sandbox.scenario import Scenario, load_scenario
+from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from tests.sandbox import conftest as sandbox
 from tests.sandbox.conftest import with_changes

@@ -24,7 +24,7 @@ from diagnostics.context import Context, Mode
 from diagnostics.findings import Cause, Finding, Status
 from diagnostics.registry import all_checks, run_checks, select
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 
 ACME = Path(__file__).resolve().parents[2] / "fixtures" / "configs" / "acme.yaml"
 ENVIRON = {

@@ -18,7 +18,7 @@ from diagnostics.parse.dkim import verify
 from diagnostics.profiles import get_profile
 from diagnostics.registry import run_checks, select
 from diagnostics.roundtrip import Arrival
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from tests.conftest import ACME
 

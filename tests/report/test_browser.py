@@ -30,7 +30,7 @@ from diagnostics.report.browser import (
 )
 from diagnostics.report.html import group_by_flow, verdict_line, worst_by_subject
 from diagnostics.report.model import Report
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from diagnostics.report.html import render_html, to_fix
 from diagnostics.report.markdown import render_markdown
 from diagnostics.report.model import Report
 from diagnostics.report.snippets import snippets_to_copy
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from tests.report.test_html import make_report
 from tests.report.test_markdown import ENTITY, TAG, UNESCAPED_PIPE, outside_fences

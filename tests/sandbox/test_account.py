@@ -21,7 +21,8 @@ from diagnostics.config import load_config
 from diagnostics.errors import ConfigError
 from diagnostics.notebook import run_notebook_audit
 from diagnostics.sandbox.account import account_world, load_account_world, sandbox_for
-from diagnostics.sandbox.scenario import Scenario, load_scenario, scenario_names
+from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.scenariofile import load_scenario, scenario_names
 from diagnostics.secrets import known_values
 from tests.sandbox.test_faults import records
 

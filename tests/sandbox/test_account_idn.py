@@ -12,7 +12,7 @@ from diagnostics.audit import run_audit
 from diagnostics.config import load_config
 from diagnostics.fields import envelope_address
 from diagnostics.sandbox.account import account_world, sandbox_for
-from diagnostics.sandbox.scenario import load_scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 
 ACCOUNT = """\
 platform: {profile: personio, account: buecher}

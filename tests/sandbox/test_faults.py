@@ -10,7 +10,8 @@ import pytest
 from diagnostics.config import load_config
 from diagnostics.sandbox.account import account_world
 from diagnostics.sandbox.faults import PRIVATE_SMTP_ADDRESS, apply_faults, owner_name
-from diagnostics.sandbox.scenario import AccountFaults, Scenario, load_scenario
+from diagnostics.sandbox.scenario import AccountFaults, Scenario
+from diagnostics.sandbox.scenariofile import load_scenario
 
 NORDLICHT = Path(__file__).resolve().parents[2] / "fixtures" / "accounts" / "nordlicht.yaml"
 ENVIRON = {"NORDLICHT_SMTP_PASSWORD": "nordlicht-pw", "FJORD_SMTP_PASSWORD": "fjord-pw"}

@@ -22,7 +22,8 @@ from diagnostics.checks.smtp import SessionOutcome, probe_session
 from diagnostics.config import AccountConfig, SmtpSettings, load_config
 from diagnostics.errors import DialError, SandboxError
 from diagnostics.parse.headers.retention import RETAINED
-from diagnostics.sandbox.scenario import SCENARIO_DIR, load_scenario, scenario_names
+from diagnostics.sandbox.scenario import SCENARIO_DIR
+from diagnostics.sandbox.scenariofile import load_scenario, scenario_names
 from diagnostics.sandbox.world import Sandbox
 from diagnostics.secrets import Secret
 
