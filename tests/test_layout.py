@@ -24,10 +24,6 @@ OVERSIZED: dict[str, str] = {
         "the session I/O (one session per setting, the second look), six classifiers, the "
         "registrations and the settings probe; the session I/O is to move next to the client"
     ),
-    "checks/dns.py": (
-        "the classifiers of four record families (MX, SMTP host, SPF, DMARC) and their "
-        "registrations; to be split per record family (issue 12)"
-    ),
     "checks/allowlist.py": (
         "coverage (CIDR arithmetic, snippets) and reachability (probe and classifier) in one "
         "file; to be split in two (issue 12)"

@@ -7,10 +7,11 @@ import ssl
 from pathlib import Path
 
 from diagnostics.audit import run_audit
-from diagnostics.checks.dns import mx_records, query_dns
+from diagnostics.checks.dns.mx import mx_records
 from diagnostics.config import load_config
 from diagnostics.context import Context
 from diagnostics.findings import Cause, Outcome, Status
+from diagnostics.net import query_dns
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
 from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox

@@ -61,6 +61,7 @@ __all__ = [
     "describe_resolver",
     "exchanges_of",
     "mx_exchanges",
+    "query_addresses",
     "query_dns",
     "resolver_health",
     "started_health",
@@ -397,6 +398,12 @@ class DNSQueries:
 
     def evidence(self) -> list[dict[str, Any]]:
         return [answer.evidence() for answer in self.log]
+
+
+async def query_addresses(queries: DNSQueries, host: str) -> tuple[DNSAnswer, DNSAnswer]:
+    """The A and AAAA answers for ``host``."""
+    a, aaaa = await asyncio.gather(queries(host, "A"), queries(host, "AAAA"))
+    return a, aaaa
 
 
 async def addresses_of(

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.checks.dns import (
-    DNSAnswer,
-    dmarc_record,
-    mx_records,
-    query_dns,
-    smtp_host,
-    spf_record,
-    unreachable_reason,
-)
+from diagnostics.checks.dns.dmarc import dmarc_record
+from diagnostics.checks.dns.mx import mx_records
+from diagnostics.checks.dns.smtp_host import smtp_host, unreachable_reason
+from diagnostics.checks.dns.spf import spf_record
 from diagnostics.config import AccountConfig, parse_config
 from diagnostics.context import Context, Mode
 from diagnostics.findings import Cause, Finding, Status
+from diagnostics.net import DNSAnswer, query_dns
 from diagnostics.registry import all_checks, run_checks, select
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
 from diagnostics.sandbox.scenariofile import load_scenario

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from diagnostics.checks.dns import DNSQueries
+from diagnostics.net import DNSQueries
 from diagnostics.parse.dmarc import (
     MAX_QUERIES,
     Discovery,

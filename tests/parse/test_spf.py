@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from diagnostics.checks.dns import DNSQueries
+from diagnostics.net import DNSQueries
 from diagnostics.parse.spf import (
     IncludeCost,
     Mechanism,
