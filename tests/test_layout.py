@@ -24,10 +24,6 @@ OVERSIZED: dict[str, str] = {
         "the session I/O (one session per setting, the second look), six classifiers, the "
         "registrations and the settings probe; the session I/O is to move next to the client"
     ),
-    "checks/allowlist.py": (
-        "coverage (CIDR arithmetic, snippets) and reachability (probe and classifier) in one "
-        "file; to be split in two (issue 12)"
-    ),
     "cli.py": (
         "the parser builder (every command's options and help, about 190 lines) and one short "
         "function per command; what they print is rendered by report/terminal.py"

@@ -1,21 +1,161 @@
-"""The allowlist snippets of a run, as the reports' "Settings to copy" show them.
+"""The allowlist snippets: ready-to-paste allowlist entries per server family, and the
+snippets of a run as the reports' "Settings to copy" show them.
 
-The ``allowlist.*`` findings carry ready-to-paste lines per server family in their evidence
-(``snippets``). Here they are told once each (the same lines for two ports or two subcompanies
-are one block, headed by every place they are for), and ordered by the server family the SMTP
-server greeted as (``server_family`` in the evidence of ``allowlist.reachability``): that
-family's lines first, then the firewall's, then the other families', folded. A server that
-did not say what it is gets the firewall's lines first.
+The templates come from ``data/allowlist_snippets.yaml`` (:func:`load_snippet_templates`,
+filled by :func:`render_snippet`), the server families from ``data/server_families.yaml``
+(:func:`load_server_families`; :func:`classify_server_family` names the one a host and its
+greeting belong to). The ``allowlist.*`` findings carry :func:`render_snippets` in their
+evidence (``snippets``). The reports tell each text once (the same lines for two ports or two
+subcompanies are one block, headed by every place they are for), and order them by the server
+family the SMTP server greeted as (``server_family`` in the evidence of
+``allowlist.reachability``): that family's lines first, then the firewall's, then the other
+families', folded. A server that did not say what it is gets the firewall's lines first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
+from pydantic import BaseModel, ConfigDict
+
+from diagnostics.datafiles import load_data_file
 from diagnostics.findings import Finding
+from diagnostics.netblocks import compact
+from diagnostics.profiles import IPNetwork
 
-__all__ = ["CopyBlock", "detected_families", "family_name", "snippets_to_copy"]
+__all__ = [
+    "FIREWALL",
+    "CopyBlock",
+    "ServerFamily",
+    "SnippetTemplate",
+    "classify_server_family",
+    "detected_families",
+    "family_name",
+    "load_server_families",
+    "load_snippet_templates",
+    "render_snippet",
+    "render_snippets",
+    "snippet_rank",
+    "snippets_to_copy",
+]
+
+# -- templates -----------------------------------------------------------------------------
+
+
+class SnippetTemplate(BaseModel):
+    """One server family's ready-to-paste allowlist entry (see the data file's header)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    server: str
+    title: str
+    item: str
+    item_v6: str | None = None
+    separator: str
+    header: str | None = None
+    text: str
+    text_v6: str | None = None
+
+
+@cache
+def load_snippet_templates() -> dict[str, SnippetTemplate]:
+    """Every snippet template by server family, in the data file's order."""
+    raw = load_data_file("allowlist_snippets.yaml")
+    return {family: SnippetTemplate.model_validate(body) for family, body in raw.items()}
+
+
+def _item(template: SnippetTemplate, network: IPNetwork, port: int) -> str:
+    pattern = template.item_v6 if network.version == 6 and template.item_v6 else template.item
+    return pattern.format(
+        ip=compact(network),
+        address=network.network_address,
+        prefixlen=network.prefixlen,
+        port=port,
+    )
+
+
+def render_snippet(template: SnippetTemplate, networks: Sequence[IPNetwork], *, port: int) -> str:
+    """``template`` filled with ``networks`` for SMTP port ``port``."""
+    if template.text_v6 is None:
+        groups = [(template.text, list(networks))]
+    else:
+        groups = [
+            (template.text, [n for n in networks if n.version == 4]),
+            (template.text_v6, [n for n in networks if n.version == 6]),
+        ]
+    parts = [template.header.format(port=port)] if template.header else []
+    for text, members in groups:
+        if members:
+            items = template.separator.join(_item(template, n, port) for n in members)
+            parts.append(text.format(items=items, port=port))
+    return "\n".join(parts)
+
+
+def snippet_rank(server: str, detected: str | None) -> int:
+    """Where a snippet for ``server`` (a server family, or ``firewall``) goes when the SMTP
+    server greeted as ``detected`` (None: not recognised): 0 that family's own, 1 the
+    firewall's, 2 every other family's. Unrecognised, the firewall's come first."""
+    if detected is not None and server == detected:
+        return 0
+    if server == FIREWALL:
+        return 0 if detected is None else 1
+    return 2 if detected is not None else 1
+
+
+def render_snippets(
+    networks: Sequence[IPNetwork], *, port: int, server_family: str | None = None
+) -> dict[str, str]:
+    """Every family's snippet for ``networks``, those for ``server_family`` (the family the
+    server greeted as) first, then the firewall's; empty when there is nothing to permit."""
+    if not networks:
+        return {}
+    templates = sorted(
+        load_snippet_templates().items(),
+        key=lambda item: snippet_rank(item[1].server, server_family),
+    )
+    return {family: render_snippet(template, networks, port=port) for family, template in templates}
+
+
+# -- server families -----------------------------------------------------------------------
+
+FIREWALL = "firewall"
+
+
+class ServerFamily(BaseModel):
+    """How a mail server family is recognised (see ``data/server_families.yaml``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    hosts: tuple[str, ...] = ()
+    greeting: str
+
+
+@cache
+def load_server_families() -> dict[str, ServerFamily]:
+    """Every recognisable server family by key, in the data file's order (first match wins)."""
+    raw = load_data_file("server_families.yaml")
+    return {key: ServerFamily.model_validate(body) for key, body in raw.items()}
+
+
+def classify_server_family(greetings: Iterable[str], *, host: str = "") -> str | None:
+    """The family (a key of :func:`load_server_families`) that ``host`` and its
+    ``greetings`` name; None when they name none (many servers hide their software)."""
+    texts = [g for g in greetings if g]
+    name = host.lower().rstrip(".")
+    for key, family in load_server_families().items():
+        if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in family.hosts):
+            return key
+        if any(re.search(family.greeting, text, re.IGNORECASE) for text in texts):
+            return key
+    return None
+
+
+# -- a run's snippets, as the reports show them --------------------------------------------
 
 _CARRIERS = ("allowlist.coverage", "allowlist.reachability")
 
@@ -45,16 +185,12 @@ def detected_families(findings: Iterable[Finding]) -> dict[str, str]:
 
 def family_name(family: str) -> str:
     """What the reports call server family ``family`` ("Postfix")."""
-    from diagnostics.checks.allowlist import load_server_families
-
     known = load_server_families().get(family)
     return known.name if known is not None else family
 
 
 def _title_and_server(key: str) -> tuple[str, str]:
     """A snippet's heading and the server family it is for, as its data file names them."""
-    from diagnostics.checks.allowlist import load_snippet_templates
-
     template = load_snippet_templates().get(key)
     if template is None:
         return key, key
@@ -84,8 +220,6 @@ class _Entry:
 def snippets_to_copy(findings: Iterable[Finding]) -> list[CopyBlock]:
     """The allowlist snippets in the evidence of the ``allowlist.*`` findings, each text once,
     the detected server family's first (see the module docstring)."""
-    from diagnostics.checks.allowlist import snippet_rank
-
     carriers = [f for f in findings if f.check in _CARRIERS]
     families = detected_families(carriers)
     entries: dict[tuple[str, str, str], _Entry] = {}

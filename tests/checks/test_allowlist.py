@@ -16,32 +16,31 @@ from typing import Any
 import dns.asyncresolver
 import pytest
 
-from diagnostics.checks.allowlist import (
-    Admission,
-    ProbeResult,
-    Reply,
-    classify_coverage,
-    classify_greeting,
-    classify_reachability,
-    classify_server_family,
-    compare_allowlist,
-    coverage,
-    documented_allowlist,
-    load_server_families,
-    load_snippet_templates,
-    parse_greeting,
-    probe_greeting,
-    reachability,
-    render_snippet,
-    render_snippets,
-)
+from diagnostics.checks.allowlist.coverage import classify_coverage, coverage, documented_allowlist
+from diagnostics.checks.allowlist.reachability import classify_reachability, reachability
 from diagnostics.config import AccountConfig, load_config, parse_config
 from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.findings import Cause, Finding, Status
+from diagnostics.netblocks import compare_allowlist
 from diagnostics.profiles import IPNetwork, get_profile
+from diagnostics.report.snippets import (
+    classify_server_family,
+    load_server_families,
+    load_snippet_templates,
+    render_snippet,
+    render_snippets,
+)
 from diagnostics.sandbox.scenario import Scenario
 from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
+from diagnostics.smtpgreeting import (
+    Admission,
+    ProbeResult,
+    classify_greeting,
+    parse_greeting,
+    probe_greeting,
+)
+from diagnostics.smtpreply import Reply
 from tests.sandbox import conftest as sandbox
 from tests.sandbox.conftest import with_changes
 
