@@ -3,7 +3,7 @@
 The SMTP client (:mod:`diagnostics.smtpclient`) writes it as it runs each step: the command,
 the reply that ended the step (or its error, and whether its time ran out), the timing and,
 for ``tls``, the version and cipher agreed on. The checks read it: the smtp family's
-classifiers through :class:`~diagnostics.checks.smtp.SessionOutcome`, the evidence of every
+classifiers through :class:`~diagnostics.net.session.SessionOutcome`, the evidence of every
 finding as ``steps`` and ``transcript``. Credentials are masked before a line is stored.
 """
 

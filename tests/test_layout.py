@@ -20,10 +20,6 @@ MAX_LINES = 600
 
 # path (relative to diagnostics/) -> why it is longer than MAX_LINES today.
 OVERSIZED: dict[str, str] = {
-    "checks/smtp.py": (
-        "the session I/O (one session per setting, the second look), six classifiers, the "
-        "registrations and the settings probe; the session I/O is to move next to the client"
-    ),
     "cli.py": (
         "the parser builder (every command's options and help, about 190 lines) and one short "
         "function per command; what they print is rendered by report/terminal.py"

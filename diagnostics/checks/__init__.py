@@ -1,4 +1,4 @@
-"""Check families, one module each: ``config``, ``dns``, ``smtp``, ``allowlist``,
+"""Check families, one module or package each: ``config``, ``dns``, ``smtp``, ``allowlist``,
 ``redirect``, ``headers``, ``sender``.
 
 Importing a family module registers its checks; :func:`diagnostics.registry.all_checks`

@@ -8,6 +8,9 @@
   run whether the resolver itself works before any finding blames a name.
 - :mod:`~diagnostics.net.smtp` opens aiosmtplib sessions on a dialed socket and
   authenticates exactly once.
+- :mod:`~diagnostics.net.session` runs the smtp checks' one SMTP session per setting through
+  the SMTP client (:mod:`diagnostics.smtpclient`). It sits above the client, which dials
+  through this package, so it is not imported here.
 """
 
 from diagnostics.net.dial import Dialer, DialError, connect_socket, dial, system_hosts

@@ -13,17 +13,18 @@ from pathlib import Path
 import dns.asyncresolver
 import pytest
 
-from diagnostics.checks.smtp import SessionOutcome, classify_auth, classify_provider, probe_session
+from diagnostics.checks.smtp.sending import classify_auth, classify_provider
 from diagnostics.config import AccountConfig, SmtpSettings, load_config, parse_config
 from diagnostics.context import Context, Timeouts
 from diagnostics.findings import Cause, Finding, Status
+from diagnostics.net.session import SessionOutcome, probe_session
 from diagnostics.profiles import get_profile
 from diagnostics.providers import load_providers, recognise
 from diagnostics.registry import run_checks, select
 from diagnostics.sandbox.scenario import Scenario
 from diagnostics.sandbox.world import Sandbox
 from diagnostics.secrets import MASK, Secret
-from diagnostics.smtpclient import Reply, Transcript
+from diagnostics.smtpclient import Reply, Step, Transcript
 from tests.conftest import ACME
 from tests.sandbox.conftest import with_changes
 
@@ -398,8 +399,6 @@ def outcome_with(step: str, reply: Reply, *, host: str = "smtp.office365.com") -
     )
     outcome = SessionOutcome(settings, "jobs@acme.example", False, transcript=Transcript())
     outcome.auth_mechanism = "PLAIN"
-    from diagnostics.checks.smtp import Step
-
     outcome.steps.append(Step(step, False, 1.0, reply=str(reply)))
     outcome.replies[step] = reply
     outcome.failed = step

@@ -18,9 +18,9 @@ import aiosmtplib
 import dns.resolver
 import pytest
 
-from diagnostics.checks.smtp import SessionOutcome, probe_session
 from diagnostics.config import AccountConfig, SmtpSettings, load_config
 from diagnostics.errors import DialError, SandboxError
+from diagnostics.net.session import SessionOutcome, probe_session
 from diagnostics.parse.headers.retention import RETAINED
 from diagnostics.sandbox.scenario import SCENARIO_DIR
 from diagnostics.sandbox.scenariofile import load_scenario, scenario_names
