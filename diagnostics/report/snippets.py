@@ -17,10 +17,9 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from functools import cache
-
-from pydantic import BaseModel, ConfigDict
+from typing import TypeVar
 
 from diagnostics.datafiles import load_data_file
 from diagnostics.findings import Finding
@@ -45,19 +44,41 @@ __all__ = [
 
 # -- templates -----------------------------------------------------------------------------
 
+_D = TypeVar("_D")
 
-class SnippetTemplate(BaseModel):
+
+def _strict(cls: type[_D], body: object, where: str) -> _D:
+    """``cls`` from one entry of a shipped data file: every key known, every required key
+    present, every value text (a list of texts for a tuple). ValueError naming the entry.
+    (Plain dataclasses: the text report, which ``maildiag smtp`` prints, loads no pydantic.)"""
+    if not isinstance(body, dict):
+        raise ValueError(f"{where}: expected a mapping, found {type(body).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(body) - set(known))
+    missing = [n for n, f in known.items() if f.default is MISSING and n not in body]
+    if unknown or missing:
+        raise ValueError(f"{where}: unknown keys {unknown}, missing keys {missing}")
+    values: dict[str, object] = {}
+    for name, value in body.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = tuple(value)
+        elif not (isinstance(value, str) or (value is None and known[name].default is None)):
+            raise ValueError(f"{where}.{name}: expected text, found {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class SnippetTemplate:
     """One server family's ready-to-paste allowlist entry (see the data file's header)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     server: str
     title: str
     item: str
-    item_v6: str | None = None
     separator: str
-    header: str | None = None
     text: str
+    item_v6: str | None = None
+    header: str | None = None
     text_v6: str | None = None
 
 
@@ -65,7 +86,10 @@ class SnippetTemplate(BaseModel):
 def load_snippet_templates() -> dict[str, SnippetTemplate]:
     """Every snippet template by server family, in the data file's order."""
     raw = load_data_file("allowlist_snippets.yaml")
-    return {family: SnippetTemplate.model_validate(body) for family, body in raw.items()}
+    return {
+        family: _strict(SnippetTemplate, body, f"allowlist_snippets.yaml: {family}")
+        for family, body in raw.items()
+    }
 
 
 def _item(template: SnippetTemplate, network: IPNetwork, port: int) -> str:
@@ -125,21 +149,23 @@ def render_snippets(
 FIREWALL = "firewall"
 
 
-class ServerFamily(BaseModel):
+@dataclass(frozen=True)
+class ServerFamily:
     """How a mail server family is recognised (see ``data/server_families.yaml``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     name: str
-    hosts: tuple[str, ...] = ()
     greeting: str
+    hosts: tuple[str, ...] = ()
 
 
 @cache
 def load_server_families() -> dict[str, ServerFamily]:
     """Every recognisable server family by key, in the data file's order (first match wins)."""
     raw = load_data_file("server_families.yaml")
-    return {key: ServerFamily.model_validate(body) for key, body in raw.items()}
+    return {
+        key: _strict(ServerFamily, body, f"server_families.yaml: {key}")
+        for key, body in raw.items()
+    }
 
 
 def classify_server_family(greetings: Iterable[str], *, host: str = "") -> str | None:
