@@ -37,6 +37,33 @@ class SmtpSettings:
         return replace(self, port=port, encryption=ENCRYPTIONS[encryption])
 
 
+MailboxEncryption = Literal["tls", "starttls"]
+#: The IMAP port of each encryption (RFC 8314: 993 implicit TLS; 143 with STARTTLS).
+IMAP_PORTS: dict[str, int] = {"tls": 993, "starttls": 143}
+
+
+@dataclass(frozen=True)
+class MailboxSettings:
+    """The IMAP mailbox the tool reads in a live round trip: the custom address's own.
+
+    Exactly one credential: ``password`` (a :class:`Secret`), or ``token_command``, a command
+    (argument list, no shell) that prints an OAuth2 access token for XOAUTH2, run only when
+    the mailbox is opened.
+    """
+
+    host: str
+    port: int
+    encryption: MailboxEncryption
+    account: str
+    password: Secret | None = None
+    token_command: tuple[str, ...] | None = None
+
+    @property
+    def where(self) -> str:
+        """``account on host:port`` for findings (no secret)."""
+        return f"{self.account} on {self.host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class SendingIdentity:
     """What a company or subcompany sends as: custom address, SMTP settings, allowlist."""
@@ -45,6 +72,24 @@ class SendingIdentity:
     custom_address: str | None = None
     smtp: SmtpSettings | None = None
     allowlist: tuple[IPNetwork, ...] | None = None
+    #: The mailbox given in the file; :meth:`mailbox_settings` says which one is read.
+    mailbox: MailboxSettings | None = None
+
+    def mailbox_settings(self) -> MailboxSettings | None:
+        """The mailbox a live round trip reads for this identity: the file's ``mailbox``, or
+        by default the custom address's own mailbox on the SMTP host over IMAPS with the SMTP
+        account and password. None when neither is known."""
+        if self.mailbox is not None:
+            return self.mailbox
+        if self.smtp is None or self.custom_address is None:
+            return None
+        return MailboxSettings(
+            host=self.smtp.host,
+            port=IMAP_PORTS["tls"],
+            encryption="tls",
+            account=self.smtp.account,
+            password=self.smtp.password,
+        )
 
 
 @dataclass(frozen=True)

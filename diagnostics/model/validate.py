@@ -21,10 +21,13 @@ from typing import Any, Final, TypeVar
 from diagnostics import fields
 from diagnostics.model.account import (
     ENCRYPTIONS,
+    IMAP_PORTS,
     AccountConfig,
     Company,
     Employee,
     Encryption,
+    MailboxEncryption,
+    MailboxSettings,
     Platform,
     Position,
     SenderName,
@@ -43,7 +46,8 @@ UNKNOWN_KEY_EXPECTED: Final = "no such key (unknown keys are errors; check the s
 UNKNOWN_KEY_FOUND: Final = "an unknown key (its value is not shown)"
 _MAPPING: Final = "a mapping of keys to values"
 _EMPLOYEE: Final[SenderName] = "employee"
-_IDENTITY_KEYS: Final = ("name", "custom_address", "smtp", "allowlist")
+_IDENTITY_KEYS: Final = ("name", "custom_address", "smtp", "allowlist", "mailbox")
+_MAILBOX_ENCRYPTIONS: dict[str, MailboxEncryption] = {"tls": "tls", "starttls": "starttls"}
 _SENDER_NAMES: dict[object, SenderName] = {"employee": "employee", "company": "company"}
 
 
@@ -101,6 +105,43 @@ def _optional_text(value: Any) -> str | None:
 
 def _encryption(value: Any) -> Encryption:
     return ENCRYPTIONS[fields.encryption(value)]
+
+
+def _mailbox_encryption(value: Any) -> MailboxEncryption:
+    text = fields.encryption(value)
+    if text not in _MAILBOX_ENCRYPTIONS:
+        # LOGIN in plain text puts the password on the wire; IMAP servers refuse it anyway
+        # (LOGINDISABLED, RFC 3501 6.2.3).
+        raise fields.FieldProblem("tls (IMAPS, port 993) or starttls (port 143)", value)
+    return _MAILBOX_ENCRYPTIONS[text]
+
+
+def _imap_port(value: Any) -> int:
+    try:
+        return fields.port(value)
+    except fields.FieldProblem:
+        raise fields.FieldProblem(
+            "a port number from 1 to 65535 (IMAP: 993 or 143)", value
+        ) from None
+
+
+def _command(value: Any) -> tuple[str, ...]:
+    """A command as an argument list: a list of strings, or one string split as a shell
+    would split it (no shell runs it)."""
+    import shlex
+
+    if isinstance(value, str):
+        try:
+            argv = tuple(shlex.split(value))
+        except ValueError as exc:
+            raise fields.FieldProblem(f"a command line ({exc})", value) from None
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        argv = tuple(value)
+    else:
+        raise fields.FieldProblem("a command (text, or a list of arguments)", value)
+    if not argv or not argv[0]:
+        raise fields.FieldProblem("a command that prints an OAuth2 access token", value)
+    return argv
 
 
 def _sender_name(value: Any) -> SenderName:
@@ -248,6 +289,82 @@ class Rules:
             password=_valid(password),
         )
 
+    def mailbox_settings(
+        self, raw: Any, loc: Loc, smtp: SmtpSettings | None
+    ) -> MailboxSettings | _Failed:
+        """:class:`MailboxSettings` from ``{host?, port?, encryption?, account?, password? |
+        password_file? | token_command?}``; what is left out comes from the identity's SMTP
+        settings (host, account, password), encryption ``tls``, and the port of the
+        encryption."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        keys = ("host", "port", "encryption", "account", "password", "password_file")
+        self.unknown_keys(data, loc, (*keys, "token_command"))
+        needs = (
+            "" if smtp is not None else " (this (sub)company has no smtp settings to take it from)"
+        )
+        host = self.value(
+            data,
+            loc,
+            "host",
+            fields.host,
+            default=smtp.host if smtp else _FAILED,
+            required=smtp is None,
+        )
+        tls: MailboxEncryption = "tls"
+        encryption: MailboxEncryption | _Failed = self.value(
+            data, loc, "encryption", _mailbox_encryption, default=tls, required=False
+        )
+        port = self.value(
+            data,
+            loc,
+            "port",
+            _imap_port,
+            default=IMAP_PORTS[encryption] if isinstance(encryption, str) else _FAILED,
+            required=False,
+        )
+        account = self.value(
+            data,
+            loc,
+            "account",
+            fields.login,
+            default=smtp.account if smtp else _FAILED,
+            required=smtp is None,
+        )
+        password: Secret | _Failed | None = None
+        command: tuple[str, ...] | _Failed | None = None
+        given = [k for k in ("password", "password_file", "token_command") if k in data]
+        if len(given) > 1:
+            self.said(
+                (*loc, given[1]),
+                "one of password, password_file or token_command",
+                " and ".join(given),
+            )
+        elif "token_command" in data:
+            command = self.value(data, loc, "token_command", _command)
+        elif given:
+            password = self.password(data, loc)
+        elif smtp is not None:
+            password = smtp.password
+        else:
+            self.said(
+                (*loc, "password"),
+                "password: ${ENV_VAR}, password_file: PATH or token_command: COMMAND" + needs,
+                "none of them",
+            )
+        if len(self.problems) > before:
+            return _FAILED
+        return MailboxSettings(
+            host=_valid(host),
+            port=_valid(port),
+            encryption=_valid(encryption),
+            account=_valid(account),
+            password=_valid(password),
+            token_command=_valid(command),
+        )
+
     def password(self, data: Mapping[Any, Any], loc: Loc) -> Secret | _Failed:
         """The secret a ``password: ${VAR}`` or ``password_file: PATH`` reference names."""
         if "password" in data and "password_file" in data:
@@ -314,15 +431,25 @@ class Rules:
         str | _Failed | None,
         SmtpSettings | _Failed | None,
         tuple[IPNetwork, ...] | _Failed | None,
+        MailboxSettings | _Failed | None,
     ]:
         """The fields a company and a subcompany share, in the model's order."""
-        smtp = data.get("smtp")
-        return (
-            self.value(data, loc, "name", _non_empty_text),
-            self.value(data, loc, "custom_address", fields.email, default=None, required=False),
-            None if smtp is None else self.smtp_settings(smtp, (*loc, "smtp")),
-            self.value(data, loc, "allowlist", _networks, default=None, required=False),
+        raw_smtp = data.get("smtp")
+        name = self.value(data, loc, "name", _non_empty_text)
+        address = self.value(
+            data, loc, "custom_address", fields.email, default=None, required=False
         )
+        smtp = None if raw_smtp is None else self.smtp_settings(raw_smtp, (*loc, "smtp"))
+        allowlist = self.value(data, loc, "allowlist", _networks, default=None, required=False)
+        raw_mailbox = data.get("mailbox")
+        mailbox = (
+            None
+            if raw_mailbox is None
+            else self.mailbox_settings(
+                raw_mailbox, (*loc, "mailbox"), smtp if isinstance(smtp, SmtpSettings) else None
+            )
+        )
+        return name, address, smtp, allowlist, mailbox
 
     def company(self, raw: Any, loc: Loc) -> Company | _Failed:
         """:class:`Company` from ``{name, custom_address?, smtp?, allowlist?, sender_name?}``."""
@@ -330,7 +457,7 @@ class Rules:
         data = self.mapping(raw, loc)
         if data is None:
             return _FAILED
-        name, custom_address, smtp, allowlist = self._identity(data, loc)
+        name, custom_address, smtp, allowlist, mailbox = self._identity(data, loc)
         sender_name: SenderName | _Failed = self.value(
             data, loc, "sender_name", _sender_name, default=_EMPLOYEE, required=False
         )
@@ -342,6 +469,7 @@ class Rules:
             custom_address=_valid(custom_address),
             smtp=_valid(smtp),
             allowlist=_valid(allowlist),
+            mailbox=_valid(mailbox),
             sender_name=_valid(sender_name),
         )
 
@@ -351,7 +479,7 @@ class Rules:
         data = self.mapping(raw, loc)
         if data is None:
             return _FAILED
-        name, custom_address, smtp, allowlist = self._identity(data, loc)
+        name, custom_address, smtp, allowlist, mailbox = self._identity(data, loc)
         self.unknown_keys(data, loc, _IDENTITY_KEYS)
         if len(self.problems) > before:
             return _FAILED
@@ -360,6 +488,7 @@ class Rules:
             custom_address=_valid(custom_address),
             smtp=_valid(smtp),
             allowlist=_valid(allowlist),
+            mailbox=_valid(mailbox),
         )
 
     def position(self, raw: Any, loc: Loc) -> Position | _Failed:
