@@ -22,6 +22,7 @@ from diagnostics.options import AuditOptions
 from diagnostics.registry import run_checks, select
 from diagnostics.report.json import write_json
 from diagnostics.report.model import Report
+from diagnostics.roundtrip import RoundTripOptions
 from diagnostics.sandbox.world import Sandbox
 
 
@@ -49,11 +50,13 @@ async def run_audit(
     send_test: bool = False,
     nameserver: tuple[str, int] | None = None,
     static_hosts: Mapping[str, tuple[str, ...]] | None = None,
+    roundtrip: RoundTripOptions | None = None,
 ) -> AuditResult:
     """Audit the account file at ``config_path``; in ``sandbox`` when given, else live.
 
     ``nameserver`` (address, port) replaces the system's resolver of a live audit;
-    ``static_hosts`` take the place of the hosts file and DNS for connecting. ValueError when
+    ``static_hosts`` take the place of the hosts file and DNS for connecting; ``roundtrip``
+    asks a live audit for the round trip through the company's mailbox. ValueError when
     ``only`` names an unknown check (before anything runs).
     """
     specs = select(only)
@@ -93,6 +96,7 @@ async def run_audit(
             send_test=send_test,
             static_hosts=dict(static_hosts or {}),
             dns_server=f"{nameserver[0]}:{nameserver[1]}" if nameserver is not None else None,
+            roundtrip=roundtrip,
         )
     findings = await run_checks(context, specs)
     report = Report(
@@ -120,6 +124,19 @@ async def audit(
 
     select(options.only)
     timeouts = Timeouts.per_step(options.timeout) if options.timeout else None
+    if options.wait is not None:
+        timeouts = dataclasses.replace(timeouts or Timeouts(), roundtrip=options.wait)
+    wanted = options.roundtrip or options.probe_platform
+    roundtrip = (
+        RoundTripOptions(
+            via=options.via,
+            clean=options.clean,
+            probe_platform=options.probe_platform,
+            send=options.roundtrip,
+        )
+        if wanted
+        else None
+    )
     async with contextlib.AsyncExitStack() as stack:
         world = None
         if options.sandbox:
@@ -135,6 +152,7 @@ async def audit(
             send_test=options.send_test,
             nameserver=options.dns_server,
             static_hosts=options.static_hosts,
+            roundtrip=roundtrip,
         )
 
 

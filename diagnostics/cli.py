@@ -148,6 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect to ADDRESS for HOST instead of what DNS says (repeatable), as curl "
         "--resolve does",
     )
+    audit.add_argument(
+        "--roundtrip",
+        action="store_true",
+        help="send one tagged test message to each custom address and watch the company "
+        "mailbox over IMAP for the kept copy and for bounces (live audits)",
+    )
+    audit.add_argument(
+        "--via",
+        choices=("mx", "submission"),
+        default="mx",
+        help="send the round trip's message to the MX on port 25, as candidates' mail "
+        "arrives (default), or through the company's SMTP server with its account",
+    )
+    audit.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="how long the round trip watches (120)"
+    )
+    audit.add_argument(
+        "--clean",
+        action="store_true",
+        help="afterwards delete the round trip's own messages (copies and bounces carrying its "
+        "tag), nothing else",
+    )
+    audit.add_argument(
+        "--probe-platform",
+        action="store_true",
+        help="ask the platform's inbound MX whether it knows the account's inbound address "
+        "(RCPT TO, no message is sent)",
+    )
 
     smtp = commands.add_parser("smtp", help='the "Test connection" check alone')
     smtp.add_argument("--host", required=True, help="SMTP host, as entered on the platform")
@@ -337,6 +365,11 @@ def _audit_options(args: argparse.Namespace) -> AuditOptions:
         send_test=bool(args.send_test),
         dns_server=_nameserver(args.dns_server),
         static_hosts=_static_hosts(args.resolve),
+        roundtrip=bool(args.roundtrip),
+        via=args.via,
+        clean=bool(args.clean),
+        probe_platform=bool(args.probe_platform),
+        wait=args.wait,
     )
 
 
@@ -386,6 +419,11 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timeout=options.timeout,
         dns_server=options.dns_server_text,
         resolve=options.resolve_text,
+        roundtrip=options.roundtrip,
+        via=options.via,
+        clean=options.clean,
+        probe_platform=options.probe_platform,
+        wait=options.wait or 0,
     )
     report = Report.from_dict(read_json(directory / "report.json"))
     if args.json:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import dns.asyncresolver
 
     from diagnostics.model.account import AccountConfig
-    from diagnostics.roundtrip import Mailboxes
+    from diagnostics.roundtrip import Mailboxes, RoundTripOptions
 
 Mode = Literal["live", "sandbox"]
 
@@ -111,6 +111,9 @@ class Context:
     hosts: Mapping[str, tuple[str, ...]] | None = None
     # Where a round trip's message is looked for (the sandbox's mailboxes); None in live mode.
     mailboxes: Mailboxes | None = None
+    # Live mode: the round trip the user asked for (``--roundtrip``), watched in the company's
+    # own mailbox over IMAP; None leaves the redirect checks to say what to do by hand.
+    roundtrip: RoundTripOptions | None = None
     # Results shared by the checks of one run (one SMTP session per setting, so one AUTH).
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 

@@ -58,6 +58,11 @@ def run_audit_notebook(
     timeout: float | None = None,
     dns_server: str = "",
     resolve: str = "",
+    roundtrip: bool = False,
+    via: str = "mx",
+    clean: bool = False,
+    probe_platform: bool = False,
+    wait: float = 0,
 ) -> Path:
     """Execute the audit notebook for ``config`` (in the sandbox world ``sandbox`` when given)
     into ``directory``, which receives the report folder and the executed ``audit.ipynb``;
@@ -78,6 +83,11 @@ def run_audit_notebook(
             "send_test": send_test,
             "dns_server": dns_server,
             "resolve": resolve,
+            "roundtrip": roundtrip,
+            "via": via,
+            "clean": clean,
+            "probe_platform": probe_platform,
+            "wait_s": wait,
             # The caller reads the verdict from report.json and sets its own exit code.
             "fail_on": "never",
         },

@@ -172,6 +172,11 @@ async def run_notebook_audit(
     fail_on: str = "fail",
     dns_server: str = "",
     resolve: str = "",
+    roundtrip: bool = False,
+    via: str = "mx",
+    clean: bool = False,
+    probe_platform: bool = False,
+    wait_s: float = 0,
 ) -> NotebookAudit:
     """Audit ``config`` (in the sandbox world ``sandbox`` when given) and write the report folder.
 
@@ -180,7 +185,8 @@ async def run_notebook_audit(
     ``send_test`` sends one test message per SMTP setting, from the custom address to itself;
     ``dns_server`` (``ADDRESS[:PORT]``) replaces the system's resolver of a live audit and
     ``resolve`` (``HOST:ADDRESS``, comma-separated) overrides where hosts are connected to, as
-    ``maildiag audit --dns-server/--resolve`` do;
+    ``maildiag audit --dns-server/--resolve`` do; ``roundtrip`` (with ``via``, ``clean``,
+    ``wait_s``) and ``probe_platform`` are ``maildiag audit --roundtrip/--probe-platform``;
     ``fail_on`` (``fail``, ``warn`` or ``never``) is checked here, before anything runs, and
     applied by :meth:`NotebookAudit.raise_for_verdict`.
     """
@@ -213,6 +219,11 @@ async def run_notebook_audit(
         static_hosts=parse_static_hosts(
             part.strip() for part in resolve.split(",") if part.strip()
         ),
+        roundtrip=bool(roundtrip),
+        via=via,
+        clean=bool(clean),
+        probe_platform=bool(probe_platform),
+        wait=float(wait_s) or None,
     )
     result = await audit(options, sandbox_log=lambda: _sandbox_log(directory / "sandbox.log"))
     path = write_report(result.report, directory)

@@ -70,10 +70,28 @@ class AuditOptions:
     send_test: bool = False
     dns_server: tuple[str, int] | None = None
     static_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The live round trip: one tagged message, watched in the company's mailbox over IMAP.
+    roundtrip: bool = False
+    via: str = "mx"
+    clean: bool = False
+    probe_platform: bool = False
+    # Seconds the round trip watches the mailbox (None: Timeouts.roundtrip).
+    wait: float | None = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"--timeout {self.timeout:g}: expected a number of seconds above 0")
+        if self.wait is not None and self.wait <= 0:
+            raise ValueError(f"--wait {self.wait:g}: expected a number of seconds above 0")
+        if self.via not in ("mx", "submission"):
+            raise ValueError(f"--via {self.via!r}: expected mx or submission")
+        if self.sandbox and (self.roundtrip or self.probe_platform):
+            raise ValueError(
+                "--roundtrip and --probe-platform are for live audits: the sandbox always runs "
+                "its own round trip"
+            )
+        if not self.roundtrip and (self.via != "mx" or self.clean or self.wait is not None):
+            raise ValueError("--via, --clean and --wait go with --roundtrip")
         object.__setattr__(self, "static_hosts", MappingProxyType(dict(self.static_hosts)))
 
     @property

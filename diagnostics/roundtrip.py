@@ -13,10 +13,11 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
+from diagnostics.findings import Cause
 from diagnostics.parse.dkim import DKIMKey, sign
 
 TOKEN_HEADER = "X-Maildiag-Token"  # noqa: S105 - a header name, not a password
@@ -81,3 +82,102 @@ def probe_message(token: str, *, sender: str, recipient: str, key: DKIMKey | Non
     )
     data = message.as_bytes(policy=email.policy.SMTP)
     return sign(data, key) if key is not None else data
+
+
+@dataclass
+class LiveWatch:
+    """What the live round trip saw, besides what :class:`~diagnostics.checks.redirect.
+    RoundTrip` records for both modes."""
+
+    mailbox: str = ""
+    via: str = "mx"
+    # Why the mailbox could not be read (then nothing was sent), and the cause to report.
+    mailbox_error: str | None = None
+    mailbox_step: str | None = None
+    login: str = ""
+    idle: bool = False
+    folders_searched: int = 0
+    cleaned: int | None = None
+    clean_note: str = ""
+    events: list[str] = field(default_factory=list)
+    # --probe-platform: the platform's inbound MX, its answer to RCPT TO the inbound address
+    # (code and text), or why it could not be asked.
+    platform_mx: str | None = None
+    platform_reply: str | None = None
+    platform_code: int | None = None
+    platform_error: str | None = None
+    # False when only --probe-platform was asked for: nothing was sent.
+    sent: bool = True
+
+    @property
+    def platform_refused(self) -> bool:
+        """The platform's MX said it has no such recipient (a 5xx to RCPT TO)."""
+        return self.platform_code is not None and 500 <= self.platform_code < 600
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "mailbox": self.mailbox,
+            "via": self.via,
+            "login": self.login,
+            "idle": self.idle,
+            "folders_searched": self.folders_searched,
+            "mailbox_error": self.mailbox_error,
+            "cleaned": self.cleaned,
+            "clean_note": self.clean_note,
+            "events": list(self.events),
+            "platform_mx": self.platform_mx,
+            "platform_reply": self.platform_reply,
+            "platform_error": self.platform_error,
+        }
+
+
+@dataclass
+class RoundTrip:
+    """What one round trip saw."""
+
+    address: str
+    token: str = ""
+    sent: bytes = b""
+    sent_at: float = 0.0
+    delivered_to: str | None = None
+    delivery_error: str | None = None
+    delivery_cause: Cause | None = None
+    arrivals: list[Arrival] = field(default_factory=list)
+    # What else reached the platform meanwhile (a provider's forwarding confirmation, say).
+    others: list[Arrival] = field(default_factory=list)
+    local_copies: list[Arrival] = field(default_factory=list)
+    bounces: list[Arrival] = field(default_factory=list)
+    waited_s: float = 0.0
+    # Live mode: the company mailbox watched over IMAP (None in the sandbox).
+    live: LiveWatch | None = None
+    latency_s: float | None = None
+
+    @property
+    def arrived(self) -> Arrival | None:
+        return self.arrivals[0] if self.arrivals else None
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "token": self.token,
+            "delivered_to": self.delivered_to,
+            "delivery_error": self.delivery_error,
+            "arrivals": [a.folder for a in self.arrivals],
+            "local_copies": len(self.local_copies),
+            "bounces": len(self.bounces),
+            "waited_s": round(self.waited_s, 3),
+            "latency_s": round(self.latency_s, 3) if self.latency_s is not None else None,
+            **({"live": self.live.evidence()} if self.live is not None else {}),
+        }
+
+
+@dataclass(frozen=True)
+class RoundTripOptions:
+    """A live round trip asked for: ``--roundtrip [--via mx|submission] [--clean]
+    [--probe-platform]``."""
+
+    via: str = "mx"
+    clean: bool = False
+    probe_platform: bool = False
+    # False: only --probe-platform was asked for; no test message is sent.
+    send: bool = True

@@ -16,7 +16,7 @@ from dataclasses import replace
 from email import message_from_bytes
 from typing import Any
 
-from diagnostics.checks.redirect import RoundTrip, per_roundtrip
+from diagnostics.checks.redirect import per_roundtrip
 from diagnostics.context import Context
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
@@ -30,6 +30,7 @@ from diagnostics.parse.headers.forwarding import (
 )
 from diagnostics.parse.headers.retention import compare_retention
 from diagnostics.registry import check
+from diagnostics.roundtrip import RoundTrip
 
 ATTRIBUTION_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To")
 
@@ -213,6 +214,58 @@ def _live(address: str) -> Outcome:
     )
 
 
+def classify_kept_copy(trip: RoundTrip, inbound: str) -> Outcome:
+    """headers.retention in a live round trip: what the company server changed before it
+    kept its copy (a subject tag or a footer is added before the redirection on most
+    servers); the platform's own copy needs the export."""
+    watch = trip.live
+    export = (
+        "What the platform received can be compared too: save the test message from the "
+        "platform as .eml and run `maildiag headers ARRIVED.eml --original SENT.eml`."
+    )
+    if watch is not None and watch.mailbox_error is not None:
+        return Outcome(Status.SKIP, "Mailbox not read", "See redirect.roundtrip. " + export)
+    if watch is not None and not watch.sent:
+        return Outcome(Status.SKIP, "No test message sent", "See redirect.roundtrip. " + export)
+    if not trip.local_copies:
+        return Outcome(Status.SKIP, "No kept copy to compare", "See redirect.local_copy. " + export)
+    copy = trip.local_copies[0]
+    retention = compare_retention(trip.sent, copy.data)
+    tagged = subject_tag(retention.diff("Subject"))
+    if tagged is not None:
+        tag, where = tagged
+        return Outcome(
+            Status.FAIL,
+            f"The company server tags the subject ({tag!r})",
+            f"The copy kept in {trip.address} ({copy.folder}) has {tag!r} as a {where} of its "
+            "subject: the server changes candidates' mail before the redirection, so the "
+            "platform shows the tag and cannot match replies to their thread by subject.",
+            Cause.UNKNOWN,
+            remediation_for(
+                "subject_tagged",
+                server_family(copy.data),
+                custom_address=trip.address,
+                inbound_address=inbound,
+            )
+            + " "
+            + export,
+        )
+    if retention.structure_changed or any(d.kind == "missing" for d in retention.diffs):
+        changes = "; ".join(d.describe() for d in retention.diffs) or "the MIME structure changed"
+        return Outcome(
+            Status.WARN,
+            "The company server changes the message before it keeps the copy",
+            f"The copy kept in {trip.address} differs from the test message as sent: {changes}.",
+            remediation=f"Exempt mail to {trip.address} from the rule that rewrites it. " + export,
+        )
+    return Outcome(
+        Status.PASS,
+        "The kept copy has the original headers",
+        f"The copy in {trip.address} ({copy.folder}) arrived with its headers and body as "
+        "sent. " + export,
+    )
+
+
 async def _for_addresses(
     context: Context, check_id: str, judge: Callable[[RoundTrip], Awaitable[Judged]]
 ) -> list[Finding]:
@@ -242,6 +295,8 @@ async def retention(context: Context) -> list[Finding]:
     inbound = context.config.inbound_address
 
     async def judge(trip: RoundTrip) -> Judged:
+        if trip.live is not None:
+            return classify_kept_copy(trip, inbound), None
         cause = redirection_root_cause(trip, "headers.retention", inbound)
         return classify_retention(trip, inbound), cause
 
@@ -253,6 +308,8 @@ async def forwarding_style(context: Context) -> list[Finding]:
     inbound = context.config.inbound_address
 
     async def judge(trip: RoundTrip) -> Judged:
+        if trip.live is not None:
+            return _live(trip.address), None
         cause = redirection_root_cause(trip, "headers.forwarding_style", inbound)
         return classify_style(trip, inbound), cause
 
@@ -265,6 +322,8 @@ async def dkim_survives(context: Context) -> list[Finding]:
 
     async def judge(trip: RoundTrip) -> Judged:
         arrival = trip.arrived
+        if trip.live is not None:
+            return _live(trip.address), None
         if arrival is None:
             return _not_arrived(trip), None
         if mailboxes is None or mailboxes.dkim_key is None:

@@ -16,110 +16,30 @@ import email.policy
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
+from diagnostics.checks.redirect_live import (
+    classify_live_local_copy,
+    classify_live_loop,
+    classify_live_roundtrip,
+    mailbox_unreadable,
+)
 from diagnostics.context import Context
-from diagnostics.errors import DialError, ProbeError, SandboxError
+from diagnostics.errors import ProbeError
 from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause, Finding, Outcome, Status
-from diagnostics.net import dial, mx_exchanges, query_dns
+from diagnostics.liveroundtrip import probe_live_roundtrip
+from diagnostics.model.account import Company, Subcompany
+from diagnostics.net.delivery import deliver_to_mx
 from diagnostics.parse.headers.family import server_family
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
-from diagnostics.roundtrip import Arrival, new_token, probe_message
-from diagnostics.smtpclient import SMTPConnection, SMTPRefused, accepted
+from diagnostics.roundtrip import RoundTrip, new_token, probe_message
+from diagnostics.smtpclient import SMTPRefused
 from diagnostics.unplayed import refused, unplayed_outcome
 
 POLL_S = 0.05
 _STATUS = re.compile(r"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.MULTILINE | re.IGNORECASE)
 _DIAGNOSTIC = re.compile(r"^Diagnostic-Code:\s*(.+)$", re.MULTILINE | re.IGNORECASE)
-
-
-@dataclass
-class RoundTrip:
-    """What one round trip saw."""
-
-    address: str
-    token: str = ""
-    sent: bytes = b""
-    sent_at: float = 0.0
-    delivered_to: str | None = None
-    delivery_error: str | None = None
-    delivery_cause: Cause | None = None
-    arrivals: list[Arrival] = field(default_factory=list)
-    # What else reached the platform meanwhile (a provider's forwarding confirmation, say).
-    others: list[Arrival] = field(default_factory=list)
-    local_copies: list[Arrival] = field(default_factory=list)
-    bounces: list[Arrival] = field(default_factory=list)
-    waited_s: float = 0.0
-    latency_s: float | None = None
-
-    @property
-    def arrived(self) -> Arrival | None:
-        return self.arrivals[0] if self.arrivals else None
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "token": self.token,
-            "delivered_to": self.delivered_to,
-            "delivery_error": self.delivery_error,
-            "arrivals": [a.folder for a in self.arrivals],
-            "local_copies": len(self.local_copies),
-            "bounces": len(self.bounces),
-            "waited_s": round(self.waited_s, 3),
-            "latency_s": round(self.latency_s, 3) if self.latency_s is not None else None,
-        }
-
-
-async def _deliver(context: Context, address: str, data: bytes, sender: str) -> str:
-    """Hand ``data`` to the first MX of ``address``'s domain that takes it; its name."""
-    domain = address.rsplit("@", 1)[-1]
-    timeouts = context.timeouts
-    lifetime = timeouts.dns
-    for attempt in range(3):
-        # Asked as in live mode: a REFUSED in the error tells a name the sandbox does not play.
-        answer = await query_dns(context.resolver, domain, "MX", lifetime=lifetime)
-        # A server that failed or did not answer in time: try again, as a sending MTA does.
-        if not answer.failed or attempt == 2:
-            break
-    exchanges = mx_exchanges(answer)
-    if not exchanges:
-        raise DialError(
-            "resolve", domain, 25, answer.detail, message=f"no MX for {domain}: {answer.detail}"
-        )
-    last: Exception | None = None
-    for exchange in exchanges:
-        # Straight from the MX's address records: a sending MTA knows no hosts file.
-        addresses = await query_dns(context.resolver, exchange, "A", lifetime=lifetime)
-        if addresses.kind != "answer":
-            last = DialError("resolve", exchange, 25, addresses.detail)
-            continue
-        for record in addresses.records:
-            try:
-                sock = await dial(context, record, 25)
-            except (ProbeError, SandboxError) as exc:
-                last = exc
-                continue
-            connection = await SMTPConnection.start(
-                sock, server_name=exchange, timeout=timeouts.connect
-            )
-            try:
-                accepted("banner", await connection.read_reply("banner", timeouts.banner))
-                helo = f"mail.{sender.rsplit('@', 1)[-1]}"
-                accepted("ehlo", await connection.command("ehlo", f"EHLO {helo}", timeouts.command))
-                await connection.send_message(
-                    sender,
-                    [address],
-                    data,
-                    timeout=timeouts.command,
-                    data_timeout=timeouts.data,
-                )
-            finally:
-                await connection.close()
-            return str(exchange)
-    raise ProbeError("deliver", f"no MX of {domain} took the message: {last}")
 
 
 async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
@@ -138,7 +58,13 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
     trip.sent_at = time.time()
     started = time.perf_counter()
     try:
-        trip.delivered_to = await _deliver(context, address, trip.sent, mailboxes.sender)
+        trip.delivered_to = await deliver_to_mx(
+            context,
+            address,
+            trip.sent,
+            mailboxes.sender,
+            helo=f"mail.{mailboxes.sender.rsplit('@', 1)[-1]}",
+        )
     except SMTPRefused as exc:
         trip.delivery_error = str(exc.reply)
         return trip
@@ -173,10 +99,33 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
     return trip
 
 
+def _identity_of(context: Context, address: str) -> Company | Subcompany:
+    """The first (sub)company whose custom address is ``address``."""
+    return next(
+        i
+        for i in context.config.identities()
+        if i.custom_address is not None and i.custom_address.casefold() == address.casefold()
+    )
+
+
+def mailbox_key(context: Context, address: str) -> str:
+    """Where the account file gives the mailbox of ``address`` (``company.mailbox``)."""
+    identity = _identity_of(context, address)
+    if identity is context.config.company:
+        return "company.mailbox"
+    return f"subcompanies[{context.config.subcompanies.index(identity)}].mailbox"
+
+
 def _roundtrip_future(context: Context, address: str) -> asyncio.Future[RoundTrip]:
     key = ("roundtrip", address.casefold())
     if key not in context.memo:
-        context.memo[key] = asyncio.ensure_future(probe_roundtrip(context, address))
+        if context.mailboxes is None and context.roundtrip is not None:
+            probe = probe_live_roundtrip(
+                context, _identity_of(context, address), address, context.roundtrip
+            )
+        else:
+            probe = probe_roundtrip(context, address)
+        context.memo[key] = asyncio.ensure_future(probe)
     future: asyncio.Future[RoundTrip] = context.memo[key]
     return future
 
@@ -445,7 +394,8 @@ async def per_roundtrip(
     in live mode (no mailboxes to read) the finding is ``live(address)``.
     """
     findings = []
-    if context.mailboxes is not None:
+    watched = context.mailboxes is not None or context.roundtrip is not None
+    if watched:
         # Every address's round trip at once: none waits for another's.
         for _, address, covered_by in _addresses(context):
             if address is not None and covered_by is None:
@@ -463,7 +413,7 @@ async def per_roundtrip(
                 f"Same address as {covered_by}",
                 f"{address} is also {covered_by}'s custom address: its finding covers this one.",
             )
-        elif context.mailboxes is None:
+        elif not watched:
             outcome = live(address)
         else:
             trip = await roundtrip_for(context, address)
@@ -485,8 +435,10 @@ async def _per_address(
     def live(address: str) -> Outcome:
         return Outcome(
             Status.SKIP,
-            "Round trip needs a mailbox the tool can read",
-            "In live mode maildiag cannot see the platform's inbound mailbox.",
+            "Round trip not asked for",
+            "A live round trip sends one test message to the custom address and watches the "
+            "company mailbox over IMAP: run `maildiag audit CONFIG --roundtrip` (the mailbox "
+            "is the custom address's own unless the account file gives mailbox:).",
             remediation=manual_steps(profile, address, inbound),
         )
 
@@ -499,6 +451,12 @@ async def roundtrip(context: Context) -> list[Finding]:
     warn_s = context.timeouts.roundtrip_warn
 
     def classify(trip: RoundTrip) -> Outcome:
+        if trip.live is not None:
+            if trip.live.mailbox_error is not None:
+                return mailbox_unreadable(trip, mailbox_key(context, trip.address))
+            live = classify_live_roundtrip(trip, profile, inbound)
+            if live is not None:
+                return live
         outcome = classify_roundtrip(trip, profile, inbound, warn_s)
         if (
             context.mode == "sandbox"
@@ -514,12 +472,30 @@ async def roundtrip(context: Context) -> list[Finding]:
 @check("redirect.local_copy", flow="inbound", title="A copy stays on the company server")
 async def local_copy(context: Context) -> list[Finding]:
     profile = context.config.profile
-    return await _per_address(
-        context, "redirect.local_copy", lambda trip: classify_local_copy(trip, profile)
-    )
+
+    def classify(trip: RoundTrip) -> Outcome:
+        if trip.live is not None:
+            if trip.live.mailbox_error is not None:
+                return mailbox_unreadable(trip, mailbox_key(context, trip.address))
+            return classify_live_local_copy(trip) or classify_local_copy(trip, profile)
+        return classify_local_copy(trip, profile)
+
+    return await _per_address(context, "redirect.local_copy", classify)
 
 
 @check("redirect.loop", flow="inbound", title="No mail loop and no duplicates")
 async def loop(context: Context) -> list[Finding]:
     profile = context.config.profile
-    return await _per_address(context, "redirect.loop", lambda trip: classify_loop(trip, profile))
+
+    def classify(trip: RoundTrip) -> Outcome:
+        if trip.live is not None:
+            if trip.live.mailbox_error is not None:
+                return Outcome(
+                    Status.SKIP,
+                    "Mailbox not read",
+                    "See redirect.roundtrip: the mailbox could not be read.",
+                )
+            return classify_live_loop(trip) or classify_loop(trip, profile)
+        return classify_loop(trip, profile)
+
+    return await _per_address(context, "redirect.loop", classify)

@@ -10,14 +10,14 @@ from email import message_from_bytes
 
 import dns.asyncresolver
 
-from diagnostics.checks.redirect import RoundTrip, classify_loop, classify_roundtrip, parse_bounce
+from diagnostics.checks.redirect import classify_loop, classify_roundtrip, parse_bounce
 from diagnostics.config import load_config
 from diagnostics.context import Context
 from diagnostics.findings import Cause, Finding, Status
 from diagnostics.parse.dkim import verify
 from diagnostics.profiles import get_profile
 from diagnostics.registry import run_checks, select
-from diagnostics.roundtrip import Arrival
+from diagnostics.roundtrip import Arrival, RoundTrip
 from diagnostics.sandbox.scenariofile import load_scenario
 from diagnostics.sandbox.world import Sandbox
 from tests.conftest import ACME
@@ -120,8 +120,9 @@ async def test_live_mode_skips_with_the_manual_steps() -> None:
     first = findings[0]
     assert (first.status, first.title) == (
         Status.SKIP,
-        "Round trip needs a mailbox the tool can read",
+        "Round trip not asked for",
     )
+    assert "maildiag audit CONFIG --roundtrip" in first.detail
     assert "click 'Send test mail'" in first.remediation
     assert "'Unassigned messages'" in first.remediation
     assert [f.status for f in findings] == [Status.SKIP, Status.SKIP, Status.SKIP]
