@@ -20,6 +20,8 @@ _JUNK = ("junk", "spam", "bulk", "quarantine", "unerwünscht", "indésirable")
 
 def _mailbox_cause(watch: LiveWatch) -> Cause | None:
     step, error = watch.mailbox_step or "", (watch.mailbox_error or "").lower()
+    if "timed out" in error or "no answer" in error:
+        return Cause.CONNECTION_TIMEOUT
     if step in ("login", "token"):
         return Cause.AUTH_FAILED
     if step == "resolve":
@@ -28,8 +30,6 @@ def _mailbox_cause(watch: LiveWatch) -> Cause | None:
         return Cause.TLS_CERTIFICATE if "not trusted" in error else Cause.TLS_MISMATCH
     if step == "starttls":
         return Cause.TLS_MISMATCH
-    if "timed out" in error or "no answer" in error:
-        return Cause.CONNECTION_TIMEOUT
     if step == "config":
         return None
     return Cause.CONNECTION_REFUSED

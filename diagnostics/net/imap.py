@@ -147,7 +147,7 @@ class IMAPClient:
                 )
         except TimeoutError:
             sock.close()
-            raise IMAPError("tls", f"no TLS handshake within {timeout:g} s") from None
+            raise StepTimeout("tls", timeout) from None
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             raise IMAPError("tls", _tls_reason(exc)) from None
@@ -186,7 +186,7 @@ class IMAPClient:
                 async with asyncio.timeout(self.timeout):
                     await self.writer.start_tls(trust, server_hostname=host)
             except TimeoutError:
-                raise IMAPError("tls", f"no TLS handshake within {self.timeout:g} s") from None
+                raise StepTimeout("tls", self.timeout) from None
             except (ssl.SSLError, OSError) as exc:
                 raise IMAPError("tls", _tls_reason(exc)) from None
             self._note_tls()

@@ -16,9 +16,9 @@ _MISSING = [name for name in ("postfix", "postconf", "dovecot") if shutil.which(
 
 def _require_servers() -> None:
     if _MISSING:
-        pytest.skip(f"Debian packages postfix, dovecot-imapd, dovecot-lmtpd needed: {_MISSING}")
+        pytest.fail(f"Debian packages postfix, dovecot-imapd, dovecot-lmtpd needed: {_MISSING}")
     if os.geteuid() != 0:
-        pytest.skip("Postfix and Dovecot bind port 25 and 993 and switch users: run as root")
+        pytest.fail("Postfix and Dovecot bind port 25 and 993 and switch users: run as root")
 
 
 @pytest.fixture

@@ -1,0 +1,302 @@
+"""``maildiag audit --roundtrip`` against a real Postfix and a real Dovecot on loopback.
+
+Each scenario runs the command as a user does (an account file in an empty folder, the
+password in the environment, ``--dns-server`` and ``--ca-file`` for the loopback world) and
+asserts the exact findings (check, status, cause) it must produce, and that no password
+appears in anything it wrote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diagnostics.cli import main
+from tests.realmail.servers import (
+    DEFAULT_TARGET,
+    JOBS,
+    MX_HOSTNAME,
+    RealMail,
+    SilentServer,
+)
+
+CHECKS = ("redirect.roundtrip", "redirect.local_copy", "redirect.loop", "headers.retention")
+
+
+def account_file(
+    folder: Path, *, platform_account: str = "acme", mailbox: str = "", smtp_port: int = 587
+) -> Path:
+    path = folder / "company.yaml"
+    path.write_text(
+        f"""platform: {{profile: personio, account: {platform_account}}}
+company:
+  name: ACME GmbH
+  custom_address: {JOBS}
+  smtp:
+    host: {MX_HOSTNAME}
+    port: {smtp_port}
+    encryption: starttls
+    account: {JOBS}
+    password: ${{JOBS_PASSWORD}}
+{mailbox}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def user_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty folder of the user's, the command run from it."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    yield folder
+
+
+def run_audit(
+    world: RealMail,
+    config: Path,
+    *extra: str,
+    password: str | None = None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, dict[str, Any], str]:
+    """``maildiag audit CONFIG --roundtrip ...`` in-process: exit code, report.json, output."""
+    monkeypatch.setenv("JOBS_PASSWORD", password or world.jobs_password)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        [
+            "audit",
+            str(config),
+            "--only",
+            ",".join(CHECKS),
+            "--dns-server",
+            world.dns_address,
+            "--ca-file",
+            str(world.ca_file),
+            "--report-dir",
+            "report",
+            *extra,
+        ],
+        out=out,
+        err=err,
+    )
+    report = json.loads((config.parent / "report" / "report.json").read_text(encoding="utf-8"))
+    return code, report, out.getvalue() + err.getvalue()
+
+
+def findings(report: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    return {f["check"]: (f["status"], f.get("cause")) for f in report["findings"]}
+
+
+def assert_no_secret(folder: Path, output: str, secret: str) -> None:
+    assert secret not in output
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_healthy_redirect_with_a_copy(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = account_file(user_folder)
+    code, report, output = run_audit(
+        realmail, config, "--roundtrip", "--wait", "8", monkeypatch=monkeypatch
+    )
+    assert findings(report) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("pass", None),
+        "redirect.loop": ("pass", None),
+        "headers.retention": ("pass", None),
+    }, output
+    assert code == 0
+    trip = next(f for f in report["findings"] if f["check"] == "redirect.roundtrip")
+    token = trip["evidence"]["token"]
+    # The message really reached the platform, and the finding says what to look for there.
+    realmail.wait_for_delivery()
+    assert any(token in m.data.decode("utf-8", "replace") for m in realmail.sink_messages)
+    assert f"maildiag round trip {token}" in trip["detail"]
+    assert trip["evidence"]["live"]["mailbox"] == f"{JOBS} on {MX_HOSTNAME}:993"
+    copy = next(f for f in report["findings"] if f["check"] == "redirect.local_copy")
+    assert copy["title"] == f"A copy stays in {JOBS} (INBOX)"
+    assert_no_secret(user_folder, output, realmail.jobs_password)
+
+
+def test_a_mistyped_platform_address_bounces_and_is_diagnosed(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = realmail_factory(target="acme-jbos@m.personio.de")
+    config = account_file(user_folder)
+    started = time.monotonic()
+    code, report, output = run_audit(
+        world, config, "--roundtrip", "--wait", "30", monkeypatch=monkeypatch
+    )
+    assert findings(report) == {
+        "redirect.roundtrip": ("fail", "recipient_unknown"),
+        "redirect.local_copy": ("pass", None),
+        "redirect.loop": ("pass", None),
+        "headers.retention": ("pass", None),
+    }, output
+    assert code == 1
+    trip = next(f for f in report["findings"] if f["check"] == "redirect.roundtrip")
+    assert "5.1.1" in trip["detail"]
+    assert DEFAULT_TARGET in trip["remediation"]
+    # The bounce ended the watch: it did not wait the full 30 s.
+    assert time.monotonic() - started < 25
+
+
+def test_no_copy_kept(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = realmail_factory(keep_copy=False)
+    config = account_file(user_folder)
+    _, report, output = run_audit(
+        world, config, "--roundtrip", "--wait", "6", monkeypatch=monkeypatch
+    )
+    assert findings(report) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("warn", None),
+        "redirect.loop": ("pass", None),
+        "headers.retention": ("skip", None),
+    }, output
+
+
+def test_a_subject_tag_added_before_the_copy_is_found(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = realmail_factory(subject_tag=True)
+    config = account_file(user_folder)
+    _, report, output = run_audit(
+        world, config, "--roundtrip", "--wait", "6", monkeypatch=monkeypatch
+    )
+    assert findings(report) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("pass", None),
+        "redirect.loop": ("pass", None),
+        "headers.retention": ("fail", "unknown"),
+    }, output
+    retention = next(f for f in report["findings"] if f["check"] == "headers.retention")
+    assert "[EXTERNAL]" in retention["title"]
+
+
+def test_a_refused_imap_login_is_a_clear_error_without_the_password(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "Wrong-Imap-Pass-9731"
+    config = account_file(
+        user_folder, mailbox="  mailbox: {port: 143, encryption: starttls, password: '${IMAP_PW}'}"
+    )
+    monkeypatch.setenv("IMAP_PW", wrong)
+    code, report, output = run_audit(realmail, config, "--roundtrip", monkeypatch=monkeypatch)
+    assert findings(report) == {
+        "redirect.roundtrip": ("error", "auth_failed"),
+        "redirect.local_copy": ("error", "auth_failed"),
+        "redirect.loop": ("skip", None),
+        "headers.retention": ("skip", None),
+    }, output
+    assert code == 1
+    trip = next(f for f in report["findings"] if f["check"] == "redirect.roundtrip")
+    assert trip["title"] == f"Cannot read the mailbox {JOBS} on {MX_HOSTNAME}:143"
+    assert "company.mailbox.token_command" in trip["remediation"]
+    assert "Nothing was sent" in trip["detail"]
+    realmail.wait_for_delivery()
+    assert realmail.sink_messages == []
+    assert_no_secret(user_folder, output, wrong)
+    assert_no_secret(user_folder, output, realmail.jobs_password)
+
+
+@pytest.mark.parametrize("server", ["silent_imap", "mute_imap"])
+def test_an_imap_server_that_never_answers_costs_one_timeout(
+    server: str,
+    realmail: RealMail,
+    user_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    silent: SilentServer = request.getfixturevalue(server)
+    host, port = silent.address
+    config = account_file(
+        user_folder,
+        mailbox=f"  mailbox: {{host: {host}, port: {port}, encryption: tls}}"
+        if server == "silent_imap"
+        else f"  mailbox: {{host: {host}, port: {port}, encryption: starttls}}",
+    )
+    started = time.monotonic()
+    _, report, output = run_audit(
+        realmail, config, "--roundtrip", "--timeout", "2", monkeypatch=monkeypatch
+    )
+    assert time.monotonic() - started < 15
+    assert findings(report)["redirect.roundtrip"] == ("error", "connection_timeout"), output
+    assert findings(report)["redirect.local_copy"] == ("error", "connection_timeout")
+
+
+def test_probe_platform_finds_an_unknown_inbound_address_before_sending(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = account_file(user_folder, platform_account="acmee")
+    code, report, output = run_audit(
+        realmail, config, "--roundtrip", "--probe-platform", monkeypatch=monkeypatch
+    )
+    assert findings(report) == {
+        "redirect.roundtrip": ("fail", "recipient_unknown"),
+        "redirect.local_copy": ("skip", None),
+        "redirect.loop": ("skip", None),
+        "headers.retention": ("skip", None),
+    }, output
+    assert code == 1
+    trip = next(f for f in report["findings"] if f["check"] == "redirect.roundtrip")
+    assert trip["title"] == "The platform does not know acmee-jobs@m.personio.de"
+    realmail.wait_for_delivery()
+    assert realmail.sink_messages == []
+    assert realmail.mailbox_raw() == []
+
+
+def test_probe_platform_alone_sends_nothing(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = account_file(user_folder)
+    _, report, output = run_audit(realmail, config, "--probe-platform", monkeypatch=monkeypatch)
+    assert findings(report) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("skip", None),
+        "redirect.loop": ("skip", None),
+        "headers.retention": ("skip", None),
+    }, output
+    realmail.wait_for_delivery()
+    assert realmail.sink_messages == []
+    assert realmail.mailbox_raw() == []
+
+
+def test_via_submission_and_clean(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = account_file(user_folder)
+    _, report, output = run_audit(
+        realmail,
+        config,
+        "--roundtrip",
+        "--via",
+        "submission",
+        "--clean",
+        "--wait",
+        "6",
+        monkeypatch=monkeypatch,
+    )
+    assert findings(report) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("pass", None),
+        "redirect.loop": ("pass", None),
+        "headers.retention": ("pass", None),
+    }, output
+    trip = next(f for f in report["findings"] if f["check"] == "redirect.roundtrip")
+    assert trip["evidence"]["live"]["via"] == "submission"
+    assert trip["evidence"]["live"]["cleaned"] == 1
+    realmail.wait_for_delivery()
+    assert realmail.mailbox_raw() == []
+    assert len(realmail.sink_messages) == 1
