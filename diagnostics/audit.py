@@ -18,6 +18,7 @@ from diagnostics.checks.config import schema_failures
 from diagnostics.config import load_config
 from diagnostics.context import Context, Timeouts, live_resolver, named_resolver, system_trust
 from diagnostics.errors import ConfigError
+from diagnostics.model.account import AccountConfig
 from diagnostics.options import AuditOptions
 from diagnostics.registry import run_checks, select
 from diagnostics.report.json import write_json
@@ -37,6 +38,37 @@ class AuditResult:
     def exit_code(self) -> int:
         """2 for a configuration error, else 1 when any finding is fail/error, else 0."""
         return 2 if self.config_error is not None else self.report.exit_code
+
+
+def live_context(
+    config: AccountConfig,
+    *,
+    config_path: Path | None = None,
+    timeouts: Timeouts | None = None,
+    ca_file: Path | None = None,
+    nameserver: tuple[str, int] | None = None,
+    static_hosts: Mapping[str, tuple[str, ...]] | None = None,
+    send_test: bool = False,
+    roundtrip: RoundTripOptions | None = None,
+) -> Context:
+    """The context of a live run: the system's resolver (or ``nameserver``), the system's
+    trust store plus ``ca_file``, ``static_hosts`` for connecting."""
+    timeouts = timeouts or Timeouts()
+    return Context(
+        config=config,
+        resolver=(
+            named_resolver(nameserver, timeouts.dns)
+            if nameserver is not None
+            else live_resolver(timeouts.dns)
+        ),
+        trust=system_trust(ca_file),
+        timeouts=timeouts,
+        config_path=config_path,
+        send_test=send_test,
+        static_hosts=dict(static_hosts or {}),
+        dns_server=f"{nameserver[0]}:{nameserver[1]}" if nameserver is not None else None,
+        roundtrip=roundtrip,
+    )
 
 
 async def run_audit(
@@ -82,20 +114,14 @@ async def run_audit(
         if static_hosts:
             context = dataclasses.replace(context, static_hosts=dict(static_hosts))
     else:
-        timeouts = timeouts or Timeouts()
-        context = Context(
-            config=config,
-            resolver=(
-                named_resolver(nameserver, timeouts.dns)
-                if nameserver is not None
-                else live_resolver(timeouts.dns)
-            ),
-            trust=system_trust(ca_file),
-            timeouts=timeouts,
+        context = live_context(
+            config,
             config_path=config_path,
+            timeouts=timeouts,
+            ca_file=ca_file,
+            nameserver=nameserver,
+            static_hosts=static_hosts,
             send_test=send_test,
-            static_hosts=dict(static_hosts or {}),
-            dns_server=f"{nameserver[0]}:{nameserver[1]}" if nameserver is not None else None,
             roundtrip=roundtrip,
         )
     findings = await run_checks(context, specs)

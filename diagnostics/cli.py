@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -222,7 +223,46 @@ def build_parser() -> argparse.ArgumentParser:
     headers.add_argument(
         "--original", metavar="SENT", help="the message as it was sent (.eml), or - for stdin"
     )
+    headers.add_argument(
+        "--original-from",
+        metavar="CONFIG",
+        type=Path,
+        help="fetch the original from the company mailbox of this account file (IMAP): the copy "
+        "kept there, found by --tag or by the message's Message-ID",
+    )
+    headers.add_argument(
+        "--tag",
+        help="the round trip's tag (maildiag-rt-...) to find the copy by; default: "
+        "the tag in the message, else its Message-ID",
+    )
+    headers.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
+    headers.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per step")
+    headers.add_argument(
+        "--dns-server", metavar="ADDRESS[:PORT]", help="ask this DNS server instead of the system's"
+    )
+    headers.add_argument(
+        "--resolve", action="append", metavar="HOST:ADDRESS", help="connect to ADDRESS for HOST"
+    )
     headers.add_argument("--json", action="store_true", help="print the analysis as JSON")
+
+    watch = commands.add_parser(
+        "watch",
+        help="watch the company mailbox while the platform's 'Send test mail' is pressed",
+        description="Exit codes: 0 the platform's message arrived and nothing bounced; 1 it "
+        "did not arrive in time, a bounce came, or a mailbox could not be read; 2 usage.",
+    )
+    watch.add_argument("config", type=Path, help="the account's YAML file")
+    watch.add_argument(
+        "--timeout", type=float, default=300, metavar="SECONDS", help="how long to watch (300)"
+    )
+    watch.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
+    watch.add_argument(
+        "--dns-server", metavar="ADDRESS[:PORT]", help="ask this DNS server instead of the system's"
+    )
+    watch.add_argument(
+        "--resolve", action="append", metavar="HOST:ADDRESS", help="connect to ADDRESS for HOST"
+    )
+    watch.add_argument("--json", action="store_true", help="print what arrived as JSON")
 
     diagnose = commands.add_parser(
         "diagnose",
@@ -523,15 +563,106 @@ def _headers(args: argparse.Namespace, out: TextIO) -> int:
 
     arrived = read(args.received)
     original = read(args.original) if args.original else None
+    kept_in = ""
+    if args.original_from is not None:
+        if args.original:
+            raise ValueError("give --original or --original-from, not both")
+        original, kept_in = asyncio.run(_kept_copy(args, arrived))
     analysis = analyse_headers(arrived, original=original)
     code = EXIT_FINDINGS if analysis.failed else EXIT_OK
     if args.json:
         out.write(json.dumps(analysis.to_dict(), indent=2) + "\n")
         return code
-    from diagnostics.report.terminal import print_headers
+    from diagnostics.report.terminal import print_headers, printable
 
+    if kept_in:
+        print(f"original: the copy kept in {printable(kept_in)}", file=out)
     print_headers(analysis, args.received, out)
     return code
+
+
+async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``maildiag watch``: what arrives in the company mailboxes after "Send test mail"."""
+    from diagnostics.audit import live_context
+    from diagnostics.config import load_config
+    from diagnostics.report.terminal import printable
+    from diagnostics.watch import Seen, watch
+
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout {args.timeout:g}: expected a number of seconds above 0")
+    config = load_config(args.config)
+    context = live_context(
+        config,
+        config_path=args.config,
+        ca_file=args.ca_file,
+        nameserver=_nameserver(args.dns_server),
+        static_hosts=_static_hosts(args.resolve),
+    )
+    ui = config.profile.ui
+    print(
+        f"Watching for {args.timeout:g} s. In {ui.settings_path}, click '{ui.send_test_mail}' now.",
+        file=err,
+    )
+
+    def shown(seen: Seen) -> None:
+        if args.json:
+            return
+        when = time.strftime("%H:%M:%S", time.localtime(seen.at))
+        line = f"{when} {seen.kind:8} {seen.sender} | {seen.subject}"
+        print(printable(line), file=out)
+        if seen.summary:
+            cause = f" ({seen.cause})" if seen.cause else ""
+            print(printable(f"         {seen.summary}{cause}"), file=out)
+
+    result = await watch(context, timeout=args.timeout, on_seen=shown)
+    if args.json:
+        out.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return result.exit_code
+    for where, said in result.unreadable.items():
+        print(printable(f"cannot read the mailbox {where}: {said}"), file=out)
+    if result.bounces:
+        verdict = "a bounce came back: the redirection fails (see above)"
+    elif result.platform:
+        verdict = (
+            "the platform's message reached the company mailbox and nothing bounced; it "
+            f"should now be under '{ui.unassigned}'"
+        )
+    elif not result.unreadable:
+        verdict = (
+            f"no message from the platform within {args.timeout:g} s: was '{ui.send_test_mail}' "
+            "clicked, and is the custom address right?"
+        )
+    else:
+        verdict = "the mailbox could not be watched"
+    print(f"verdict: {verdict}", file=out)
+    return result.exit_code
+
+
+async def _kept_copy(args: argparse.Namespace, arrived: bytes) -> tuple[bytes, str]:
+    """``headers --original-from CONFIG``: the copy the company mailbox kept, and where.
+    ValueError (a usage error) when it cannot be had, naming why."""
+    from diagnostics.audit import live_context
+    from diagnostics.config import load_config
+    from diagnostics.context import Timeouts
+    from diagnostics.errors import DialError, ProbeError, SandboxError
+    from diagnostics.liveroundtrip import fetch_original, mailbox_failure, tag_of
+
+    config = load_config(args.original_from)
+    context = live_context(
+        config,
+        config_path=args.original_from,
+        timeouts=Timeouts.per_step(args.timeout) if args.timeout else None,
+        ca_file=args.ca_file,
+        nameserver=_nameserver(args.dns_server),
+        static_hosts=_static_hosts(args.resolve),
+    )
+    try:
+        return await fetch_original(context, arrived, args.tag or tag_of(arrived))
+    except LookupError as exc:
+        raise ValueError(f"--original-from {args.original_from}: {exc}") from None
+    except (ProbeError, DialError, SandboxError, OSError) as exc:
+        step, said = mailbox_failure(exc)
+        raise ValueError(f"--original-from {args.original_from}: mailbox {step}: {said}") from None
 
 
 def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -766,6 +897,8 @@ def main(
                 return _headers(args, out)
             if args.command == "diagnose":
                 return _diagnose(args, out, err)
+            if args.command == "watch":
+                return asyncio.run(_watch(args, out, err))
             if args.command == "demo":
                 return _demo(args, out, err)
             if args.command == "batch":

@@ -27,6 +27,7 @@ import contextlib
 import email
 import email.policy
 import email.utils
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -124,6 +125,9 @@ async def open_mailbox(context: Context, settings: MailboxSettings) -> tuple[IMA
         else:
             assert settings.password is not None
             mechanism = await client.login(settings.account, settings.password)
+    except Exception:
+        await client.logout()
+        raise
     except BaseException:
         client.close()
         raise
@@ -425,3 +429,76 @@ async def _round_trip(
     trip.bounces = found.bounces
     if options.clean:
         await _clean(client, found, watch)
+
+
+_TAG = re.compile(r"maildiag-rt-[0-9a-f]{16}")
+
+
+def tag_of(data: bytes) -> str | None:
+    """The round trip's tag a message carries (its token header, else its subject)."""
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    for value in (message.get(TOKEN_HEADER, ""), message.get("Subject", "")):
+        match = _TAG.search(str(value))
+        if match:
+            return match.group(0)
+    return None
+
+
+def _mailboxes_for(context: Context, arrived: bytes) -> list[tuple[str, MailboxSettings]]:
+    """The mailboxes to look in: the one of the custom address the message was sent to,
+    else every (sub)company's (each mailbox once)."""
+    message = email.message_from_bytes(arrived, policy=email.policy.compat32)
+    named = " ".join(
+        str(v)
+        for name in ("To", "Cc", "Delivered-To", "X-Original-To")
+        for v in message.get_all(name, [])
+    ).casefold()
+    found: dict[tuple[str, int, str], tuple[str, MailboxSettings]] = {}
+    identities = context.config.identities()
+    addressed = [i for i in identities if i.custom_address and i.custom_address.casefold() in named]
+    for identity in addressed or identities:
+        settings = identity.mailbox_settings()
+        if settings is not None and identity.custom_address is not None:
+            key = (settings.host, settings.port, settings.account)
+            found.setdefault(key, (identity.custom_address, settings))
+    return list(found.values())
+
+
+async def fetch_original(
+    context: Context, arrived: bytes, tag: str | None = None
+) -> tuple[bytes, str]:
+    """The copy the company mailbox kept of the message ``arrived``: found by ``tag`` (a round
+    trip's), else by the arrived message's Message-ID; and where it was (mailbox, folder).
+    LookupError when no mailbox holds it; IMAPError, StepTimeout, DialError for a mailbox
+    that cannot be read."""
+    if tag is not None:
+        criteria = f'OR HEADER {TOKEN_HEADER} "{tag}" SUBJECT "{tag}"'
+    else:
+        message = email.message_from_bytes(arrived, policy=email.policy.compat32)
+        message_id = str(message.get("Message-ID", "")).strip()
+        if not message_id:
+            raise LookupError("the message has no Message-ID to look for; give --tag")
+        try:
+            from diagnostics.net.imap import quote
+
+            criteria = f"HEADER Message-ID {quote(message_id)}"
+        except ValueError:
+            raise LookupError(f"a Message-ID IMAP cannot search for: {message_id!r}") from None
+    mailboxes = _mailboxes_for(context, arrived)
+    if not mailboxes:
+        raise LookupError("no (sub)company of the account file has a mailbox to read")
+    searched = []
+    for _address, settings in mailboxes:
+        client, _ = await open_mailbox(context, settings)
+        try:
+            for folder in (await client.folders())[:MAX_FOLDERS]:
+                await client.examine(folder)
+                uids = await client.uid_search(criteria)
+                if uids:
+                    data = await client.uid_fetch(uids[0])
+                    return data, f"{settings.where}, folder {decode_folder(folder)}"
+        finally:
+            await client.logout()
+        searched.append(settings.where)
+    what = f"tag {tag}" if tag else "its Message-ID"
+    raise LookupError(f"no copy with {what} in {', '.join(searched)}")

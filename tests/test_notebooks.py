@@ -87,6 +87,11 @@ def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
         "fail_on",
         "dns_server",
         "resolve",
+        "roundtrip",
+        "via",
+        "clean",
+        "probe_platform",
+        "wait_s",
     }
     with pytest.raises(
         ValueError,

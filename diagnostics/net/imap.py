@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import re
 import ssl
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ _TAGGED = re.compile(rb"^(?P<tag>A\d+) (?P<status>OK|NO|BAD)\b ?(?P<text>.*)$", 
 _LIST = re.compile(
     rb'^\* LIST \((?P<flags>[^)]*)\) (?P<delim>NIL|"(?:[^"\\]|\\.)*") (?P<name>.*)$', re.I
 )
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]", re.IGNORECASE)
 # Characters an IMAP quoted string may carry as they are (RFC 9051 quoted: no CR, LF, NUL).
 _QUOTABLE = re.compile(r"^[\x01-\x09\x0b\x0c\x0e-\x7f]*$")
 
@@ -377,11 +379,17 @@ class IMAPClient:
             names.append(name)
         return names
 
-    async def examine(self, folder: str, *, writable: bool = False) -> None:
-        """Open ``folder`` read-only (EXAMINE), or for writing (SELECT)."""
+    async def examine(self, folder: str, *, writable: bool = False) -> int | None:
+        """Open ``folder`` read-only (EXAMINE), or for writing (SELECT); the UID the next
+        message will get (UIDNEXT), when the server says."""
         verb = "SELECT" if writable else "EXAMINE"
-        await self.command("select", f"{verb} {self._astring(folder)}")
+        response = await self.command("select", f"{verb} {self._astring(folder)}")
         self.selected = folder
+        for line in response.untagged:
+            match = _UIDNEXT.search(line.text)
+            if match:
+                return int(match.group(1))
+        return None
 
     async def uid_search(self, criteria: str) -> list[int]:
         """The UIDs matching ``criteria`` (ASCII search keys) in the open folder."""
@@ -438,13 +446,16 @@ class IMAPClient:
         return True
 
     async def logout(self) -> None:
-        """LOGOUT, then close; never raises."""
+        """LOGOUT, then close and wait (briefly) until the connection is closed; never raises."""
         try:
             await self.command("logout", "LOGOUT", check=False)
         except (IMAPError, StepTimeout):
             pass
         finally:
             self.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.writer.wait_closed()
 
     def close(self) -> None:
         self.writer.close()

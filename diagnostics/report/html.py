@@ -430,6 +430,24 @@ def _copy_block(block: CopyBlock) -> list[str]:
     ]
 
 
+def _roundtrips(report: Report) -> list[str]:
+    """The round trips: what was sent, where it went, how long it took, what came back."""
+    from diagnostics.report.roundtrip import ROUNDTRIP_COLUMNS, roundtrip_rows
+
+    rows = roundtrip_rows(report.findings)
+    if not rows:
+        return []
+    header = "".join(f'<th scope="col">{text(c)}</th>' for c in ROUNDTRIP_COLUMNS)
+    out = ['<section id="roundtrip">', "<h2>Round trip</h2>", '<table class="roundtrip">']
+    out += [f"<thead><tr>{header}</tr></thead>", "<tbody>"]
+    for row in rows:
+        out.append(
+            "<tr>" + "".join(f"<td>{text(row[c])}</td>" for c in ROUNDTRIP_COLUMNS) + "</tr>"
+        )
+    out += ["</tbody>", "</table>", "</section>"]
+    return out
+
+
 def _run(report: Report) -> list[str]:
     summary = counts_line(report.findings) or "none"
     out = ['<section id="run">', "<h2>About this run</h2>", "<dl>"]
@@ -457,6 +475,7 @@ def render_html(report: Report) -> str:
         *_fix_first(report),
         *_glance(report),
         *_flows(report),
+        *_roundtrips(report),
         *_settings(report),
         *_run(report),
         "</body>",

@@ -185,6 +185,18 @@ def _copy_block(block: CopyBlock) -> list[str]:
     return [f"#### {inline(block.subject)}: {inline(block.label)}", "", fence, content, fence, ""]
 
 
+def _roundtrips(report: Report) -> list[str]:
+    from diagnostics.report.roundtrip import ROUNDTRIP_COLUMNS, roundtrip_rows
+
+    rows = roundtrip_rows(report.findings)
+    if not rows:
+        return []
+    out = ["## Round trip", "", "| " + " | ".join(ROUNDTRIP_COLUMNS) + " |"]
+    out.append("|" + "|".join(" --- " for _ in ROUNDTRIP_COLUMNS) + "|")
+    out += ["| " + " | ".join(inline(row[c]) for c in ROUNDTRIP_COLUMNS) + " |" for row in rows]
+    return [*out, ""]
+
+
 def _run(report: Report) -> list[str]:
     facts = [
         ("Account", report.account),
@@ -208,6 +220,7 @@ def render_markdown(report: Report) -> str:
         *_fix_first(report),
         *_glance(report),
         *_flows(report),
+        *_roundtrips(report),
         *_settings(report),
         *_run(report),
     ]

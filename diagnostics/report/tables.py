@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from diagnostics.findings import Finding
 from diagnostics.model.account import AccountConfig
 from diagnostics.report.colours import status_css
+from diagnostics.report.roundtrip import ROUNDTRIP_COLUMNS, roundtrip_rows
 from diagnostics.sender import resolve
 
 if TYPE_CHECKING:
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
 
 RESOLUTION_COLUMNS = ("position", "(sub)company", "from", "display name", "route", "server", "why")
 FINDING_COLUMNS = ("check", "subject", "status", "title", "cause", "remediation")
+
+
+def roundtrip_frame(findings: list[Finding] | tuple[Finding, ...]) -> pandas.DataFrame:
+    """:func:`roundtrip_rows` as a DataFrame (columns :data:`ROUNDTRIP_COLUMNS`)."""
+    import pandas
+
+    return pandas.DataFrame(roundtrip_rows(findings), columns=list(ROUNDTRIP_COLUMNS))
 
 
 def resolution_rows(config: AccountConfig) -> list[dict[str, str]]:

@@ -125,6 +125,14 @@ def test_healthy_redirect_with_a_copy(
     assert trip["evidence"]["live"]["mailbox"] == f"{JOBS} on {MX_HOSTNAME}:993"
     copy = next(f for f in report["findings"] if f["check"] == "redirect.local_copy")
     assert copy["title"] == f"A copy stays in {JOBS} (INBOX)"
+    # The reports show the round trip: what was sent, where it went, what came back.
+    page = (config.parent / "report" / "report.html").read_text(encoding="utf-8")
+    section = page[page.index('<section id="roundtrip">') :].split("</section>", 1)[0]
+    assert f"maildiag round trip {token}&#x27; via mx" in section
+    assert f"{MX_HOSTNAME}, then the platform (not readable from here)" in section
+    assert f"1 kept copy in {JOBS} on {MX_HOSTNAME}:993" in section
+    markdown = (config.parent / "report" / "report.md").read_text(encoding="utf-8")
+    assert "## Round trip" in markdown
     assert_no_secret(user_folder, output, realmail.jobs_password)
 
 
@@ -300,3 +308,128 @@ def test_via_submission_and_clean(
     realmail.wait_for_delivery()
     assert realmail.mailbox_raw() == []
     assert len(realmail.sink_messages) == 1
+
+
+def candidate_message(message_id: str) -> bytes:
+    return (
+        "From: Erika Mustermann <erika@candidate.test>\r\n"
+        f"To: {JOBS}\r\n"
+        "Subject: Bewerbung als Lagerleiterin\r\n"
+        "Date: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        "Guten Tag, anbei meine Bewerbung.\r\n"
+    ).encode()
+
+
+def test_headers_fetches_the_original_from_the_company_mailbox(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candidate's message as the platform received it, compared with the copy the company
+    mailbox kept (found by its Message-ID over IMAP)."""
+    config = account_file(user_folder)
+    monkeypatch.setenv("JOBS_PASSWORD", realmail.jobs_password)
+    with realmail.smtp() as smtp:
+        smtp.sendmail(
+            "erika@candidate.test", [JOBS], candidate_message("<application-1@candidate.test>")
+        )
+    realmail.wait_for_delivery()
+    (arrived,) = realmail.sink_messages
+    (user_folder / "ARRIVED.eml").write_bytes(arrived.data)
+    common = ["--original-from", str(config), "--dns-server", realmail.dns_address]
+    common += ["--ca-file", str(realmail.ca_file)]
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["headers", "ARRIVED.eml", *common], out=out, err=err)
+    assert code == 0, err.getvalue()
+    assert out.getvalue().startswith(
+        f"original: the copy kept in {JOBS} on {MX_HOSTNAME}:993, folder INBOX\n"
+    )
+    out = io.StringIO()
+    assert main(["headers", "ARRIVED.eml", *common, "--json"], out=out) == 0
+    analysis = json.loads(out.getvalue())
+    assert analysis["retention"]["retained"] is True
+    assert analysis["styles"] == ["redirect"]
+
+    # A message the mailbox never saw: a clear usage error, and no password shown.
+    (user_folder / "OTHER.eml").write_bytes(candidate_message("<never-sent@candidate.test>"))
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["headers", "OTHER.eml", *common], out=out, err=err) == 2
+    assert err.getvalue() == (
+        f"maildiag: --original-from {config}: no copy with its Message-ID in {JOBS} on "
+        f"{MX_HOSTNAME}:993\n"
+    )
+    assert_no_secret(user_folder, out.getvalue() + err.getvalue(), realmail.jobs_password)
+
+
+def platform_test_mail() -> bytes:
+    return (
+        "From: Personio <noreply@m.personio.de>\r\n"
+        f"To: {JOBS}\r\n"
+        "Subject: Test mail from Personio\r\n"
+        "Date: Sun, 06 Dec 2026 10:00:00 +0000\r\n"
+        "Message-ID: <test-mail-1@m.personio.de>\r\n"
+        "\r\n"
+        "This is a test.\r\n"
+    ).encode()
+
+
+def run_watch(
+    world: RealMail, config: Path, send: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, dict[str, Any], str]:
+    """``maildiag watch CONFIG --json`` in a thread while ``send`` plays the platform."""
+    import threading
+
+    monkeypatch.setenv("JOBS_PASSWORD", world.jobs_password)
+    out, err = io.StringIO(), io.StringIO()
+    result: list[int] = []
+    argv = ["watch", str(config), "--timeout", "20", "--json", "--dns-server", world.dns_address]
+    argv += ["--ca-file", str(world.ca_file)]
+    thread = threading.Thread(target=lambda: result.append(main(argv, out=out, err=err)))
+    thread.start()
+    time.sleep(1.5)  # the admin clicks after the watch has started
+    send()
+    thread.join(40)
+    assert not thread.is_alive()
+    return result[0], json.loads(out.getvalue()), err.getvalue()
+
+
+def test_watch_sees_the_platforms_test_mail_arrive(
+    realmail: RealMail, user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = account_file(user_folder)
+
+    def send() -> None:
+        with realmail.smtp() as smtp:
+            smtp.sendmail("noreply@m.personio.de", [JOBS], platform_test_mail())
+
+    started = time.monotonic()
+    code, seen, err = run_watch(realmail, config, send, monkeypatch)
+    assert code == 0, seen
+    assert [(s["kind"], s["subject"]) for s in seen["seen"]] == [
+        ("platform", "Test mail from Personio")
+    ]
+    assert seen["unreadable"] == {}
+    assert "click 'Send test mail' now" in err
+    # It stopped a few seconds after the platform's message, not at the 20 s timeout.
+    assert time.monotonic() - started < 18, seen
+
+
+def test_watch_reports_a_bounce_of_the_redirection(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform sends its test mail through the company's server as the custom address
+    (envelope sender jobs@): the redirection's bounce comes back to the mailbox."""
+    world = realmail_factory(target="acme-jbos@m.personio.de")
+    config = account_file(user_folder)
+
+    def send() -> None:
+        with world.smtp() as smtp:
+            smtp.sendmail(JOBS, [JOBS], platform_test_mail())
+
+    code, seen, _ = run_watch(world, config, send, monkeypatch)
+    assert code == 1
+    kinds = [(s["kind"], s["cause"]) for s in seen["seen"]]
+    assert ("platform", None) in kinds
+    assert ("bounce", "recipient_unknown") in kinds
