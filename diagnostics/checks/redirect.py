@@ -246,8 +246,24 @@ def classify_roundtrip(
                 Cause.RECIPIENT_UNKNOWN,
                 fix_target,
             )
+        if cause is Cause.MAILBOX_FULL:
+            return Outcome(
+                Status.FAIL,
+                "A mailbox on the way is full",
+                said + ".",
+                Cause.MAILBOX_FULL,
+                f"Free space in the mailbox of {address} (or raise its quota): a full mailbox "
+                "refuses candidates' mail, and the kept copy with it. If the bounce names "
+                f"{inbound}, the platform's side is full: tell the platform's support.",
+            )
+        # What else the diagnosis rules read in the bounce (a policy, a size limit, a rate
+        # limit) is the cause to report; a bounce they cannot read is a blocked forwarding.
         return Outcome(
-            Status.FAIL, "The redirection bounced", said + ".", Cause.FORWARDING_BLOCKED, fix_target
+            Status.FAIL,
+            "The redirection bounced",
+            said + ".",
+            cause if cause is not Cause.UNKNOWN else Cause.FORWARDING_BLOCKED,
+            fix_target,
         )
     for other in trip.others:
         if is_gmail_confirmation(other.data):

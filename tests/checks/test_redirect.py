@@ -9,6 +9,7 @@ from collections.abc import Callable
 from email import message_from_bytes
 
 import dns.asyncresolver
+import pytest
 
 from diagnostics.checks.redirect import classify_loop, classify_roundtrip, parse_bounce
 from diagnostics.config import load_config
@@ -155,6 +156,41 @@ def test_microsoft_365_refusing_external_forwarding_is_named() -> None:
     result = classify_roundtrip(trip, PROFILE, "acme-jobs@m.personio.de", 60)
     assert (result.status, result.cause) == (Status.FAIL, Cause.FORWARDING_BLOCKED)
     assert "Automatic forwarding rules to On" in result.remediation
+
+
+def dsn(status: str, diagnostic: str) -> bytes:
+    return (
+        b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.acme.example\r\n\r\n"
+        b"Final-Recipient: rfc822; jobs@acme.example\r\nAction: failed\r\n"
+        + f"Status: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "cause", "title"),
+    [
+        (
+            "5.2.2",
+            "552 5.2.2 <jobs@acme.example>: Mailbox full (quota exceeded)",
+            Cause.MAILBOX_FULL,
+            "A mailbox on the way is full",
+        ),
+        (
+            "5.3.4",
+            "552 5.3.4 Error: message file too big",
+            Cause.MESSAGE_TOO_LARGE,
+            "The redirection bounced",
+        ),
+    ],
+)
+def test_a_bounce_is_reported_with_the_cause_the_rules_read(
+    status: str, diagnostic: str, cause: Cause, title: str
+) -> None:
+    trip = RoundTrip(
+        "jobs@acme.example", token="t", bounces=[arrival("bounce", dsn(status, diagnostic))]
+    )
+    result = classify_roundtrip(trip, PROFILE, "acme-jobs@m.personio.de", 60)
+    assert (result.status, result.cause, result.title) == (Status.FAIL, cause, title)
 
 
 GMAIL_CONFIRMATION = (
