@@ -10,6 +10,9 @@ kept in the local mailbox:
   Postfix, maildir under the folder; the certificate is for ``mx.company.test``.
 - Platform sink: aiosmtpd on 127.0.26.1:25, accepting only the platform's inbound address(es).
 - DNS: the sandbox's loopback DNS server (UDP and TCP) with the MX records of both domains.
+- OAuth2 (optional): a token introspection endpoint (RFC 7662) on 127.0.0.1 that Dovecot's
+  ``oauth2`` passdb asks, so that IMAP takes ``AUTHENTICATE XOAUTH2`` (and OAUTHBEARER) with
+  one bearer token for the jobs account; password logins keep working beside it.
 
 Everything lives in one temporary folder that is removed on stop. Nothing is delivered off
 loopback: the only SMTP route is the sink, every other destination bounces (5.4.4).
@@ -22,6 +25,7 @@ import contextlib
 import email
 import email.policy
 import imaplib
+import json
 import os
 import pwd
 import secrets
@@ -37,8 +41,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
@@ -52,6 +58,7 @@ __all__ = [
     "EXTERNAL_TAG",
     "IMAPS_PORT",
     "IMAP_PORT",
+    "INTROSPECTION_PATH",
     "JOBS",
     "MX_ADDR",
     "MX_HOSTNAME",
@@ -59,6 +66,7 @@ __all__ = [
     "PLATFORM_MX_HOSTNAME",
     "SMTP_PORT",
     "SUBMISSION_PORT",
+    "Introspection",
     "RealMail",
     "RealMailError",
     "SilentServer",
@@ -83,6 +91,7 @@ PLATFORM_MX_HOSTNAME: Final = "mx.m.personio.de"
 PLATFORM_ADDR: Final = "127.0.26.1"
 DEFAULT_TARGET: Final = "acme-jobs@m.personio.de"
 EXTERNAL_TAG: Final = "[EXTERNAL]"
+INTROSPECTION_PATH: Final = "/oauth2/introspect"
 # Postfix's own wording for an unknown recipient of a virtual mailbox domain.
 USER_UNKNOWN: Final = (
     "550 5.1.1 <{}>: Recipient address rejected: User unknown in virtual mailbox table"
@@ -350,6 +359,92 @@ class SilentServer:
         self._listener.close()
 
 
+# --- the OAuth2 token introspection endpoint -----------------------------------------------
+
+
+class _IntrospectionHandler(BaseHTTPRequestHandler):
+    server: _IntrospectionHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(min(length, 64 * 1024)).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0]
+        if self.path.split("?", 1)[0] != INTROSPECTION_PATH:
+            self._answer(404, {"error": "not_found"})
+            return
+        active = token == owner.token
+        owner.answers.append(active)
+        # RFC 7662 2.2: an unknown, expired or revoked token is just {"active": false}.
+        self._answer(
+            200,
+            {
+                "active": True,
+                "username": owner.username,
+                "scope": "https://outlook.office.com/IMAP.AccessAsUser.All",
+                "token_type": "Bearer",
+                "exp": int(time.time()) + 3600,
+            }
+            if active
+            else {"active": False},
+        )
+
+    def _answer(self, code: int, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the request line carries no token, but nothing is worth printing."""
+
+
+class _IntrospectionHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: Introspection, address: tuple[str, int]) -> None:
+        self.owner = owner
+        super().__init__(address, _IntrospectionHandler)
+
+
+class Introspection:
+    """An OAuth2 token introspection endpoint (RFC 7662, form POST ``token=...``) in a thread:
+    exactly ``token`` is active, for ``username``; every other token is inactive."""
+
+    def __init__(self, token: str, username: str = JOBS, host: str = "127.0.0.1") -> None:
+        self.token = token
+        self.username = username
+        #: Whether each introspected token was active, in order (never the tokens).
+        self.answers: list[bool] = []
+        self._server = _IntrospectionHTTPServer(self, (host, 0))
+        self.host: str = host
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL * 5},
+            name="realmail-oauth2",
+            daemon=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{INTROSPECTION_PATH}"
+
+    def start(self) -> Introspection:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(5)
+        self._server.server_close()
+
+
 # --- clients for the tests -----------------------------------------------------------------
 
 
@@ -404,6 +499,9 @@ class RealMail:
     imap_host: str = MX_ADDR
     imap_port: int = IMAP_PORT
     imaps_port: int = IMAPS_PORT
+    #: The OAuth2 bearer token IMAP takes for the jobs account (None: passwords only).
+    oauth_token: str | None = field(default=None, repr=False)
+    introspection: Introspection | None = None
     _dovecot: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _postfix_pid: int | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
@@ -505,7 +603,10 @@ class RealMail:
             return
         self._stopped = True
         errors: list[BaseException] = []
-        for step in (self._stop_postfix, self._stop_dovecot, self.sink.stop, self.dns.stop):
+        steps = [self._stop_postfix, self._stop_dovecot, self.sink.stop, self.dns.stop]
+        if self.introspection is not None:
+            steps.append(self.introspection.stop)
+        for step in steps:
             try:
                 step()
             except Exception as exc:
@@ -652,10 +753,38 @@ def _main_cf(folder: Path, lmtp_port: int, *, starttls: bool, header_checks: boo
     return "\n".join(lines) + "\n"
 
 
-def _dovecot_conf(folder: Path, lmtp_port: int, auth_socket: Path) -> str:
+def _oauth2_conf(introspection_url: str) -> str:
+    """The ``oauth2`` passdb's settings (Dovecot 2.3): every token is introspected (RFC 7662,
+    a form POST), and it must be active and name the user who logs in."""
+    return f"""\
+introspection_mode = post
+introspection_url = {introspection_url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
+
+def _dovecot_conf(
+    folder: Path, lmtp_port: int, auth_socket: Path, *, oauth2_conf: Path | None = None
+) -> str:
     mail = pwd.getpwnam(_MAIL_USER)
     dovecot = folder / "dovecot"
     dh = Path("/usr/share/dovecot/dh.pem")
+    mechanisms = "plain login" + (" xoauth2 oauthbearer" if oauth2_conf else "")
+    # Each passdb answers its own mechanisms: a bearer token is never tried as a password.
+    oauth2_passdb = (
+        f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {oauth2_conf}
+}}
+"""
+        if oauth2_conf
+        else ""
+    )
     return f"""\
 base_dir = {dovecot}/run
 state_dir = {dovecot}/state
@@ -670,7 +799,7 @@ ssl_cert = <{folder}/tls/cert.pem
 ssl_key = <{folder}/tls/key.pem
 {f"ssl_dh = <{dh}" if dh.exists() else ""}
 ssl_min_protocol = TLSv1.2
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 first_valid_uid = {mail.pw_uid}
 first_valid_gid = {mail.pw_gid}
 mail_uid = {mail.pw_uid}
@@ -678,9 +807,10 @@ mail_gid = {mail.pw_gid}
 mail_location = maildir:{folder}/mail/%d/%n
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN {dovecot}/users
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = {dovecot}/users
 }}
@@ -805,6 +935,7 @@ def start_realmail(
     platform_accepts: Sequence[str] = (DEFAULT_TARGET,),
     mx_starttls: bool = True,
     extra_dns: Mapping[str, Sequence[ZoneRecord]] | None = None,
+    oauth_token: str | None = None,
 ) -> RealMail:
     """Start the whole world and return it running; the caller must ``stop()`` it.
 
@@ -817,6 +948,9 @@ def start_realmail(
     - ``platform_accepts``: the addresses the platform sink accepts (others: 550 5.1.1).
     - ``mx_starttls``: whether the MX on port 25 offers STARTTLS.
     - ``extra_dns``: records appended to the DNS zones (new zones are added).
+    - ``oauth_token``: IMAP also offers ``AUTH=XOAUTH2`` and ``AUTH=OAUTHBEARER``, checked by
+      Dovecot's ``oauth2`` passdb against a loopback introspection endpoint for which exactly
+      this bearer token is active (for ``jobs@company.test``); every other token is refused.
 
     On any start failure everything started so far is stopped, the folder removed, and
     ``RealMailError`` raised with the failing server's log tail.
@@ -827,6 +961,8 @@ def start_realmail(
     password = password or "pw-" + secrets.token_urlsafe(12)
     if ":" in password or "\n" in password:
         raise ValueError("the password cannot contain ':' or a newline (passwd-file format)")
+    if oauth_token is not None and (not oauth_token or any(c in oauth_token for c in " \r\n")):
+        raise ValueError("the OAuth2 token must be one word")
     if _in_use(MX_ADDR, SMTP_PORT) or _in_use(PLATFORM_ADDR, SMTP_PORT):
         reap_orphans()
     if _in_use(MX_ADDR, SMTP_PORT) or _in_use(PLATFORM_ADDR, SMTP_PORT):
@@ -870,8 +1006,18 @@ def start_realmail(
         users = _write(dovecot_dir / "users", f"{JOBS}:{{PLAIN}}{password}::::::\n", 0o640)
         shutil.chown(users, "root", "dovecot")
         auth_socket = queue_dir / "private" / "auth"
+        introspection = None
+        oauth2_conf = None
+        if oauth_token is not None:
+            introspection = Introspection(oauth_token).start()
+            started.append(introspection)
+            oauth2_conf = _write(
+                dovecot_dir / "dovecot-oauth2.conf.ext", _oauth2_conf(introspection.url), 0o640
+            )
+            shutil.chown(oauth2_conf, "root", "dovecot")
         dovecot_conf = _write(
-            dovecot_dir / "dovecot.conf", _dovecot_conf(folder, lmtp_port, auth_socket)
+            dovecot_dir / "dovecot.conf",
+            _dovecot_conf(folder, lmtp_port, auth_socket, oauth2_conf=oauth2_conf),
         )
 
         dns = ThreadedDNS(default_zones(extra_dns))
@@ -911,6 +1057,8 @@ def start_realmail(
         maillog_path=maillog,
         dovecot_log_path=dovecot_dir / "dovecot.log",
         postfix_config_dir=conf,
+        oauth_token=oauth_token,
+        introspection=introspection,
         _dovecot=process,
     )
 
