@@ -61,6 +61,13 @@ class NotebookAudit:
 
         return findings_frame(self.result.report.findings)
 
+    def roundtrips(self) -> pandas.DataFrame:
+        """Each round trip (sandbox, or live with ``roundtrip``): what was sent, where it went,
+        how long it took and what came back."""
+        from diagnostics.report.tables import roundtrip_frame
+
+        return roundtrip_frame(self.result.report.findings)
+
     def resolution_table(self) -> pandas.DataFrame:
         """The sender resolution, from the sender.resolution findings (empty when not run)."""
         import pandas

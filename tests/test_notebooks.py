@@ -95,7 +95,7 @@ def test_an_unknown_notebook_parameter_is_an_error(tmp_path: Path) -> None:
     }
     with pytest.raises(
         ValueError,
-        match="has no parameter sandbox_name; it declares: ca_file, config, dns_server, fail_on",
+        match="has no parameter sandbox_name; it declares: ca_file, clean, config, dns_server, fail_on",
     ):
         execute(AUDIT_NOTEBOOK, tmp_path / "out.ipynb", {"sandbox_name": "healthy"})
     assert not (tmp_path / "out.ipynb").exists()

@@ -10,7 +10,7 @@ from typing import Any
 
 from diagnostics.findings import Finding
 
-ROUNDTRIP_COLUMNS = ("custom address", "sent", "went to", "took", "came back", "verdict")
+ROUNDTRIP_COLUMNS = ("custom address", "tag", "via", "went to", "took", "came back", "verdict")
 
 
 def _seconds(value: Any) -> str:
@@ -27,7 +27,6 @@ def roundtrip_rows(findings: list[Finding] | tuple[Finding, ...]) -> list[dict[s
             continue
         live = evidence.get("live") or {}
         via = live.get("via", "mx")
-        sent = f"'Bewerbung: maildiag round trip {evidence['token']}' via {via}"
         if evidence.get("delivery_error"):
             went, took = f"refused: {evidence['delivery_error']}", "-"
         else:
@@ -54,7 +53,8 @@ def roundtrip_rows(findings: list[Finding] | tuple[Finding, ...]) -> list[dict[s
         rows.append(
             {
                 "custom address": str(evidence.get("address", finding.subject)),
-                "sent": sent,
+                "tag": str(evidence["token"]),
+                "via": via,
                 "went to": went,
                 "took": took,
                 "came back": "; ".join(back) or "nothing",
