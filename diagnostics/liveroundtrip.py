@@ -369,6 +369,7 @@ async def probe_live_roundtrip(
         )
         return trip
     watch.mailbox = settings.where
+    watch.credential = "token" if settings.token_command is not None else "password"
     try:
         client, watch.login = await open_mailbox(context, settings)
     except (ProbeError, SandboxError, OSError) as exc:

@@ -90,6 +90,8 @@ class LiveWatch:
     RoundTrip` records for both modes."""
 
     mailbox: str = ""
+    # How the mailbox logs in: "password", or "token" (token_command, XOAUTH2).
+    credential: str = "password"
     via: str = "mx"
     # Why the mailbox could not be read (then nothing was sent), and the cause to report.
     mailbox_error: str | None = None

@@ -51,9 +51,22 @@ def mailbox_unreadable(trip: RoundTrip, where: str) -> Outcome:
             ),
         )
     cause = _mailbox_cause(watch)
-    said = f"{watch.mailbox_step}: {watch.mailbox_error}"
+    said = f"{watch.mailbox_step}: {watch.mailbox_error}".rstrip(".")
     sent = "Nothing was sent." if not trip.token else "The test message was sent."
-    if cause is Cause.AUTH_FAILED:
+    if watch.mailbox_step == "token":
+        fix = (
+            f"Run {where}.token_command by hand: it must print a valid OAuth2 access token on "
+            "its first line (refresh its grant when it says the refresh token expired)."
+        )
+    elif cause is Cause.AUTH_FAILED and watch.credential == "token":
+        fix = (
+            f"The server refused the OAuth2 token that {where}.token_command printed. Check "
+            f"that it is for {where}.account, that its scope allows IMAP (Microsoft 365: "
+            "https://outlook.office.com/IMAP.AccessAsUser.All; Google: https://mail.google.com/), "
+            "and that IMAP is enabled for the mailbox (Microsoft 365: Set-CASMailbox "
+            "-ImapEnabled $true)."
+        )
+    elif cause is Cause.AUTH_FAILED:
         fix = (
             f"Check {where}.account and its password in the account file; the server refused "
             "the login. Microsoft 365 and Google Workspace refuse passwords over IMAP (basic "
