@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -96,6 +95,27 @@ class _Parser(argparse.ArgumentParser):
         return found
 
 
+def _network_options(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
+    """The options of every command that connects: trust, time, and name resolution."""
+    parser.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
+    if timeout:
+        parser.add_argument(
+            "--timeout", type=float, metavar="SECONDS", help="time allowed per network step"
+        )
+    parser.add_argument(
+        "--dns-server",
+        metavar="ADDRESS[:PORT]",
+        help="ask this DNS server instead of the system's resolver (live runs)",
+    )
+    parser.add_argument(
+        "--resolve",
+        action="append",
+        metavar="HOST:ADDRESS",
+        help="connect to ADDRESS for HOST instead of what DNS says (repeatable), as curl "
+        "--resolve does",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="maildiag",
@@ -118,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="check ids or families, comma-separated (repeatable), e.g. config,smtp.tls",
     )
     audit.add_argument("--report-dir", type=Path, help="where to write the report folder")
-    audit.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
     audit.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     audit.add_argument(
         "--all",
@@ -136,19 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run through notebooks/audit.ipynb (papermill) and keep the executed notebook "
         "in the report folder",
     )
-    audit.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per step")
-    audit.add_argument(
-        "--dns-server",
-        metavar="ADDRESS[:PORT]",
-        help="ask this DNS server instead of the system's resolver (live audits)",
-    )
-    audit.add_argument(
-        "--resolve",
-        action="append",
-        metavar="HOST:ADDRESS",
-        help="connect to ADDRESS for HOST instead of what DNS says (repeatable), as curl "
-        "--resolve does",
-    )
+    _network_options(audit)
     audit.add_argument(
         "--roundtrip",
         action="store_true",
@@ -198,23 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     smtp.add_argument(
         "--sender", help="the address to send as (default: the account, when it is an address)"
     )
-    smtp.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
     smtp.add_argument(
         "--send-test", action="store_true", help="send a test message from the sender to itself"
     )
     smtp.add_argument("--source", metavar="ADDRESS", help="local address to connect from")
-    smtp.add_argument(
-        "--resolve",
-        action="append",
-        metavar="HOST:ADDRESS",
-        help="use ADDRESS for HOST instead of DNS (repeatable), as curl --resolve does",
-    )
-    smtp.add_argument(
-        "--dns-server",
-        metavar="ADDRESS[:PORT]",
-        help="ask this DNS server instead of the system's resolver",
-    )
-    smtp.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per step")
+    _network_options(smtp)
     smtp.add_argument("--report-dir", type=Path, help="also write the report folder here")
     smtp.add_argument("--json", action="store_true", help="print the JSON report on stdout")
 
@@ -235,14 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the round trip's tag (maildiag-rt-...) to find the copy by; default: "
         "the tag in the message, else its Message-ID",
     )
-    headers.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
-    headers.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per step")
-    headers.add_argument(
-        "--dns-server", metavar="ADDRESS[:PORT]", help="ask this DNS server instead of the system's"
-    )
-    headers.add_argument(
-        "--resolve", action="append", metavar="HOST:ADDRESS", help="connect to ADDRESS for HOST"
-    )
+    _network_options(headers)
     headers.add_argument("--json", action="store_true", help="print the analysis as JSON")
 
     watch = commands.add_parser(
@@ -255,13 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--timeout", type=float, default=300, metavar="SECONDS", help="how long to watch (300)"
     )
-    watch.add_argument("--ca-file", type=Path, help="extra CA certificates to trust (PEM)")
-    watch.add_argument(
-        "--dns-server", metavar="ADDRESS[:PORT]", help="ask this DNS server instead of the system's"
-    )
-    watch.add_argument(
-        "--resolve", action="append", metavar="HOST:ADDRESS", help="connect to ADDRESS for HOST"
-    )
+    _network_options(watch, timeout=False)
     watch.add_argument("--json", action="store_true", help="print what arrived as JSON")
 
     diagnose = commands.add_parser(
@@ -585,8 +567,8 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``maildiag watch``: what arrives in the company mailboxes after "Send test mail"."""
     from diagnostics.audit import live_context
     from diagnostics.config import load_config
-    from diagnostics.report.terminal import printable
-    from diagnostics.watch import Seen, watch
+    from diagnostics.report import terminal
+    from diagnostics.watch import watch
 
     if args.timeout <= 0:
         raise ValueError(f"--timeout {args.timeout:g}: expected a number of seconds above 0")
@@ -599,42 +581,16 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         static_hosts=_static_hosts(args.resolve),
     )
     ui = config.profile.ui
-    print(
-        f"Watching for {args.timeout:g} s. In {ui.settings_path}, click '{ui.send_test_mail}' now.",
-        file=err,
+    print(f"Watching for {args.timeout:g} s. {terminal.watch_prompt(ui)}", file=err)
+    result = await watch(
+        context,
+        timeout=args.timeout,
+        on_seen=(lambda seen: None) if args.json else (lambda seen: terminal.print_seen(seen, out)),
     )
-
-    def shown(seen: Seen) -> None:
-        if args.json:
-            return
-        when = time.strftime("%H:%M:%S", time.localtime(seen.at))
-        line = f"{when} {seen.kind:8} {seen.sender} | {seen.subject}"
-        print(printable(line), file=out)
-        if seen.summary:
-            cause = f" ({seen.cause})" if seen.cause else ""
-            print(printable(f"         {seen.summary}{cause}"), file=out)
-
-    result = await watch(context, timeout=args.timeout, on_seen=shown)
     if args.json:
         out.write(json.dumps(result.to_dict(), indent=2) + "\n")
-        return result.exit_code
-    for where, said in result.unreadable.items():
-        print(printable(f"cannot read the mailbox {where}: {said}"), file=out)
-    if result.bounces:
-        verdict = "a bounce came back: the redirection fails (see above)"
-    elif result.platform:
-        verdict = (
-            "the platform's message reached the company mailbox and nothing bounced; it "
-            f"should now be under '{ui.unassigned}'"
-        )
-    elif not result.unreadable:
-        verdict = (
-            f"no message from the platform within {args.timeout:g} s: was '{ui.send_test_mail}' "
-            "clicked, and is the custom address right?"
-        )
     else:
-        verdict = "the mailbox could not be watched"
-    print(f"verdict: {verdict}", file=out)
+        terminal.print_watch_verdict(result, ui, args.timeout, out)
     return result.exit_code
 
 

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from diagnostics.diagnose import Diagnosis
     from diagnostics.findings import Finding
     from diagnostics.parse.headers.analysis import HeaderAnalysis
+    from diagnostics.profiles import PlatformUI
     from diagnostics.report.grouping import Problem
     from diagnostics.report.model import Report
+    from diagnostics.watch import Seen, WatchResult
 
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -267,3 +269,40 @@ def print_diagnoses(
                 else "no check of the setup can confirm this cause"
             )
             print(f"confirm with: {hint}", file=out)
+
+
+def watch_prompt(ui: PlatformUI) -> str:
+    """What ``maildiag watch`` asks the admin to do while it watches."""
+    return f"In {ui.settings_path}, click '{ui.send_test_mail}' now."
+
+
+def print_seen(seen: Seen, out: TextIO) -> None:
+    """One message that arrived while ``maildiag watch`` watched, and what it is."""
+    import time
+
+    when = time.strftime("%H:%M:%S", time.localtime(seen.at))
+    print(printable(f"{when} {seen.kind:8} {seen.sender} | {seen.subject}"), file=out)
+    if seen.summary:
+        cause = f" ({seen.cause})" if seen.cause else ""
+        print(printable(f"         {seen.summary}{cause}"), file=out)
+
+
+def print_watch_verdict(result: WatchResult, ui: PlatformUI, timeout: float, out: TextIO) -> None:
+    """The end of ``maildiag watch``: mailboxes it could not read, then one verdict line."""
+    for where, said in result.unreadable.items():
+        print(printable(f"cannot read the mailbox {where}: {said}"), file=out)
+    if result.bounces:
+        verdict = "a bounce came back: the redirection fails (see above)"
+    elif result.platform:
+        verdict = (
+            "the platform's message reached the company mailbox and nothing bounced; it "
+            f"should now be under '{ui.unassigned}'"
+        )
+    elif not result.unreadable:
+        verdict = (
+            f"no message from the platform within {timeout:g} s: was '{ui.send_test_mail}' "
+            "clicked, and is the custom address right?"
+        )
+    else:
+        verdict = "the mailbox could not be watched"
+    print(f"verdict: {verdict}", file=out)
