@@ -169,3 +169,67 @@ def found_text(value: Any, loc: tuple[str | int, ...]) -> str:
         return "a mapping"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_IMAP_ENCRYPTIONS = ("tls", "starttls")
+_SELECTOR = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def imap_encryption(value: Any) -> str:
+    """``tls`` or ``starttls`` (and the names other tools use); never plain text: LOGIN in
+    the clear puts the password on the wire, and servers refuse it (RFC 3501 6.2.3)."""
+    text = encryption(value)
+    if text not in _IMAP_ENCRYPTIONS:
+        raise FieldProblem("tls (IMAPS, port 993) or starttls (port 143)", value)
+    return text
+
+
+def imap_port(value: Any) -> int:
+    """A TCP port number, named as IMAP's in the message."""
+    try:
+        return port(value)
+    except FieldProblem:
+        raise FieldProblem("a port number from 1 to 65535 (IMAP: 993 or 143)", value) from None
+
+
+def dkim_selector(value: Any) -> str:
+    """A DKIM selector: a DNS name (``s1``, ``mail2026``, ``sel.sub``)."""
+    if not isinstance(value, str) or not _SELECTOR.match(value):
+        raise FieldProblem("a DKIM selector like s1 or mail2026 (a DNS name)", value)
+    return value.lower()
+
+
+def command(value: Any) -> tuple[str, ...]:
+    """A command as an argument list: a list of strings, or one string split as a shell
+    would split it (no shell runs it)."""
+    import shlex
+
+    if isinstance(value, str):
+        try:
+            argv = tuple(shlex.split(value))
+        except ValueError as exc:
+            raise FieldProblem(f"a command line ({exc})", value) from None
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        argv = tuple(value)
+    else:
+        raise FieldProblem("a command (text, or a list of arguments)", value)
+    if not argv or not argv[0]:
+        raise FieldProblem("a command that prints an OAuth2 access token", value)
+    return argv
+
+
+def networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A list of IP networks in CIDR notation, host bits clear."""
+    if not isinstance(value, list):
+        raise FieldProblem("a list of IP networks like [3.121.59.239/32]", value)
+    found = []
+    for item in value:
+        try:
+            found.append(ipaddress.ip_network(str(item), strict=True))
+        except ValueError as exc:
+            raise FieldProblem(
+                f"IP networks in CIDR notation like 3.121.59.239/32 ({exc})", item
+            ) from None
+    return tuple(found)

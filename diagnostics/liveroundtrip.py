@@ -37,6 +37,7 @@ from diagnostics.fields import envelope_address
 from diagnostics.findings import Cause
 from diagnostics.net.delivery import ask_recipient, deliver_to_mx
 from diagnostics.net.imap import IMAPClient, IMAPError, IMAPRefused, decode_folder
+from diagnostics.parse.dkim import DKIMKey
 from diagnostics.redact import redact
 from diagnostics.roundtrip import (
     TOKEN_HEADER,
@@ -398,8 +399,14 @@ async def _round_trip(
     use_mailbox = options.via == "mx" and "@" in settings.account
     sender = settings.account if use_mailbox else envelope_address(trip.address)
     trip.token = new_token()
+    key = None
+    if identity.dkim is not None:
+        # Signed as the company's own server signs: d= the custom address's domain.
+        domain = envelope_address(trip.address).rsplit("@", 1)[-1]
+        key = DKIMKey(domain, identity.dkim.selector, identity.dkim.key.reveal().encode(), "")
+        watch.signed_by = key.record_name.rstrip(".")
     trip.sent = probe_message(
-        trip.token, sender=sender, recipient=envelope_address(trip.address), key=None
+        trip.token, sender=sender, recipient=envelope_address(trip.address), key=key
     )
     trip.sent_at = time.time()
     started = time.perf_counter()

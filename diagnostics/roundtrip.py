@@ -92,6 +92,9 @@ class LiveWatch:
     mailbox: str = ""
     # How the mailbox logs in: "password", or "token" (token_command, XOAUTH2).
     credential: str = "password"
+    # Where the signing key of the test message is published (``s1._domainkey.acme.example``);
+    # "" when the account file gives no dkim: key and the message went unsigned.
+    signed_by: str = ""
     via: str = "mx"
     # Why the mailbox could not be read (then nothing was sent), and the cause to report.
     mailbox_error: str | None = None
@@ -121,6 +124,7 @@ class LiveWatch:
             "mailbox": self.mailbox,
             "via": self.via,
             "login": self.login,
+            "signed_by": self.signed_by,
             "idle": self.idle,
             "folders_searched": self.folders_searched,
             "mailbox_error": self.mailbox_error,

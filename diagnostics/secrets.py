@@ -96,6 +96,28 @@ def read_secret_file(path: Path) -> Secret:
     return Secret(text.splitlines()[0] if text else "", source=f"file:{path}")
 
 
+MAX_KEY_FILE = 64 * 1024
+
+
+def read_private_key(path: Path) -> Secret:
+    """The PEM RSA private key (unencrypted) in ``path``, as a secret. OSError
+    passes up; ValueError says what was expected (never what was found)."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise ValueError(f"a PEM file of at most {MAX_KEY_FILE} bytes")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ValueError("an unencrypted PEM RSA private key (as opendkim-genkey writes)") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("an RSA private key (rsa-sha256, what every DKIM verifier checks)")
+    return Secret(data.decode("ascii", "replace"), source=f"file:{path}")
+
+
 def known_values() -> list[str]:
     """Every secret value (and base64 form) created in this process, longest first."""
     with _known_lock:

@@ -3,6 +3,8 @@ secret shown."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from diagnostics.config import parse_config
@@ -139,3 +141,54 @@ def test_an_empty_token_command_is_refused() -> None:
             "'  '",
         )
     ]
+
+
+def test_dkim_names_a_selector_and_an_rsa_key_file_never_shown(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from diagnostics.parse.dkim import DKIMKey
+
+    key = DKIMKey.generate("company.test", "s1")
+    (tmp_path / "dkim.pem").write_bytes(key.private_pem)
+    text = account("  dkim: {selector: S1, key_file: dkim.pem}")
+    config = parse_config(text, source="a.yaml", environ=ENVIRON, base_dir=tmp_path)
+    assert config.company.dkim is not None
+    assert config.company.dkim.selector == "s1"
+    assert config.company.dkim.key.reveal().encode() == key.private_pem
+    assert "PRIVATE KEY" not in repr(config.company.dkim)
+
+    (tmp_path / "not-a-key.pem").write_text("-----BEGIN NOTHING-----\nsecret-material\n")
+    ed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (tmp_path / "ed.pem").write_bytes(ed)
+    for body, expected, found in [
+        ("{selector: 's 1', key_file: dkim.pem}", "a DKIM selector like s1", "'s 1'"),
+        (
+            "{selector: s1, key_file: missing.pem}",
+            "a readable PEM file",
+            f"{tmp_path / 'missing.pem'}: No such file or directory",
+        ),
+        (
+            "{selector: s1, key_file: not-a-key.pem}",
+            "an unencrypted PEM RSA private key (as opendkim-genkey writes)",
+            f"{tmp_path / 'not-a-key.pem'}: not one (content not shown)",
+        ),
+        (
+            "{selector: s1, key_file: ed.pem}",
+            "an RSA private key (rsa-sha256, what every DKIM verifier checks)",
+            f"{tmp_path / 'ed.pem'}: not one (content not shown)",
+        ),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(
+                account(f"  dkim: {body}"), source="a.yaml", environ=ENVIRON, base_dir=tmp_path
+            )
+        ((key_path, wanted, got),) = [(p.key, p.expected, p.found) for p in caught.value.problems]
+        assert key_path.startswith("company.dkim.")
+        assert wanted.startswith(expected), wanted
+        assert got == found
+        assert "secret-material" not in str(caught.value)

@@ -214,6 +214,52 @@ def _live(address: str) -> Outcome:
     )
 
 
+def classify_kept_dkim(trip: RoundTrip, checks: list[SignatureCheck]) -> Outcome:
+    """headers.dkim in a live round trip: whether the test message's own signature (made with
+    the account file's ``dkim:`` key) still verifies on the copy the company server kept."""
+    watch = trip.live
+    assert watch is not None
+    if not watch.signed_by:
+        return Outcome(
+            Status.SKIP,
+            "The test message was not signed",
+            "The account file gives no dkim: key, so the round trip's message went unsigned.",
+            remediation="Give dkim: {selector: S, key_file: PEM} (the key your mail server signs "
+            "with) to sign it as candidates' providers sign theirs, and see whether a signature "
+            "survives your server.",
+        )
+    if not trip.local_copies or watch.mailbox_error:
+        return Outcome(Status.SKIP, "No kept copy to check", "See redirect.local_copy.")
+    domain = watch.signed_by.split("._domainkey.", 1)[-1]
+    own = [c for c in checks if c.domain.casefold() == domain.casefold()]
+    if own and own[0].verified:
+        return Outcome(
+            Status.PASS,
+            "The test message's DKIM signature still verifies on the kept copy",
+            f"Signed with {watch.signed_by}; the company server kept the message unchanged. "
+            "Whether the redirection keeps it intact shows on the platform's copy: save it as "
+            ".eml and run `maildiag headers ARRIVED.eml --original-from CONFIG`.",
+        )
+    reason = own[0].reason if own else "the signature is gone"
+    if "no usable key" in reason:
+        return Outcome(
+            Status.WARN,
+            f"The signature could not be checked: no key at {watch.signed_by}",
+            f"{reason}.",
+            remediation=f"Publish the public key of dkim.key_file as a TXT record at "
+            f"{watch.signed_by}, or correct dkim.selector.",
+        )
+    return Outcome(
+        Status.FAIL,
+        f"The company server breaks DKIM before the copy: {reason}",
+        "A signed header or the body changed on the company server (a subject tag, a "
+        "disclaimer): candidates' signatures break the same way, and their domains' DMARC "
+        "policies then refuse or junk their mail after the redirection.",
+        Cause.POLICY_REJECTED,
+        f"Exempt {trip.address} from subject tagging and disclaimers (see headers.retention).",
+    )
+
+
 def classify_kept_copy(trip: RoundTrip, inbound: str) -> Outcome:
     """headers.retention in a live round trip: what the company server changed before it
     kept its copy (a subject tag or a footer is added before the redirection on most
@@ -323,7 +369,12 @@ async def dkim_survives(context: Context) -> list[Finding]:
     async def judge(trip: RoundTrip) -> Judged:
         arrival = trip.arrived
         if trip.live is not None:
-            return _live(trip.address), None
+            watch = trip.live
+            if not watch.signed_by or not trip.local_copies or watch.mailbox_error:
+                return classify_kept_dkim(trip, []), None
+            return classify_kept_dkim(
+                trip, await verify(trip.local_copies[0].data, context.resolver)
+            ), None
         if arrival is None:
             return _not_arrived(trip), None
         if mailboxes is None or mailboxes.dkim_key is None:

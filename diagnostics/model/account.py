@@ -65,6 +65,16 @@ class MailboxSettings:
 
 
 @dataclass(frozen=True)
+class DkimSigning:
+    """The key a live round trip signs its test message with, as the company's own mail is
+    signed: ``selector`` under the custom address's domain, and the private key (PEM) read
+    from ``key_file``, held like a password."""
+
+    selector: str
+    key: Secret
+
+
+@dataclass(frozen=True)
 class SendingIdentity:
     """What a company or subcompany sends as: custom address, SMTP settings, allowlist."""
 
@@ -74,6 +84,8 @@ class SendingIdentity:
     allowlist: tuple[IPNetwork, ...] | None = None
     #: The mailbox given in the file; :meth:`mailbox_settings` says which one is read.
     mailbox: MailboxSettings | None = None
+    #: The DKIM key the live round trip signs with (None: its message goes unsigned).
+    dkim: DkimSigning | None = None
 
     def mailbox_settings(self) -> MailboxSettings | None:
         """The mailbox a live round trip reads for this identity: the file's ``mailbox``, or

@@ -12,7 +12,6 @@ password).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from diagnostics.model.account import (
     IMAP_PORTS,
     AccountConfig,
     Company,
+    DkimSigning,
     Employee,
     Encryption,
     MailboxEncryption,
@@ -35,7 +35,13 @@ from diagnostics.model.account import (
     Subcompany,
 )
 from diagnostics.profiles import IPNetwork, load_profiles
-from diagnostics.secrets import Secret, env_reference_name, read_secret_file, resolve_env
+from diagnostics.secrets import (
+    Secret,
+    env_reference_name,
+    read_private_key,
+    read_secret_file,
+    resolve_env,
+)
 
 __all__ = ["Invalid", "Loc", "Problem", "Rules"]
 
@@ -46,7 +52,7 @@ UNKNOWN_KEY_EXPECTED: Final = "no such key (unknown keys are errors; check the s
 UNKNOWN_KEY_FOUND: Final = "an unknown key (its value is not shown)"
 _MAPPING: Final = "a mapping of keys to values"
 _EMPLOYEE: Final[SenderName] = "employee"
-_IDENTITY_KEYS: Final = ("name", "custom_address", "smtp", "allowlist", "mailbox")
+_IDENTITY_KEYS: Final = ("name", "custom_address", "smtp", "allowlist", "mailbox", "dkim")
 _MAILBOX_ENCRYPTIONS: dict[str, MailboxEncryption] = {"tls": "tls", "starttls": "starttls"}
 _SENDER_NAMES: dict[object, SenderName] = {"employee": "employee", "company": "company"}
 
@@ -108,40 +114,7 @@ def _encryption(value: Any) -> Encryption:
 
 
 def _mailbox_encryption(value: Any) -> MailboxEncryption:
-    text = fields.encryption(value)
-    if text not in _MAILBOX_ENCRYPTIONS:
-        # LOGIN in plain text puts the password on the wire; IMAP servers refuse it anyway
-        # (LOGINDISABLED, RFC 3501 6.2.3).
-        raise fields.FieldProblem("tls (IMAPS, port 993) or starttls (port 143)", value)
-    return _MAILBOX_ENCRYPTIONS[text]
-
-
-def _imap_port(value: Any) -> int:
-    try:
-        return fields.port(value)
-    except fields.FieldProblem:
-        raise fields.FieldProblem(
-            "a port number from 1 to 65535 (IMAP: 993 or 143)", value
-        ) from None
-
-
-def _command(value: Any) -> tuple[str, ...]:
-    """A command as an argument list: a list of strings, or one string split as a shell
-    would split it (no shell runs it)."""
-    import shlex
-
-    if isinstance(value, str):
-        try:
-            argv = tuple(shlex.split(value))
-        except ValueError as exc:
-            raise fields.FieldProblem(f"a command line ({exc})", value) from None
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        argv = tuple(value)
-    else:
-        raise fields.FieldProblem("a command (text, or a list of arguments)", value)
-    if not argv or not argv[0]:
-        raise fields.FieldProblem("a command that prints an OAuth2 access token", value)
-    return argv
+    return _MAILBOX_ENCRYPTIONS[fields.imap_encryption(value)]
 
 
 def _sender_name(value: Any) -> SenderName:
@@ -156,20 +129,6 @@ def _profile(value: Any) -> str:
 
 def _platform_account(value: Any) -> str:
     return fields.platform_account(_text(value))
-
-
-def _networks(value: Any) -> tuple[IPNetwork, ...]:
-    if not isinstance(value, list):
-        raise fields.FieldProblem("a list of IP networks like [3.121.59.239/32]", value)
-    networks = []
-    for item in value:
-        try:
-            networks.append(ipaddress.ip_network(str(item), strict=True))
-        except ValueError as exc:
-            raise fields.FieldProblem(
-                f"IP networks in CIDR notation like 3.121.59.239/32 ({exc})", item
-            ) from None
-    return tuple(networks)
 
 
 # -- the builder ------------------------------------------------------------------------------
@@ -321,7 +280,7 @@ class Rules:
             data,
             loc,
             "port",
-            _imap_port,
+            fields.imap_port,
             default=IMAP_PORTS[encryption] if isinstance(encryption, str) else _FAILED,
             required=False,
         )
@@ -343,7 +302,7 @@ class Rules:
                 " and ".join(given),
             )
         elif "token_command" in data:
-            command = self.value(data, loc, "token_command", _command)
+            command = self.value(data, loc, "token_command", fields.command)
         elif given:
             password = self.password(data, loc)
         elif smtp is not None:
@@ -364,6 +323,38 @@ class Rules:
             password=_valid(password),
             token_command=_valid(command),
         )
+
+    def dkim_signing(self, raw: Any, loc: Loc) -> DkimSigning | _Failed:
+        """:class:`DkimSigning` from ``{selector, key_file}``: a selector that is a DNS name and
+        a PEM RSA private key in the file (relative to the account file); never shown."""
+        before = len(self.problems)
+        data = self.mapping(raw, loc)
+        if data is None:
+            return _FAILED
+        self.unknown_keys(data, loc, ("selector", "key_file"))
+        selector = self.value(data, loc, "selector", fields.dkim_selector)
+        key: Secret | _Failed = _FAILED
+        if "key_file" not in data:
+            self.missing((*loc, "key_file"))
+        else:
+            key = self._key_file(data["key_file"], (*loc, "key_file"))
+        if len(self.problems) > before:
+            return _FAILED
+        return DkimSigning(selector=_valid(selector), key=_valid(key))
+
+    def _key_file(self, value: Any, loc: Loc) -> Secret | _Failed:
+        if not isinstance(value, str) or not value:
+            self.problem(loc, "a path to a PEM file holding the DKIM private key", value)
+            return _FAILED
+        base = self.base_dir or Path.cwd()
+        path = Path(value) if Path(value).is_absolute() else Path(base) / value
+        try:
+            return read_private_key(path)
+        except OSError as exc:
+            self.said(loc, "a readable PEM file", f"{path}: {exc.strerror}", unresolved=True)
+        except ValueError as exc:
+            self.said(loc, str(exc), f"{path}: not one (content not shown)")
+        return _FAILED
 
     def password(self, data: Mapping[Any, Any], loc: Loc) -> Secret | _Failed:
         """The secret a ``password: ${VAR}`` or ``password_file: PATH`` reference names."""
@@ -432,6 +423,7 @@ class Rules:
         SmtpSettings | _Failed | None,
         tuple[IPNetwork, ...] | _Failed | None,
         MailboxSettings | _Failed | None,
+        DkimSigning | _Failed | None,
     ]:
         """The fields a company and a subcompany share, in the model's order."""
         raw_smtp = data.get("smtp")
@@ -440,7 +432,9 @@ class Rules:
             data, loc, "custom_address", fields.email, default=None, required=False
         )
         smtp = None if raw_smtp is None else self.smtp_settings(raw_smtp, (*loc, "smtp"))
-        allowlist = self.value(data, loc, "allowlist", _networks, default=None, required=False)
+        allowlist = self.value(
+            data, loc, "allowlist", fields.networks, default=None, required=False
+        )
         raw_mailbox = data.get("mailbox")
         mailbox = (
             None
@@ -449,7 +443,9 @@ class Rules:
                 raw_mailbox, (*loc, "mailbox"), smtp if isinstance(smtp, SmtpSettings) else None
             )
         )
-        return name, address, smtp, allowlist, mailbox
+        raw_dkim = data.get("dkim")
+        dkim = None if raw_dkim is None else self.dkim_signing(raw_dkim, (*loc, "dkim"))
+        return name, address, smtp, allowlist, mailbox, dkim
 
     def company(self, raw: Any, loc: Loc) -> Company | _Failed:
         """:class:`Company` from ``{name, custom_address?, smtp?, allowlist?, sender_name?}``."""
@@ -457,7 +453,7 @@ class Rules:
         data = self.mapping(raw, loc)
         if data is None:
             return _FAILED
-        name, custom_address, smtp, allowlist, mailbox = self._identity(data, loc)
+        name, custom_address, smtp, allowlist, mailbox, dkim = self._identity(data, loc)
         sender_name: SenderName | _Failed = self.value(
             data, loc, "sender_name", _sender_name, default=_EMPLOYEE, required=False
         )
@@ -470,6 +466,7 @@ class Rules:
             smtp=_valid(smtp),
             allowlist=_valid(allowlist),
             mailbox=_valid(mailbox),
+            dkim=_valid(dkim),
             sender_name=_valid(sender_name),
         )
 
@@ -479,7 +476,7 @@ class Rules:
         data = self.mapping(raw, loc)
         if data is None:
             return _FAILED
-        name, custom_address, smtp, allowlist, mailbox = self._identity(data, loc)
+        name, custom_address, smtp, allowlist, mailbox, dkim = self._identity(data, loc)
         self.unknown_keys(data, loc, _IDENTITY_KEYS)
         if len(self.problems) > before:
             return _FAILED
@@ -489,6 +486,7 @@ class Rules:
             smtp=_valid(smtp),
             allowlist=_valid(allowlist),
             mailbox=_valid(mailbox),
+            dkim=_valid(dkim),
         )
 
     def position(self, raw: Any, loc: Loc) -> Position | _Failed:

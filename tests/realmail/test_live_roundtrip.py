@@ -433,3 +433,87 @@ def test_watch_reports_a_bounce_of_the_redirection(
     kinds = [(s["kind"], s["cause"]) for s in seen["seen"]]
     assert ("platform", None) in kinds
     assert ("bounce", "recipient_unknown") in kinds
+
+
+DKIM_CHECKS = (*CHECKS, "headers.dkim")
+
+
+def dkim_world(
+    factory: Callable[..., RealMail], folder: Path, *, publish: bool = True, **knobs: Any
+) -> tuple[RealMail, Path]:
+    """A world whose DNS publishes the company's DKIM key (selector s1), and the account file
+    naming its private key, as an admin whose mail server signs would write it."""
+    from diagnostics.parse.dkim import DKIMKey
+    from diagnostics.sandbox.dns import ZoneRecord
+
+    key = DKIMKey.generate("company.test", "s1")
+    (folder / "dkim.pem").write_bytes(key.private_pem)
+    extra = {"company.test": [ZoneRecord(key.record_name, "TXT", key.txt)]} if publish else {}
+    world = factory(extra_dns=extra, **knobs)
+    config = account_file(folder, mailbox="  dkim: {selector: s1, key_file: dkim.pem}")
+    return world, config
+
+
+def dkim_findings(report: dict[str, Any]) -> tuple[str, str | None]:
+    return findings(report)["headers.dkim"]
+
+
+def run_dkim_audit(
+    world: RealMail, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], str]:
+    _, report, output = run_audit(
+        world,
+        config,
+        "--roundtrip",
+        "--wait",
+        "6",
+        "--only",
+        ",".join(DKIM_CHECKS),
+        monkeypatch=monkeypatch,
+    )
+    return report, output
+
+
+def test_the_signed_test_message_verifies_on_the_kept_copy(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, config = dkim_world(realmail_factory, user_folder)
+    report, output = run_dkim_audit(world, config, monkeypatch)
+    assert findings(report) == {
+        "redirect.roundtrip": ("pass", None),
+        "redirect.local_copy": ("pass", None),
+        "redirect.loop": ("pass", None),
+        "headers.retention": ("pass", None),
+        "headers.dkim": ("pass", None),
+    }, output
+    world.wait_for_delivery()
+    (arrived,) = world.sink_messages
+    assert arrived.data.startswith(b"DKIM-Signature:") or b"\nDKIM-Signature:" in arrived.data
+    assert b"d=company.test" in arrived.data and b"s=s1" in arrived.data
+    # The private key is a secret: in no artefact but the user's own key file.
+    pem = (user_folder / "dkim.pem").read_text()
+    body = "".join(pem.splitlines()[1:-1])
+    assert body[:40] not in output
+    for path in (user_folder / "report").rglob("*"):
+        assert body[:40].encode() not in path.read_bytes(), path
+
+
+def test_a_subject_tag_breaks_the_signature_before_the_copy(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, config = dkim_world(realmail_factory, user_folder, subject_tag=True)
+    report, output = run_dkim_audit(world, config, monkeypatch)
+    assert dkim_findings(report) == ("fail", "policy_rejected"), output
+    assert findings(report)["headers.retention"] == ("fail", "unknown")
+
+
+def test_an_unpublished_key_is_named(
+    realmail_factory: Callable[..., RealMail], user_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, config = dkim_world(realmail_factory, user_folder, publish=False)
+    report, output = run_dkim_audit(world, config, monkeypatch)
+    assert dkim_findings(report) == ("warn", None), output
+    dkim = next(f for f in report["findings"] if f["check"] == "headers.dkim")
+    assert (
+        dkim["title"] == "The signature could not be checked: no key at s1._domainkey.company.test"
+    )
