@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from diagnostics.errors import ConfigError, ConfigProblem, SecretError
+from diagnostics.limits import InputTooLarge, read_bounded
 from diagnostics.model.account import (
     AccountConfig,
     Company,
@@ -29,6 +30,7 @@ from diagnostics.model.account import (
     Subcompany,
 )
 from diagnostics.model.validate import Invalid, Problem, Rules
+from diagnostics.safeyaml import YAMLLimit, check_bounds
 
 __all__ = [
     "AccountConfig",
@@ -103,7 +105,12 @@ def parse_config(
 ) -> AccountConfig:
     """Validate the YAML ``text`` of an account file; ``source`` names it in errors."""
     try:
+        check_bounds(text)
         raw = yaml.safe_load(text)
+    except YAMLLimit as exc:
+        raise ConfigError(
+            source, [ConfigProblem("(file)", "YAML within maildiag's bounds", str(exc), exc.line)]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -131,11 +138,13 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     """Load and validate the account file at ``path`` (``password_file`` is relative to it)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, "config").decode("utf-8")
     except OSError as exc:
         raise ConfigError(
             path, [ConfigProblem("(file)", "a readable YAML file", exc.strerror or str(exc))]
         ) from None
+    except InputTooLarge as exc:
+        raise ConfigError(path, [ConfigProblem("(file)", "a smaller file", str(exc))]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(path, [ConfigProblem("(file)", "UTF-8 text", str(exc))]) from None
     return parse_config(text, source=str(path), environ=environ, base_dir=path.parent)

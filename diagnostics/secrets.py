@@ -92,8 +92,20 @@ def resolve_env(name: str, environ: Mapping[str, str] | None = None) -> Secret |
 
 def read_secret_file(path: Path) -> Secret:
     """The first line of ``path`` as a secret (trailing newline dropped); OSError passes up."""
-    text = path.read_text(encoding="utf-8")
-    return Secret(text.splitlines()[0] if text else "", source=f"file:{path}")
+    from diagnostics.limits import InputTooLarge, limit, variable
+
+    most = limit("password")
+    with path.open("rb") as handle:
+        # The first line is the password: read no further than the limit (/dev/zero, a log).
+        data = handle.read(most + 1)
+    first = data.split(b"\n", 1)[0]
+    if len(first) > most:
+        raise InputTooLarge(
+            f"the first line of {path} is longer than {most:,} bytes, the limit for a password "
+            f"(set {variable('password')} to raise it)"
+        )
+    text = first.decode("utf-8", "replace").rstrip("\r")
+    return Secret(text, source=f"file:{path}")
 
 
 MAX_KEY_FILE = 64 * 1024

@@ -410,6 +410,9 @@ class Rules:
                 unresolved=True,
             )
             return _FAILED
+        except ValueError as exc:  # limits.InputTooLarge
+            self.said(key, "a file whose first line is the password", str(exc))
+            return _FAILED
         if not secret.reveal():
             self.said(key, "a password on the first line", f"{path} is empty", unresolved=True)
             return _FAILED

@@ -16,6 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from diagnostics.errors import ConfigError, ConfigProblem
+from diagnostics.limits import read_bounded
+from diagnostics.safeyaml import load_bounded
 from diagnostics.sandbox.faults import apply_faults
 from diagnostics.sandbox.scenario import SCENARIO_DIR, Scenario
 
@@ -60,8 +62,8 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             [ConfigProblem("(file)", f"a scenario name or file (known: {known})", "no such file")],
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+        raw = load_bounded(read_bounded(path, "config").decode("utf-8"))
+    except (yaml.YAMLError, ValueError) as exc:  # YAMLLimit, InputTooLarge, UnicodeDecodeError
         raise ConfigError(path, [ConfigProblem("(file)", "valid YAML", str(exc))]) from None
     if not isinstance(raw, dict):
         raise ConfigError(path, [ConfigProblem("(top level)", "a mapping", type(raw).__name__)])

@@ -1,0 +1,109 @@
+"""Account files written to hurt: bombs, self-references, deep nesting, huge files. Each is a
+configuration error naming the file and the bound, within a second and a few megabytes."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from diagnostics.cli import main
+from diagnostics.config import load_config
+from diagnostics.errors import ConfigError
+from diagnostics.safeyaml import MAX_VALUES, YAMLLimit, check_bounds
+
+HEAD = "platform: {profile: personio, account: acme}\n"
+
+
+def laughs(levels: int = 9) -> str:
+    """The "billion laughs": each level nine aliases of the one before."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, levels + 1):
+        refs = ",".join(f"*a{level - 1}" for _ in range(9))
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def problem_of(path: Path) -> tuple[str, str, str, int | None]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    ((problem),) = caught.value.problems
+    return problem.key, problem.expected, problem.found, problem.line
+
+
+@pytest.mark.parametrize("where", ["name", "employees", "positions", "subcompanies", "unknown"])
+def test_a_billion_laughs_is_refused_before_it_expands(tmp_path: Path, where: str) -> None:
+    text = HEAD + laughs() + f"company: {{name: ACME}}\n{where}: *a9\n"
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    key, expected, found, line = problem_of(path)
+    assert time.perf_counter() - started < 2
+    assert (key, expected) == ("(file)", "YAML within maildiag's bounds")
+    assert found == f"more than {MAX_VALUES:,} values once aliases are expanded"
+    assert line is not None
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "self.yaml"
+    path.write_text(HEAD + "company: &c\n  name: ACME\n  again: *c\n")
+    assert problem_of(path) == (
+        "(file)",
+        "YAML within maildiag's bounds",
+        "the alias *c is inside the &c it refers to",
+        4,
+    )
+
+
+def test_deep_nesting_is_refused_without_recursion(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text(HEAD + "company: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    key, expected, found, _ = problem_of(path)
+    assert (key, expected, found) == (
+        "(file)",
+        "YAML within maildiag's bounds",
+        "nesting deeper than 64 levels",
+    )
+
+
+def test_ordinary_anchors_and_aliases_still_load(tmp_path: Path) -> None:
+    text = (
+        HEAD + "smtp_defaults: &smtp {host: smtp.acme.example, port: 587, encryption: starttls}\n"
+    )
+    check_bounds(text)  # a few shared blocks are fine
+    with pytest.raises(YAMLLimit):
+        check_bounds(laughs(6), max_values=1000)
+
+
+def test_a_huge_account_file_is_refused_by_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text(
+        HEAD + "company: {name: ACME}\nemployees:\n" + "  - {name: x, email: x@y.z}\n" * 60_000
+    )
+    key, expected, found, _ = problem_of(path)
+    assert (key, expected) == ("(file)", "a smaller file")
+    assert found == (
+        f"{path} is larger than 1,048,576 bytes, the limit for a config file "
+        "(set MAILDIAG_MAX_CONFIG_BYTES to raise it)"
+    )
+
+
+def test_a_password_file_that_never_ends_is_read_no_further_than_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "acme.yaml"
+    path.write_text(
+        HEAD + "company:\n  name: ACME\n  custom_address: jobs@acme.example\n  smtp:\n"
+        "    host: smtp.acme.example\n    port: 587\n    encryption: starttls\n"
+        "    account: jobs@acme.example\n    password_file: /dev/zero\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    code = main(["audit", str(path), "--only", "config"], out=out, err=err)
+    assert time.perf_counter() - started < 5
+    assert code == 2
+    assert (
+        "the first line of /dev/zero is longer than 65,536 bytes, the limit for a password "
+        "(set MAILDIAG_MAX_PASSWORD_BYTES to raise it)"
+    ) in err.getvalue()
+    assert "Traceback" not in err.getvalue() + out.getvalue()
