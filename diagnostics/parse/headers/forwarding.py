@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 
 from diagnostics.datafiles import load_data_file
 from diagnostics.findings import Cause, Outcome, Status
+from diagnostics.parse.headers.lists import list_signs, returned_report
 from diagnostics.parse.headers.message import (
     MAX_DEPTH,
     MessageInput,
@@ -34,12 +35,14 @@ from diagnostics.parse.headers.received import FAMILIES, Hop, parse_received
 from diagnostics.parse.headers.retention import HeaderDiff, Retention, compare_retention
 
 # Gravest first: a primary style is the first of these that applies. The two forward styles
-# exclude each other and "redirect"; the four modifications can come with a redirect.
+# exclude each other, "mailing_list" and "redirect"; "mailing_list" (a list server passed the
+# message on to its members) excludes "redirect"; the four modifications can come with either.
 Style = Literal[
     "forward_inline",
     "forward_attachment",
     "from_rewritten",
     "headers_stripped",
+    "mailing_list",
     "subject_tagged",
     "footer_appended",
     "redirect",
@@ -109,6 +112,7 @@ _STYLE_TITLES: dict[str, str] = {
     "forward_attachment": "Forwarded as an attachment instead of redirected",
     "from_rewritten": "From rewritten on the way",
     "headers_stripped": "Headers stripped on the way",
+    "mailing_list": "Redistributed by a mailing list instead of redirected",
     "subject_tagged": "Subject tagged on the way",
     "footer_appended": "Footer added to the body on the way",
     "redirect": "Redirected",
@@ -193,11 +197,14 @@ def body_text(message: MessageInput) -> str:
 
 
 def _attached(message: Message) -> list[Message]:
-    """The message/rfc822 parts of ``message`` (not nested inside those)."""
+    """The message/rfc822 parts of ``message`` (not nested inside those), the message itself
+    when its whole body is one; none in a report that returns a message."""
     found: list[Message] = []
+    if returned_report(message):
+        return found
 
     def visit(part: Message, depth: int) -> None:
-        if part.get_content_type() == "message/rfc822" and depth:
+        if part.get_content_type() == "message/rfc822":
             found.append(part)
         elif part.is_multipart() and depth < MAX_DEPTH:
             for child in subparts(part):
@@ -241,7 +248,7 @@ def _redirect_signs(message: Message, hops: Sequence[Hop]) -> list[str]:
     for name in ("X-Forwarded-To", "X-Forwarded-For"):
         value = header_text(message, name)
         if value:
-            signs.append(f"{name}: {value} (Gmail automatic forwarding keeps the headers)")
+            signs.append(f"{name}: {value} (an automatic forward that keeps the headers)")
     if header_text(message, "X-MS-Exchange-Organization-AutoForwarded"):
         signs.append(
             "X-MS-Exchange-Organization-AutoForwarded: Exchange forwarded it automatically"
@@ -262,7 +269,11 @@ def _redirect_signs(message: Message, hops: Sequence[Hop]) -> list[str]:
     for n, hop in enumerate(hops):
         if hop.for_address and hop.for_address.lower() in named:
             later = next(
-                (h for h in hops[n + 1 :] if h.for_address and h.for_address.lower() not in named),
+                (
+                    h
+                    for h in hops[n + 1 :]
+                    if h.for_address and "@" in h.for_address and h.for_address.lower() not in named
+                ),
                 None,
             )
             if later is not None:
@@ -306,7 +317,12 @@ def _without_original(message: Message, hops: Sequence[Hop]) -> tuple[list[tuple
         if isinstance(inner_msg, Message):
             inner_id = header_text(inner_msg, "Message-ID")
             described = f" (Message-ID {inner_id})" if inner_id else ""
-        signs.append(("forward_attachment", f"a message/rfc822 part carries a message{described}"))
+        where = (
+            "the whole body is a message/rfc822 message"
+            if attached[0] is message
+            else "a message/rfc822 part carries a message"
+        )
+        signs.append(("forward_attachment", f"{where}{described}"))
     forward_style = "forward_attachment" if attached else "forward_inline"
     if prefix:
         signs.append((forward_style, f"the Subject starts with {prefix.group(0).strip()!r}"))
@@ -347,7 +363,9 @@ def _without_original(message: Message, hops: Sequence[Hop]) -> tuple[list[tuple
         )
         if via and ("@" in via.group("via") or original_from or listed):
             signs.append(("from_rewritten", f"the From display name {name!r} says 'via'"))
-        for header in ("Message-ID", "Date"):
+        # A report that returns a message is written by a mail server, which may leave these
+        # out: that is not a forwarder stripping them.
+        for header in () if returned_report(message) else ("Message-ID", "Date"):
             if header_text(message, header) is None:
                 signs.append(("headers_stripped", f"the message has no {header}"))
         if _REPLY_PREFIX.match(rest) and not (
@@ -364,7 +382,9 @@ def _without_original(message: Message, hops: Sequence[Hop]) -> tuple[list[tuple
     disclaimer = next((d for d in _DISCLAIMERS if d in lowered), None)
     if disclaimer:
         signs.append(("footer_appended", f"the body carries the disclaimer {disclaimer!r}"))
-    redirect_signs = [] if forwarded else _redirect_signs(message, hops)
+    list_evidence = [] if forwarded else list_signs(message)
+    signs += [("mailing_list", s) for s in list_evidence]
+    redirect_signs = [] if forwarded or list_evidence else _redirect_signs(message, hops)
     signs += [("redirect", s) for s in redirect_signs]
     return signs, bool(redirect_signs) or (not forwarded and bool(signs))
 
@@ -429,6 +449,10 @@ def _with_original(sent: Message, arrived: Message, hops: Sequence[Hop]) -> list
         retention.arrived_body.leaves
     ):
         signs.append(("footer_appended", "a body part was added"))
+    if not list_signs(sent):
+        signs += [("mailing_list", s) for s in list_signs(arrived)]
+    if any(style == "mailing_list" for style, _ in signs):
+        return signs
     if sent_id and id_diff is None:
         signs.append(
             ("redirect", f"Message-ID {sent_id} kept: the message was passed on, not re-sent")
@@ -499,7 +523,7 @@ def classify_forwarding(
         signs, passed_on = _without_original(msg, hops)
         if not passed_on:
             signs = [(s, e) for s, e in signs if s != "redirect"]
-        elif not any(s == "redirect" for s, _ in signs):
+        elif not any(s in ("redirect", "mailing_list") for s, _ in signs):
             signs.append(("redirect", "the message was passed on, not re-sent"))
     else:
         signs = _with_original(as_message(original), msg, hops)

@@ -13,7 +13,11 @@ from typing import Any
 import yaml
 
 CORPUS = Path(__file__).resolve().parents[3] / "fixtures" / "messages"
-LABELS: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "labels.yaml").read_text("utf-8"))
+ALL_LABELS: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "labels.yaml").read_text("utf-8"))
+# The messages written for the corpus (documentation addresses, with originals) and the real
+# messages of real/, published in mail programs' test data.
+LABELS = {name: label for name, label in ALL_LABELS.items() if not name.startswith("real/")}
+REAL = {name: label for name, label in ALL_LABELS.items() if name.startswith("real/")}
 UTC = dt.UTC
 
 

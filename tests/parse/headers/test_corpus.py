@@ -100,7 +100,11 @@ ALLOWED_DOMAINS = (
 )
 
 
-@pytest.mark.parametrize("path", sorted(CORPUS.rglob("*.eml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in CORPUS.rglob("*.eml") if p.parent.name != "real"),
+    ids=lambda p: p.name,
+)
 def test_corpus_files_are_crlf_with_documentation_addresses_only(path: Path) -> None:
     data = path.read_bytes()
     assert b"\n" not in data.replace(b"\r\n", b"")

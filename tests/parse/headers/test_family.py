@@ -22,7 +22,9 @@ from tests.parse.headers.samples import (
     [
         (b"X-MS-Exchange-Inbox-Rules-Loop: jobs@acme.example\r\n", "exchange"),
         (b"X-MS-Exchange-Organization-AutoForwarded: true\r\n", "exchange"),
-        (b"X-Forwarded-To: acme-jobs@m.personio.de\r\n", "google"),
+        (b"X-Forwarded-To: acme-jobs@m.personio.de\r\nX-Gm-Message-State: AOJu0Y\r\n", "google"),
+        # qmail's aliases write X-Forwarded-To too: without a Gmail sign it names no family.
+        (b"X-Forwarded-To: acme-jobs@m.personio.de\r\n", None),
         (
             received(
                 PLATFORM_HOP,

@@ -227,7 +227,7 @@ def test_resent_headers_and_gmail_forwarding_are_redirect_signs() -> None:
         b"X-Forwarded-To: acme-jobs@m.personio.de\r\n" + application()
     )
     assert classify_forwarding(gmail).evidence == (
-        "redirect: X-Forwarded-To: acme-jobs@m.personio.de (Gmail automatic forwarding keeps the headers)",
+        "redirect: X-Forwarded-To: acme-jobs@m.personio.de (an automatic forward that keeps the headers)",
         "redirect: Return-Path <jobs+caf_=acme-jobs=m.personio.de@acme.example> is Gmail's "
         "forwarding envelope: a redirect that rewrote the envelope sender (fine)",
     )
@@ -239,6 +239,7 @@ def test_styles_are_ordered_gravest_first() -> None:
         "forward_attachment",
         "from_rewritten",
         "headers_stripped",
+        "mailing_list",
         "subject_tagged",
         "footer_appended",
         "redirect",
