@@ -65,6 +65,17 @@ class Step:
         }
 
 
+def succeeded(step: str, code: int) -> bool:
+    """Whether ``code`` is the answer that lets step ``step`` go on: only 235 ends AUTH (a
+    334 is one more challenge, RFC 4954), only 354 opens DATA, and every other command wants
+    a 2xx (a 3xx where none is due is not success)."""
+    if step == "auth":
+        return code == 235
+    if step == "data":
+        return code == 354
+    return 200 <= code < 300
+
+
 @dataclass
 class Transcript:
     """The record of one session: its lines, credentials masked before they are stored, and
@@ -94,7 +105,7 @@ class Transcript:
             raise
         elapsed = (time.perf_counter() - started) * 1000
         if isinstance(value, Reply):
-            self.steps.append(Step(name, value.code < 400, elapsed, reply=str(value)))
+            self.steps.append(Step(name, succeeded(name, value.code), elapsed, reply=str(value)))
         elif isinstance(value, TLSInfo):
             self.steps.append(Step(name, True, elapsed, reply=f"{value.version} {value.cipher}"))
         else:

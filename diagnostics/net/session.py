@@ -43,6 +43,7 @@ from diagnostics.smtpclient import (
     second_look,
     unverified_context,
 )
+from diagnostics.smtprecord import succeeded
 
 if TYPE_CHECKING:
     # Types only: `maildiag smtp` runs these checks without loading pydantic's models.
@@ -137,7 +138,7 @@ async def _timed(
         raise
     if reply is not None:
         outcome.replies[name] = reply
-        if reply.code >= 400:
+        if not succeeded(name, reply.code):
             outcome.failed = name
     return reply
 

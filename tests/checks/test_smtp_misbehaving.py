@@ -1,0 +1,103 @@
+"""SMTP servers that answer with the wrong kind of reply: only the reply each step is waiting
+for lets it go on (RFC 5321, RFC 4954). Real loopback servers, scripted per command."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import pytest
+
+from diagnostics.context import Timeouts
+from diagnostics.findings import Cause, Status
+from diagnostics.registry import run_checks, select
+from diagnostics.sandbox.certs import SandboxCA
+from tests.checks.test_smtp import hostile_context
+
+PASSWORD = "scripted-secret-5521"
+
+
+@asynccontextmanager
+async def scripted(replies: Mapping[str, str]) -> AsyncIterator[tuple[int, ssl.SSLContext]]:
+    """A server on 127.0.0.1 that greets, offers STARTTLS then AUTH PLAIN LOGIN, and answers
+    each verb from ``replies`` (``*``: any other verb after AUTH)."""
+    ca = SandboxCA()
+    server_tls = ca.issue(["127.0.0.1"]).server_context()
+    trust = ssl.create_default_context(cadata=ca.ca_pem.decode())
+    after_auth = False
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal after_auth
+        writer.write(b"220 scripted.example ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line.decode(errors="replace").split(" ", 1)[0].strip().upper()
+                if verb == "EHLO":
+                    tls = writer.get_extra_info("ssl_object") is not None
+                    offer = "250 AUTH PLAIN LOGIN" if tls else "250 STARTTLS"
+                    writer.write(f"250-scripted.example\r\n{offer}\r\n".encode())
+                elif verb == "STARTTLS":
+                    writer.write(b"220 2.0.0 go ahead\r\n")
+                    await writer.drain()
+                    await writer.start_tls(server_tls)
+                    continue
+                elif verb == "QUIT":
+                    writer.write(b"221 2.0.0 bye\r\n")
+                    break
+                elif verb in replies:
+                    after_auth = after_auth or verb == "AUTH"
+                    writer.write(replies[verb].encode() + b"\r\n")
+                elif after_auth and "*" in replies:
+                    writer.write(replies["*"].encode() + b"\r\n")
+                else:
+                    writer.write(b"250 2.0.0 OK\r\n")
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], trust
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def audit(replies: Mapping[str, str]) -> dict[str, tuple[Status, Cause | None, str]]:
+    async with scripted(replies) as (port, trust):
+        context = hostile_context(
+            port, Timeouts(connect=3, banner=3, command=3, check=20), trust=trust, password=PASSWORD
+        )
+        findings = await run_checks(context, select(["smtp.auth", "smtp.sender"]))
+    return {f.check: (f.status, f.cause, f.detail) for f in findings}
+
+
+async def test_a_server_that_answers_334_to_everything_has_not_logged_anyone_in() -> None:
+    found = await audit({"AUTH": "334 ", "*": "334 "})
+    status, cause, detail = found["smtp.auth"]
+    assert (status, cause) == (Status.FAIL, Cause.AUTH_FAILED)
+    assert "334" in detail
+    assert found["smtp.sender"][0] == Status.SKIP
+    assert PASSWORD not in repr(found)
+
+
+@pytest.mark.parametrize(
+    ("replies", "auth"),
+    [
+        # A 3xx to MAIL FROM is no acceptance: the sender step fails with the server's words.
+        ({"AUTH": "235 2.7.0 ok", "MAIL": "354 go ahead"}, Status.PASS),
+        ({"AUTH": "235 2.7.0 ok", "MAIL": "250 ok", "RCPT": "334 what?"}, Status.PASS),
+    ],
+)
+async def test_a_reply_of_the_wrong_kind_after_login_is_not_acceptance(
+    replies: dict[str, str], auth: Status
+) -> None:
+    found = await audit(replies)
+    assert found["smtp.auth"][0] == auth
+    status, _, detail = found["smtp.sender"]
+    assert status == Status.FAIL
+    assert ("354" in detail) or ("334" in detail)
