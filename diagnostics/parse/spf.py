@@ -2,7 +2,8 @@
 
 Pure tier: :func:`is_spf_record` and :func:`parse_record`. Evaluation: :func:`check_host`, whose
 DNS comes in as an async ``lookup(name, rdtype)`` function (``TXT``, ``A``, ``AAAA``, ``MX``,
-``PTR``) returning an :class:`Answer`, so that the same code runs over any resolver.
+``PTR``) returning an :class:`Answer`, so that the same code runs over any resolver. Macros
+are expanded by :mod:`diagnostics.parse.spfmacro`.
 
 What a caller must know:
 
@@ -10,11 +11,21 @@ What a caller must know:
   ``a``, ``mx``, ``ptr``, ``exists``, ``redirect``) over the whole evaluation, nested records
   included; at most 2 void lookups (NXDOMAIN or an empty answer); at most 10 MX names per
   ``mx`` (more is permerror); only the first 10 PTR names per ``ptr`` (the rest are ignored).
-- Macros (RFC 7208 section 7) are checked for syntax but not expanded: a term whose target
-  holds one counts its lookup, does not match, and is listed in ``unevaluated``.
+- Macros (RFC 7208 section 7) are expanded when the SMTP identity is given: ``sender`` (MAIL
+  FROM) and/or ``helo`` (a HELO check passes ``domain=helo``; the sender is then
+  ``postmaster@<domain>``). Without it (a record judged from the outside, as ``dns.spf``
+  does) a term whose target holds one counts its lookup, does not match and is listed in
+  ``unevaluated``.
+- With the identity a ``fail`` carries the ``exp=`` explanation of the record that decided
+  (never an included one's), with ``%{r}`` = ``receiver`` and ``%{t}`` = ``timestamp`` (the
+  caller's clock). Any problem with it leaves it empty (section 6.2); it counts no lookup.
 - With ``measure=True`` the evaluation goes on past the 10-term limit (up to
   :data:`MEASURE_CAP` terms) so that ``lookups`` tells how far over the limit a record is;
   the result is permerror all the same.
+
+The module is longer than 600 lines because check_host() is one algorithm over one state
+(limits, voids, macros, explanations) and the record grammar it evaluates; the macro
+expander and the domain-spec grammar are already apart in :mod:`~diagnostics.parse.spfmacro`.
 """
 
 from __future__ import annotations
@@ -22,10 +33,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, Protocol
 
 from diagnostics.errors import DiagnosticsError
+from diagnostics.parse import spfmacro
+from diagnostics.parse.spfmacro import MacroError, MacroValues
 
 __all__ = [
     "MAX_DNS_TERMS",
@@ -96,11 +109,6 @@ class SpfSyntaxError(DiagnosticsError, ValueError):
         super().__init__(f"'{term}': {reason}" if term else reason)
 
 
-# RFC 7208 section 7.1: macro-expand and macro-literal.
-_MACRO_EXPAND = r"%\{[slodiphcrtvSLODIPHCRTV][0-9]*[rR]?[.\-+,/_=]*\}|%%|%_|%-"
-_MACRO_STRING = re.compile(rf"(?:{_MACRO_EXPAND}|[\x21-\x24\x26-\x7e])*")
-_ENDS_WITH_MACRO = re.compile(rf"(?:{_MACRO_EXPAND})\.?$")
-_TOPLABEL = re.compile(r"[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9-]*[A-Za-z0-9]")
 _NAME = r"[A-Za-z][A-Za-z0-9_.\-]*"
 _MODIFIER = re.compile(rf"({_NAME})=(.*)", re.DOTALL)
 _DIRECTIVE = re.compile(rf"([+\-~?]?)({_NAME})(.*)", re.DOTALL)
@@ -168,20 +176,10 @@ def _cidr(value: str | None, maximum: int, term: str) -> int | None:
 
 
 def _domain_spec(value: str, term: str) -> str:
-    """Validate a domain-spec (RFC 7208 section 7.1) and return it without a trailing dot."""
-    if not value:
-        raise SpfSyntaxError(term, "the domain is empty")
-    if not _MACRO_STRING.fullmatch(value):
-        raise SpfSyntaxError(term, "invalid character or macro in the domain")
-    if _ENDS_WITH_MACRO.search(value):
-        return value
-    body = value[:-1] if value.endswith(".") else value
-    head, dot, toplabel = body.rpartition(".")
-    if not dot or not head or not _TOPLABEL.fullmatch(toplabel):
-        raise SpfSyntaxError(
-            term, f"the domain must end in a top-level label of letters, not '{toplabel}'"
-        )
-    return body
+    try:
+        return spfmacro.domain_spec(value)
+    except MacroError as exc:
+        raise SpfSyntaxError(term, str(exc)) from None
 
 
 def _parse_mechanism(term: str) -> Mechanism:
@@ -264,7 +262,7 @@ def parse_record(text: str) -> SpfRecord:
             if name in modifiers:
                 raise SpfSyntaxError(term, f"'{name}=' appears more than once")
             modifiers[name] = _domain_spec(value, term)
-        elif not _MACRO_STRING.fullmatch(value):
+        elif not spfmacro.is_macro_string(value, explanation=True):
             raise SpfSyntaxError(term, "invalid character or macro in the modifier's value")
         else:
             unknown.append(term)
@@ -302,6 +300,7 @@ class SpfEvaluation:
     includes: tuple[IncludeCost, ...] = ()
     unevaluated: tuple[str, ...] = ()
     records: tuple[tuple[str, str], ...] = ()
+    explanation: str = ""
 
 
 class _PermError(Exception):
@@ -316,6 +315,8 @@ class _TempError(Exception):
 class _State:
     lookup: Lookup
     measure: bool
+    # What the macros stand for; None when the identity is unknown and they are not expanded.
+    macros: MacroValues | None = None
     lookups: int = 0
     voids: list[str] = field(default_factory=list)
     exceeded: str = ""
@@ -323,6 +324,23 @@ class _State:
     unevaluated: list[str] = field(default_factory=list)
     records: list[tuple[str, str]] = field(default_factory=list)
     matched: str = ""
+    # The exp= of the record whose term decided the result, and that record's domain.
+    exp: tuple[str, str] | None = None
+    validated: dict[str, str] = field(default_factory=dict)
+
+    async def values(self, domain: str, text: str) -> MacroValues:
+        """The macro values for ``text`` in the record of ``domain``."""
+        assert self.macros is not None
+        values = replace(self.macros, domain=domain)
+        if "p" in spfmacro.letters(text):
+            if domain not in self.validated:
+                self.validated[domain] = await _validated_name(self, values.ip, domain)
+            values = replace(values, validated=self.validated[domain])
+        return values
+
+    async def expand(self, spec: str, domain: str) -> str:
+        # A parsed record's domain-specs are valid macro-strings: this raises no MacroError.
+        return spfmacro.expand_domain(spec, await self.values(domain, spec))
 
     def count(self, term: str, domain: str) -> None:
         self.lookups += 1
@@ -383,20 +401,18 @@ def _in(ip: IPAddress, addresses: tuple[str, ...], cidr4: int, cidr6: int) -> bo
     return False
 
 
-def _reverse_name(ip: IPAddress) -> str:
-    return ip.reverse_pointer
-
-
 async def _matches(state: _State, ip: IPAddress, domain: str, mech: Mechanism, depth: int) -> bool:
     if mech.name == "all":
         return True
     if mech.name in ("ip4", "ip6"):
         return mech.network is not None and ip in mech.network
     state.count(mech.text, domain)
-    if mech.has_macro:
-        state.unevaluated.append(f"'{mech.text}' in the record of {domain}")
-        return False
     target = mech.target or domain
+    if mech.has_macro:
+        if state.macros is None:
+            state.unevaluated.append(f"'{mech.text}' in the record of {domain}")
+            return False
+        target = await state.expand(target, domain)
     address_type = "A" if ip.version == 4 else "AAAA"
     if mech.name == "include":
         before, matched = state.lookups, state.matched
@@ -446,7 +462,7 @@ async def _ptr_matches(
     state: _State, ip: IPAddress, domain: str, mech: Mechanism, target: str, address_type: str
 ) -> bool:
     # RFC 7208 section 5.5: DNS errors here make the mechanism not match, never temperror.
-    reverse = await state.lookup(_reverse_name(ip), "PTR")
+    reverse = await state.lookup(ip.reverse_pointer, "PTR")
     if reverse.kind in _VOID:
         state.void(mech.text, domain)
         return False
@@ -486,27 +502,75 @@ async def _check(state: _State, ip: IPAddress, domain: str, depth: int) -> Resul
             # An include's match is described by the term inside the included record.
             if mech.name != "include":
                 state.matched = f"'{mech.text}' in the record of {domain}"
+            state.exp = None if record.exp is None else (record.exp, domain)
             return mech.result
     # RFC 7208 section 6.1: redirect is ignored when the record has an "all" anywhere.
     if record.redirect is None or record.has_all:
         return "neutral"
     term = f"redirect={record.redirect}"
     state.count(term, domain)
-    if "%" in record.redirect:
-        state.unevaluated.append(f"'{term}' in the record of {domain}")
-        return "neutral"
+    target = record.redirect
+    if "%" in target:
+        if state.macros is None:
+            state.unevaluated.append(f"'{term}' in the record of {domain}")
+            return "neutral"
+        target = await state.expand(target, domain)
     before = state.lookups
-    result = await _check(state, ip, record.redirect, depth + 1)
+    result = await _check(state, ip, target, depth + 1)
     state.includes.append(IncludeCost(term, domain, depth, state.lookups - before + 1))
     if result == "none":
-        raise _PermError(f"'{term}' in the record of {domain}: {record.redirect} has no SPF record")
+        raise _PermError(f"'{term}' in the record of {domain}: {target} has no SPF record")
     return result
 
 
+async def _validated_name(state: _State, ip: IPAddress, domain: str) -> str:
+    """``%{p}``: a name of ``ip`` whose addresses include it, ``domain`` or a name under it
+    first (RFC 7208 section 7.3); "unknown" without one, DNS errors included."""
+    reverse = await state.lookup(ip.reverse_pointer, "PTR")
+    if reverse.kind != "answer":
+        return "unknown"
+    names = [r.rstrip(".") for r in reverse.records][:MAX_PTR_NAMES]
+    for name in sorted(names, key=lambda n: spfmacro.closeness(n, domain)):
+        if not _queryable(name):
+            continue
+        forward = await state.lookup(name, "A" if ip.version == 4 else "AAAA")
+        if forward.kind == "answer" and _in(ip, forward.records, 32, 128):
+            return name
+    return "unknown"
+
+
+async def _explanation(state: _State) -> str:
+    """The expanded exp= text of a fail (RFC 7208 section 6.2); "" for any problem with it."""
+    if state.macros is None or state.exp is None:
+        return ""
+    spec, domain = state.exp
+    name = await state.expand(spec, domain)
+    answer = await state.lookup(name, "TXT") if _queryable(name) else None
+    if answer is None or answer.kind != "answer" or len(answer.records) != 1:
+        return ""
+    text = answer.records[0]
+    try:
+        return spfmacro.expand(text, await state.values(domain, text), explanation=True)
+    except MacroError:  # bad syntax, a character that is not ASCII, %{t} with no timestamp
+        return ""
+
+
 async def check_host(
-    ip: IPAddress | str, domain: str, *, lookup: Lookup, measure: bool = False
+    ip: IPAddress | str,
+    domain: str,
+    *,
+    lookup: Lookup,
+    measure: bool = False,
+    sender: str | None = None,
+    helo: str | None = None,
+    receiver: str = "unknown",
+    timestamp: int | None = None,
 ) -> SpfEvaluation:
     """Evaluate the SPF record of ``domain`` for a sender at ``ip`` (RFC 7208 section 4).
+
+    ``sender`` (MAIL FROM) and ``helo`` are the SMTP identity: given either, macros are
+    expanded and a fail gets its explanation; ``receiver`` and ``timestamp`` (seconds since
+    the epoch) are what ``%{r}`` and ``%{t}`` stand for in explanations.
 
     Never raises for what DNS or the record hold: those become permerror, temperror or none
     with ``problem`` saying why in plain words.
@@ -515,6 +579,15 @@ async def check_host(
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     state = _State(lookup=lookup, measure=measure)
+    if sender is not None or helo is not None:
+        state.macros = MacroValues(
+            ip=address,
+            sender=sender or f"postmaster@{domain.rstrip('.')}",
+            domain=domain.rstrip("."),
+            helo=helo or "unknown",
+            receiver=receiver,
+            timestamp=timestamp,
+        )
     problem = ""
     try:
         result = await _check(state, address, domain, 0)
@@ -527,6 +600,7 @@ async def check_host(
         result, problem = "permerror", state.exceeded
     if result == "none" and not problem:
         problem = f"{domain.rstrip('.')} has no SPF record"
+    explanation = await _explanation(state) if result == "fail" else ""
     return SpfEvaluation(
         domain=domain.rstrip("."),
         ip=str(address),
@@ -539,4 +613,5 @@ async def check_host(
         includes=tuple(state.includes),
         unevaluated=tuple(state.unevaluated),
         records=tuple(state.records),
+        explanation=explanation,
     )
