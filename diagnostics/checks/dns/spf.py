@@ -145,8 +145,8 @@ def classify_spf(
         parts.append(f"{walk.void_lookups} void lookup(s) of {spf_records.MAX_VOID_LOOKUPS}")
     if walk.unevaluated:
         parts.append(
-            "Terms with macros were not evaluated (maildiag does not expand SPF macros): "
-            + ", ".join(walk.unevaluated)
+            "Terms with macros were not evaluated (they stand for a message's sender and client, "
+            "which the record alone does not give): " + ", ".join(walk.unevaluated)
         )
     if walk.result == "temperror":
         return Outcome(
