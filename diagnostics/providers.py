@@ -27,9 +27,15 @@ class Rule:
     remediation: str
     enhanced: str | None = None
     text: str | None = None
+    # True: only when the login is the sender address; False: only when they differ.
+    same_login: bool | None = None
 
-    def matches(self, step: str, enhanced: str | None, text: str) -> bool:
+    def matches(
+        self, step: str, enhanced: str | None, text: str, *, same_login: bool | None = None
+    ) -> bool:
         if step != self.step:
+            return False
+        if self.same_login is not None and same_login is not None and same_login != self.same_login:
             return False
         if self.enhanced is not None and enhanced != self.enhanced:
             return False
@@ -82,9 +88,14 @@ class Provider:
         name = host.lower().rstrip(".")
         return next((r for r in self.relay_hosts if fnmatch.fnmatchcase(name, r.pattern)), None)
 
-    def rule_for(self, step: str, enhanced: str | None, text: str) -> Rule | None:
+    def rule_for(
+        self, step: str, enhanced: str | None, text: str, *, same_login: bool | None = None
+    ) -> Rule | None:
         """The provider's meaning of a reply at ``step``, or None."""
-        return next((r for r in self.rules if r.matches(step, enhanced, text)), None)
+        return next(
+            (r for r in self.rules if r.matches(step, enhanced, text, same_login=same_login)),
+            None,
+        )
 
 
 def _any_match(host: str, patterns: Iterable[str]) -> bool:
@@ -109,6 +120,7 @@ def _provider(key: str, raw: dict[str, Any]) -> Provider:
                 cause=Cause(r["cause"]),
                 remediation=" ".join(r["remediation"].split()),
                 enhanced=r.get("enhanced"),
+                same_login=r.get("same_login"),
                 text=r.get("text"),
             )
             for r in raw.get("rules", ())

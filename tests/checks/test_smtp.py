@@ -545,3 +545,119 @@ def test_the_address_literal_of_each_family(sockname: tuple[object, ...], litera
     connection = SMTPConnection.__new__(SMTPConnection)
     connection.writer = Writer()  # type: ignore[assignment]
     assert connection.helo_name == literal
+
+
+# -- the providers' own replies, from a loopback server ------------------------------------------
+
+M365_BANNER = "220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready"
+GMAIL_BANNER = "220 smtp.gmail.com ESMTP a1sm1234567wrt.1 - gsmtp"
+
+
+@asynccontextmanager
+async def provider_server(
+    banner: str, replies: dict[str, list[str]]
+) -> AsyncIterator[tuple[int, ssl.SSLContext]]:
+    """A loopback SMTP server greeting with ``banner`` (STARTTLS, then AUTH PLAIN LOGIN) that
+    answers the commands in ``replies`` (AUTH, MAIL) with the provider's exact lines."""
+    from diagnostics.sandbox.certs import SandboxCA
+
+    ca = SandboxCA()
+    server_tls = ca.issue(["127.0.0.1"]).server_context()
+    trust = ssl.create_default_context(cadata=ca.ca_pem.decode())
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def say(*lines: str) -> None:
+            writer.write(b"".join(line.encode() + b"\r\n" for line in lines))
+            await writer.drain()
+
+        await say(banner)
+        while line := await reader.readline():
+            verb = line.decode().split(" ", 1)[0].strip().upper()
+            if verb == "EHLO":
+                tls = writer.get_extra_info("ssl_object") is not None
+                await say("250-hello", "250 AUTH PLAIN LOGIN" if tls else "250 STARTTLS")
+            elif verb == "STARTTLS":
+                await say("220 2.0.0 SMTP server ready")
+                await writer.start_tls(server_tls)
+            elif verb in replies:
+                await say(*replies[verb])
+            elif verb == "AUTH":
+                await say("235 2.7.0 Authentication successful")
+            elif verb == "QUIT":
+                await say("221 2.0.0 Service closing transmission channel")
+                break
+            else:
+                await say("250 2.1.0 Sender OK")
+
+    async with hostile(behaviour) as port:
+        yield port, trust
+
+
+@pytest.mark.parametrize(
+    ("banner", "replies", "check_id", "cause", "start"),
+    [
+        (
+            M365_BANNER,
+            {
+                "MAIL": [
+                    "550 5.7.60 SMTP; Client does not have permissions to send as this sender "
+                    "[AM0PR01MB1234.eurprd01.prod.exchangelabs.com 2026-11-26T09:30:00.000Z]"
+                ]
+            },
+            "smtp.sender",
+            Cause.SENDER_NOT_OWNED,
+            "jobs@acme.example is not the primary SMTP address or the sign-in name of the mailbox",
+        ),
+        (
+            M365_BANNER,
+            {
+                "AUTH": [
+                    "535 5.7.139 Authentication unsuccessful, user is locked by your "
+                    "organization's security defaults policy. Contact your administrator. "
+                    "[AM0PR01CA0001.eurprd01.prod.exchangelabs.com 2026-11-26T09:30:00.000Z]"
+                ]
+            },
+            "smtp.auth",
+            Cause.AUTH_DISABLED,
+            "Security defaults block SMTP AUTH (basic authentication) for jobs@acme.example",
+        ),
+        (
+            GMAIL_BANNER,
+            {
+                "MAIL": [
+                    "550-5.4.5 Daily user sending limit exceeded. For more information on Gmail",
+                    "550-5.4.5 sending limits go to",
+                    "550 5.4.5  https://support.google.com/a/answer/166852 a1sm1234567wrt.2 - gsmtp",
+                ]
+            },
+            "smtp.sender",
+            Cause.RATE_LIMITED,
+            "Google's sending limit for jobs@acme.example is used up",
+        ),
+        (
+            GMAIL_BANNER,
+            {
+                "AUTH": [
+                    "534-5.7.14 <https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbs>",
+                    "534-5.7.14 Please log in with your web browser and then try again. Learn more at",
+                    "534 5.7.14  https://support.google.com/mail/?p=WebLoginRequired a1sm1234567wrt.3 - gsmtp",
+                ]
+            },
+            "smtp.auth",
+            Cause.AUTH_FAILED,
+            "Google blocked the sign-in of jobs@acme.example as suspicious",
+        ),
+    ],
+    ids=["m365-send-as-itself", "m365-security-defaults", "gmail-daily-limit", "gmail-web-login"],
+)
+async def test_the_providers_own_replies_get_their_own_fix(
+    banner: str, replies: dict[str, list[str]], check_id: str, cause: Cause, start: str
+) -> None:
+    async with provider_server(banner, replies) as (port, trust):
+        context = hostile_context(
+            port, Timeouts(dns=1, connect=2, banner=2, command=2, data=2, check=10), trust=trust
+        )
+        findings = await run_checks(context, select(["smtp"]))
+    finding = by_check(findings)[check_id]
+    assert (finding.status, finding.cause) == (Status.FAIL, cause)
+    assert (finding.remediation or "").startswith(start), finding.remediation

@@ -10,6 +10,7 @@ host and MX with its known constraints.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from diagnostics.checks.smtp.common import (
@@ -36,7 +37,8 @@ def _provider_rule(outcome: SessionOutcome, provider: Provider | None, step: str
     reply = outcome.replies.get(step)
     if provider is None or reply is None:
         return None
-    rule = provider.rule_for(step, reply.enhanced, reply.text)
+    same = outcome.settings.account.strip().lower() == (outcome.sender or "").strip().lower()
+    rule = provider.rule_for(step, reply.enhanced, reply.text, same_login=same)
     if rule is None:
         return None
     text = rule.remediation.format(account=outcome.settings.account, sender=outcome.sender)
@@ -47,6 +49,33 @@ def _provider_rule(outcome: SessionOutcome, provider: Provider | None, step: str
         rule.cause,
         text,
     )
+
+
+_SENDER_WORDS = re.compile(
+    r"sender|send(?:ing)? as|send on behalf|not owned|owner|from address|mail from|envelope|spoof"
+    r"|not (?:allowed|authori[sz]ed|permitted) to (?:send|use)|address rejected|impersonat",
+    re.IGNORECASE,
+)
+_LIMIT_WORDS = re.compile(
+    r"sending limit|sending quota|daily (?:user )?(?:sending )?(?:limit|quota)|too many messages"
+    r"|message rate|rate limit|quota exceeded",
+    re.IGNORECASE,
+)
+
+
+def _sending_limit(enhanced: str | None, text: str) -> bool:
+    """A reply that says the account's sending quota is used up (5.4.5, or its words)."""
+    return enhanced == "5.4.5" or bool(_LIMIT_WORDS.search(text))
+
+
+def _refuses_sender(enhanced: str | None, text: str) -> bool:
+    """A refusal at MAIL FROM is about owning the sender address only when its code or words
+    say so: a 5.7.x (or 5.1.x address) code with sender wording, or no enhanced code and such
+    words."""
+    worded = bool(_SENDER_WORDS.search(text))
+    if enhanced is None:
+        return worded
+    return enhanced.startswith(("5.7.", "5.1.")) and worded
 
 
 def classify_auth(
@@ -110,6 +139,15 @@ def classify_auth(
             Cause.AUTH_MECHANISM,
             f"Enable AUTH PLAIN or LOGIN on {settings.host}.",
         )
+    if reply.enhanced == "5.7.14" or "web browser" in reply.text.lower():
+        return Outcome(
+            Status.FAIL,
+            "The provider blocked the sign-in as suspicious",
+            str(reply),
+            Cause.AUTH_FAILED,
+            f"Sign in to {settings.account} in a web browser and clear the security prompt, then run the check "
+            "again; if the provider keeps refusing, use an app password.",
+        )
     if reply.code == 534 or reply.enhanced == "5.7.9":
         return Outcome(
             Status.FAIL,
@@ -155,6 +193,24 @@ def classify_sender(
                 "MAIL FROM got no answer",
                 error_text(outcome),
                 Cause.CONNECTION_TIMEOUT,
+            )
+        if _sending_limit(reply.enhanced, reply.text):
+            return Outcome(
+                Status.FAIL,
+                f"{settings.account} has reached its sending limit",
+                str(reply),
+                Cause.RATE_LIMITED,
+                f"The server refuses mail from {settings.account} until its sending quota recovers; the platform's mail "
+                "bounces until then. Find what sent so much, wait for the quota to reset and check the provider's limits.",
+            )
+        if reply.code >= 500 and not _refuses_sender(reply.enhanced, reply.text):
+            return Outcome(
+                Status.FAIL,
+                f"MAIL FROM {sender} refused",
+                str(reply),
+                Cause.POLICY_REJECTED,
+                f"The server refused the message at MAIL FROM for a reason other than the sender address ({reply}); "
+                "the reply names it.",
             )
         if reply.code >= 500:
             return Outcome(
