@@ -33,7 +33,7 @@ from diagnostics.redact import RedactingFilter, redact
 # Heavy modules (pydantic, dnspython, aiosmtpd, cryptography) are imported by the commands
 # that need them, so that `maildiag --help` answers at once.
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 
 T = TypeVar("T")
 
@@ -826,6 +826,19 @@ async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _crash_log(exc: BaseException) -> Path:
+    """The traceback of ``exc``, secrets masked, in a file of the user's own (0600) in the
+    temporary folder; its path."""
+    import tempfile
+    import traceback
+
+    text = redact("".join(traceback.format_exception(exc)))
+    handle, name = tempfile.mkstemp(prefix="maildiag-crash-", suffix=".log")
+    with os.fdopen(handle, "w", encoding="utf-8") as log:
+        log.write(f"maildiag {__version__}\n{text}")
+    return Path(name)
+
+
 def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -877,3 +890,24 @@ def main(
     except DiagnosticsError as exc:
         print(f"maildiag: {redact(str(exc))}", file=err)
         return EXIT_FINDINGS
+    except RecursionError:
+        # A message, report or file nested deeper than Python's parsers recurse.
+        print(
+            "maildiag: the input is nested too deeply to read (MIME parts or structures "
+            "inside each other, hundreds of levels)",
+            file=err,
+        )
+        return EXIT_USAGE
+    except MemoryError:
+        print("maildiag: the input is too large to read in memory", file=err)
+        return EXIT_USAGE
+    except Exception as exc:
+        if args.verbose:
+            raise
+        path = _crash_log(exc)
+        print(
+            f"maildiag: internal error (a bug in maildiag, not in your setup): "
+            f"{type(exc).__name__}; the details are in {path}",
+            file=err,
+        )
+        return EXIT_BUG

@@ -107,3 +107,52 @@ def test_a_password_file_that_never_ends_is_read_no_further_than_its_limit(tmp_p
         "(set MAILDIAG_MAX_PASSWORD_BYTES to raise it)"
     ) in err.getvalue()
     assert "Traceback" not in err.getvalue() + out.getvalue()
+
+
+def test_a_bug_is_one_line_and_a_log_file_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure inside maildiag cannot be produced by any input on purpose: it is simulated
+    by making one command's function raise (a mock, for a failure loopback cannot produce)."""
+    from diagnostics import cli
+    from diagnostics.secrets import Secret
+
+    secret = Secret("crash-secret-9931", source="test")
+
+    def broken(*_: object) -> int:
+        raise RuntimeError(f"unexpected state near {secret.reveal()}")
+
+    monkeypatch.setattr(cli, "_headers", broken)
+    (tmp_path / "m.eml").write_text("Subject: x\n\nbody\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["headers", str(tmp_path / "m.eml")], out=out, err=err) == 3
+    (line,) = err.getvalue().splitlines()
+    assert line.startswith(
+        "maildiag: internal error (a bug in maildiag, not in your setup): RuntimeError; "
+        "the details are in "
+    )
+    log = Path(line.rsplit(" ", 1)[1])
+    try:
+        text = log.read_text()
+        assert "Traceback" in text and "RuntimeError: unexpected state near" in text
+        assert "crash-secret-9931" not in text
+        assert log.stat().st_mode & 0o077 == 0
+    finally:
+        log.unlink()
+    assert "Traceback" not in err.getvalue() + out.getvalue()
+    with pytest.raises(RuntimeError):
+        main(["-v", "headers", str(tmp_path / "m.eml")], out=out, err=err)
+
+
+def test_input_nested_too_deeply_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    parts = ['Content-Type: multipart/mixed; boundary="b0"\n\n']
+    for level in range(1, 1200):
+        parts.append(f'--b{level - 1}\nContent-Type: multipart/mixed; boundary="b{level}"\n\n')
+    path = tmp_path / "deep.eml"
+    path.write_text("Subject: deep\nMIME-Version: 1.0\n" + "".join(parts))
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["headers", str(path)], out=out, err=err) == 2
+    assert err.getvalue() == (
+        "maildiag: the input is nested too deeply to read (MIME parts or structures inside "
+        "each other, hundreds of levels)\n"
+    )
