@@ -6,7 +6,6 @@ from diagnostics.diagnose.dsn import (
     RecipientStatus,
     looks_like_message,
     parse_bounce_message,
-    parse_status_fields,
 )
 from diagnostics.diagnose.engine import (
     Diagnosis,
@@ -16,6 +15,7 @@ from diagnostics.diagnose.engine import (
     extract_bounce_failure,
     extract_failure,
 )
+from diagnostics.diagnose.rawtext import parse_status_fields
 from diagnostics.diagnose.rules import (
     Advice,
     Rule,

@@ -4,6 +4,9 @@ Exchange, Gmail, Postfix, Exim and Sendmail.
 :func:`looks_like_message` tells a message from a bare reply or exception text;
 :func:`parse_bounce_message` reads the per-recipient fields of a ``message/delivery-status``
 part (when there is one) and the human-readable text, without the returned original message.
+A bounce whose MIME structure cannot be followed (the boundary in its header differs from the
+one its body uses, or is missing) is read again with the boundary its body uses, and failing
+that from its raw text (:mod:`diagnostics.diagnose.rawtext`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ import email.policy
 import html
 import re
 from dataclasses import dataclass
+
+from diagnostics.diagnose.rawtext import (
+    ORIGINAL_MARKERS,
+    body_boundary,
+    parse_status_fields,
+    raw_report,
+    without_header_blocks,
+)
 
 _HEADER_NAMES = frozenset(
     {
@@ -33,13 +44,8 @@ _HEADER_NAMES = frozenset(
     }
 )
 _FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*)$")
-# Where free-text bounces start quoting the original message, whose headers may say anything.
-_ORIGINAL_MARKERS = re.compile(
-    r"^(?:-{3,} ?This is a copy of the message|-{3,} ?Original message (?:follows|headers)"
-    r"|-{3,} ?Returned (?:mail|message) follows|-{3,} ?The header of the original message"
-    r"|-{3,} ?Below this line is a copy of the message|Original message headers:)",
-    re.IGNORECASE | re.MULTILINE,
-)
+# The envelope line an mbox puts before each message ("From sender date").
+_ENVELOPE = re.compile(rb"^From \S+[^\r\n]*\r?\n")
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,11 @@ class Bounce:
 
 
 def looks_like_message(data: bytes) -> bool:
-    """Whether ``data`` starts with a header block of an e-mail message."""
+    """Whether ``data`` starts with a header block of an e-mail message (after the envelope
+    ``From`` line of an mbox, if there is one)."""
     names = set()
-    for raw in data[:16384].decode("utf-8", "replace").splitlines():
+    data = _ENVELOPE.sub(b"", data[:16384], count=1)
+    for raw in data.decode("utf-8", "replace").splitlines():
         if not raw.strip():
             break
         if raw[:1] in (" ", "\t"):
@@ -103,26 +111,6 @@ def _typed_value(value: str | None) -> str | None:
         return None
     kind, sep, rest = value.partition(";")
     return rest.strip() if sep and " " not in kind.strip() else value.strip()
-
-
-def parse_status_fields(text: str) -> list[dict[str, str]]:
-    """The field groups of a ``message/delivery-status`` body, names in lower case."""
-    groups: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    last = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                groups.append(current)
-            current, last = {}, ""
-        elif line[:1] in (" ", "\t") and last:
-            current[last] = f"{current[last]} {line.strip()}"
-        elif (field := _FIELD.match(line)) is not None:
-            last = field.group(1).lower()
-            current[last] = field.group(2).strip()
-    if current:
-        groups.append(current)
-    return groups
 
 
 def _payload_text(part: email.message.Message) -> str:
@@ -154,9 +142,10 @@ def _html_text(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", markup))
 
 
-def parse_bounce_message(data: bytes) -> Bounce:
-    """The DSN fields and human-readable text of a bounce message."""
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+def _read_parts(
+    message: email.message.Message,
+) -> tuple[list[str], list[str], list[dict[str, str]]]:
+    """The plain and HTML texts and the delivery-status field groups, up to the returned original."""
     plain: list[str] = []
     markup: list[str] = []
     status_groups: list[dict[str, str]] = []
@@ -171,12 +160,30 @@ def parse_bounce_message(data: bytes) -> Bounce:
             plain.append(_payload_text(part))
         elif kind == "text/html":
             markup.append(_html_text(_payload_text(part)))
-    text = "\n".join(plain) if plain else "\n".join(markup)
-    cut = _ORIGINAL_MARKERS.search(text)
-    if cut is not None:
-        text = text[: cut.start()]
-    reporting = status_groups[0].get("reporting-mta") if status_groups else None
-    recipients = tuple(
+    return plain, markup, status_groups
+
+
+def _unreadable(message: email.message.Message) -> bool:
+    """A multipart message the parser could not split into parts."""
+    return message.get_content_maintype() == "multipart" and not message.is_multipart()
+
+
+def _with_body_boundary(message: email.message.Message) -> email.message.Message | None:
+    """``message`` parsed again with the boundary its body uses, if that finds parts."""
+    body = message.get_payload()
+    if not isinstance(body, str):
+        return None
+    boundary = body_boundary(body)
+    if boundary is None or boundary == message.get_boundary():
+        return None
+    copy = email.message_from_string(message.as_string(), policy=email.policy.compat32)
+    copy.set_param("boundary", boundary)
+    repaired = email.message_from_string(copy.as_string(), policy=email.policy.compat32)
+    return None if _unreadable(repaired) else repaired
+
+
+def _recipients(groups: list[dict[str, str]]) -> tuple[RecipientStatus, ...]:
+    return tuple(
         RecipientStatus(
             final_recipient=_typed_value(group.get("final-recipient")),
             action=group.get("action"),
@@ -184,12 +191,34 @@ def parse_bounce_message(data: bytes) -> Bounce:
             diagnostic_code=_typed_value(group.get("diagnostic-code")),
             remote_mta=_typed_value(group.get("remote-mta")),
         )
-        for group in status_groups[1:]
+        for group in groups
         if "final-recipient" in group or "status" in group
     )
+
+
+def parse_bounce_message(data: bytes) -> Bounce:
+    """The DSN fields and human-readable text of a bounce message.
+
+    Only the human-readable report and the delivery-status fields are read: never the headers
+    of the bounce itself nor those of the returned message, whatever they say.
+    """
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    if _unreadable(message):
+        message = _with_body_boundary(message) or message
+    plain, markup, status_groups = _read_parts(message)
+    text = "\n".join(plain) if plain else "\n".join(markup)
+    if not status_groups:
+        # No delivery-status part was found: a broken MIME structure, or one declared as text.
+        raw = message.get_payload() if _unreadable(message) else text
+        if isinstance(raw, str):
+            text, status_groups = raw_report(raw, "quoted-printable" in raw.lower())
+    cut = ORIGINAL_MARKERS.search(text)
+    if cut is not None:
+        text = text[: cut.start()]
+    reporting = next((g["reporting-mta"] for g in status_groups if "reporting-mta" in g), None)
     return Bounce(
         subject=_decoded(_unfold(str(message.get("Subject", "")))),
-        text=text.replace("\r\n", "\n").strip(),
+        text=without_header_blocks(text.replace("\r\n", "\n")).strip(),
         reporting_mta=_typed_value(reporting),
-        recipients=recipients,
+        recipients=_recipients([g for g in status_groups if "reporting-mta" not in g]),
     )
