@@ -5,6 +5,15 @@ bounce, and matched against the rule table.
 :func:`classify_failure` applies the rules, most specific match first (enhanced code and
 wording, enhanced code, wording, a generic enhanced code such as 5.7.1, reply code);
 :func:`diagnose` does both for raw input.
+
+The most specific statement about the recipient decides. In a bounce, the remote server's
+reply (Diagnostic-Code, else the reply quoted in the human-readable report) gives the codes;
+the DSN Status, which the reporting MTA may have derived, stands in only when no reply carries
+an enhanced code, and then counts as generic: the reply's wording beats it. An enhanced code
+that a login cause is known by (5.7.8, 5.7.9 ...) means that only in the answer to AUTH: in a
+reply refusing a recipient or a message it counts as generic too. A rule matching the reply
+code alone does not decide when the enhanced code next to it speaks of another subject (552
+means "mailbox full" only when no 5.7.0 says "refused by policy").
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from types import MappingProxyType
 from typing import Any
 
 from diagnostics.diagnose.dsn import Bounce, looks_like_message, parse_bounce_message
-from diagnostics.diagnose.rules import RuleTable, Specificity, WhoActs, load_rules
+from diagnostics.diagnose.rawtext import without_header_blocks
+from diagnostics.diagnose.rules import Rule, RuleTable, Specificity, WhoActs, load_rules
 from diagnostics.findings import Cause
 
 _ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
@@ -33,7 +43,29 @@ _REPLY_PATTERNS = (
     ),
     re.compile(r"\(([45]\d\d),[ \t]*b?['\"]"),
     re.compile(r"(?<![\d.])([45]\d\d)[ -](?=[45]\.\d{1,3}\.\d{1,3})"),
+    # Exim: "SMTP error from remote mail server after RCPT TO:<a@b.example>:" and the reply,
+    # on the next line or after "host mx.b.example [192.0.2.1]:" on the same one.
+    re.compile(
+        r"SMTP error from remote (?:mail server|mailer) after [^\n]*?:[ \t]*(?:\r?\n[ \t]*)?"
+        r"(?:host [^\n]*?\]:[ \t]*)?([45]\d\d)(?:[ -]|$)",
+        re.IGNORECASE | re.MULTILINE,
+    ),
 )
+# The SMTP stage a reply answered, where an MTA names it (Exim "after RCPT TO:", Postfix "in
+# reply to end of DATA command"), and the reply codes RFC 4954 gives the answer to AUTH.
+_AUTH_STAGE = re.compile(
+    r"after AUTH\b|in reply to AUTH command|SASL authentication failed", re.IGNORECASE
+)
+_OTHER_STAGE = re.compile(
+    r"after (?:RCPT TO|MAIL FROM|end of data|DATA|initial connection|EHLO|HELO)\b"
+    r"|in reply to (?:RCPT TO|MAIL FROM|end of DATA|DATA|EHLO|HELO) command",
+    re.IGNORECASE,
+)
+_AUTH_REPLY_CODES = frozenset(
+    {"432", "454", "500", "501", "502", "503", "504", "530", "534", "535", "538"}
+)
+# Causes that only an answer to AUTH can report.
+_LOGIN_CAUSES = frozenset({Cause.AUTH_FAILED, Cause.AUTH_MECHANISM, Cause.AUTH_DISABLED})
 _GENERIC_STATUS = re.compile(r"^[245]\.0\.0$")
 # Bounces wrap long replies over indented lines ("Client host\n    rejected"): wording is
 # matched with every run of white space read as one space.
@@ -48,6 +80,11 @@ class Failure:
     code: str | None = None
     enhanced: str | None = None
     bounce: Bounce | None = None
+    # The enhanced code is a bounce's Status field, which the remote reply in its Diagnostic-Code
+    # does not carry (the reporting MTA derived it).
+    status_only: bool = False
+    # Whether the reply answered AUTH: True, False, or None when the input does not say.
+    answers_auth: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -93,44 +130,70 @@ def extract_failure(text: str) -> Failure:
     """The failing reply in an SMTP reply, exception text or transcript.
 
     In a transcript the first failing reply is the cause: what follows (QUIT, the client's
-    own summary) is consequence. Its wording runs from there to the end of the input.
+    own summary) is consequence. Its wording runs from there to the end of the input. Header
+    blocks in the text (a bounce pasted with its headers, a returned message) are not read.
     """
+    text = without_header_blocks(text)
     reply = _first_reply(text)
     if reply is None:
         enhanced = next(
             (e for e in _ENHANCED.findall(text) if e[0] in "45"),
             None,
         )
-        return Failure(text=text, enhanced=enhanced)
+        return Failure(text=text, enhanced=enhanced, answers_auth=_answers_auth(text, None))
     position, code, enhanced = reply
     line_start = text.rfind("\n", 0, position) + 1
     wording = text[line_start:]
     if enhanced is None:
         enhanced = next((e for e in _ENHANCED.findall(wording) if e[0] in "45"), None)
-    return Failure(text=wording, code=code, enhanced=enhanced)
+    return Failure(
+        text=wording, code=code, enhanced=enhanced, answers_auth=_answers_auth(text, code)
+    )
+
+
+def _answers_auth(text: str, code: str | None, *, bounce: bool = False) -> bool | None:
+    """Whether the failing reply answered AUTH, where the input or the reply code says."""
+    if _AUTH_STAGE.search(text):
+        return True
+    if bounce or _OTHER_STAGE.search(text):
+        return False
+    if code is not None:
+        return code in _AUTH_REPLY_CODES
+    return None
 
 
 def extract_bounce_failure(bounce: Bounce) -> Failure:
-    """The failure a bounce reports: its DSN fields first, then its human-readable text."""
+    """The failure a bounce reports: the remote reply for the failed recipient (its DSN
+    Diagnostic-Code, else the reply in the human-readable report), then its DSN Status.
+
+    The words matched are the Diagnostic-Code and the human-readable report, never a header
+    (the bounce's subject often repeats the returned message's).
+    """
     recipient = bounce.failed
     from_text = extract_failure(bounce.text)
+    answers_auth = _answers_auth(bounce.text, None, bounce=True)
     if recipient is None:
         return Failure(
-            text=f"{bounce.subject}\n{from_text.text}\n{bounce.text}",
+            text=f"{from_text.text}\n{bounce.text}",
             code=from_text.code,
             enhanced=from_text.enhanced,
             bounce=bounce,
+            answers_auth=answers_auth,
         )
     diagnostic = extract_failure(recipient.diagnostic_code or "")
-    enhanced = recipient.status
-    # Status 5.0.0 is what an MTA writes when it knows no better; the remote reply may.
+    status = recipient.status
+    replied = diagnostic.enhanced or (from_text.enhanced if from_text.code else None)
+    # Status 5.0.0 is what an MTA writes when it knows no better; any code in the text may.
+    enhanced = replied or status
     if enhanced is None or _GENERIC_STATUS.match(enhanced):
-        enhanced = diagnostic.enhanced or from_text.enhanced or enhanced
+        enhanced = from_text.enhanced or enhanced
     return Failure(
-        text=f"{recipient.diagnostic_code or ''}\n{bounce.subject}\n{bounce.text}",
+        text=f"{recipient.diagnostic_code or ''}\n{bounce.text}",
         code=diagnostic.code or from_text.code,
         enhanced=enhanced,
         bounce=bounce,
+        status_only=diagnostic.code is not None and replied is None and enhanced == status,
+        answers_auth=answers_auth,
     )
 
 
@@ -141,10 +204,12 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     chosen = None
     phrase: str | None = None
     wording = _WHITESPACE.sub(" ", failure.text)
+    subjects = _subjects(table)
     for rule in table.rules:
         level, matched = rule.match(
             failure.code, failure.enhanced, wording, generic=table.generic_enhanced
         )
+        level = _weighed(rule, level, failure, subjects)
         if level > best:
             best, chosen, phrase = level, rule, matched
     evidence = _evidence(failure)
@@ -170,6 +235,41 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
         rule=chosen.id,
         evidence=evidence,
     )
+
+
+def _subject(enhanced: str) -> str:
+    """The subject of an enhanced status code (RFC 3463): 5.7.1 -> 7."""
+    return enhanced.split(".")[1]
+
+
+def _subjects(table: RuleTable) -> dict[Cause, set[str]]:
+    """Per cause, the subjects of the enhanced codes its rules name."""
+    subjects: dict[Cause, set[str]] = {}
+    for rule in table.rules:
+        for pattern in rule.enhanced:
+            parts = pattern.split(".")
+            if len(parts) == 3 and parts[1].isdigit():
+                subjects.setdefault(rule.cause, set()).add(parts[1])
+    return subjects
+
+
+def _weighed(
+    rule: Rule, level: Specificity, failure: Failure, subjects: dict[Cause, set[str]]
+) -> Specificity:
+    """``level`` lowered where a less specific signal would otherwise decide."""
+    if level is Specificity.ENHANCED and (
+        failure.status_only or (rule.cause in _LOGIN_CAUSES and failure.answers_auth is False)
+    ):
+        # A Status the reporting MTA derived, or a login code in a reply to something else:
+        # the reply's wording says more.
+        return Specificity.GENERIC_ENHANCED
+    if level is Specificity.CODE and failure.enhanced and rule.code and rule.code.isdigit():
+        subject = _subject(failure.enhanced)
+        known = subjects.get(rule.cause, set())
+        # Subjects 0 (other) and 5 (protocol) fit any cause.
+        if subject not in ("0", "5") and known and subject not in known:
+            return Specificity.NONE
+    return level
 
 
 def _evidence(failure: Failure) -> dict[str, str]:
