@@ -2,10 +2,11 @@
 (fixtures/messages/real/, from mail programs' published test data; labelled before the
 classification ran on them).
 
-Measured on the 13 messages gathered first, before mailing lists, returned reports and the
-forwarding system's family were handled: style 3 of 13, family 9 of 11. After: 13 of 13 and 11
-of 11. On the 7 messages gathered and labelled after that change: style 7 of 7, family 6 of 6
-(the code before the change: 4 of 7 and 3 of 6). Each is pinned, so a change either way shows.
+Measured on the 10 messages gathered first, before mailing lists, returned reports and the
+forwarding system's family were handled: style 2 of 10, family 8 of 9. After: 10 of 10 and 9
+of 9. On the 4 messages gathered and labelled after that change: style 4 of 4, family 4 of 4
+(the code before the change: 2 of 4 and 2 of 4). Each is pinned, so a change either way shows.
+No message comes from sisimai's set-of-emails, which is part of an outside yardstick.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def _read(name: str) -> bytes:
 
 def test_every_real_message_is_labelled_with_its_source() -> None:
     assert sorted(REAL) == sorted(f"real/{p.name}" for p in (CORPUS / "real").glob("*.eml"))
-    assert len(REAL) >= 20
+    assert len(REAL) >= 14
     for name, label in REAL.items():
         assert label["source"].startswith("https://github.com/"), name
+        assert "sisimai" not in label["source"], name
         assert label["set"] in ("before", "after"), name
 
 
@@ -47,7 +49,7 @@ def test_accuracy_on_the_real_messages() -> None:
     )
     with_family = {n: lab for n, lab in REAL.items() if "family" in lab}
     families = sum(server_family(_read(n)) == lab["family"] for n, lab in with_family.items())
-    assert (styles, len(REAL), families, len(with_family)) == (20, 20, 17, 17)
+    assert (styles, len(REAL), families, len(with_family)) == (14, 14, 13, 13)
 
 
 def test_a_whole_body_message_rfc822_is_a_forward_as_attachment() -> None:
@@ -83,17 +85,35 @@ def test_a_forward_takes_the_family_of_the_system_that_wrote_it() -> None:
     assert server_family(_read("real/gmail-web-fwd-signed.eml")) == "google"
 
 
+QMAIL_ALIAS = (
+    # A qmail .qmail alias passing a message on, as qmail writes it (qmail-local adds the
+    # Delivered-To line, qmail-queue the "invoked by alias" Received line); an X-Forwarded-To
+    # header from the sender's side does not make it Gmail.
+    b"Return-Path: <erika@candidate.example>\r\n"
+    b"Delivered-To: jobs@acme.example\r\n"
+    b"Received: (qmail 28843 invoked by alias); 26 Nov 2026 08:12:01 -0000\r\n"
+    b"Received: from mail.candidate.example (198.51.100.7)\r\n"
+    b"  by mx.acme.example with SMTP; 26 Nov 2026 08:12:01 -0000\r\n"
+    b"X-Forwarded-To: acme-jobs@m.personio.de\r\n"
+    b"X-Forwarded-For: jobs@acme.example acme-jobs@m.personio.de\r\n"
+    b"From: Erika Mustermann <erika@candidate.example>\r\n"
+    b"To: jobs@acme.example\r\n"
+    b"Subject: Bewerbung\r\n"
+    b"Date: Thu, 26 Nov 2026 09:11:58 +0100\r\n"
+    b"Message-ID: <app-1@candidate.example>\r\n"
+    b"\r\n"
+    b"Guten Tag\r\n"
+)
+
+
 def test_x_forwarded_to_of_a_qmail_alias_is_not_gmail() -> None:
-    data = _read("real/indimail-alias-bounce.eml")
-    assert server_family(data) is None
-    assert classify_forwarding(data).styles == ("redirect",)
+    assert server_family(QMAIL_ALIAS) is None
+    assert classify_forwarding(QMAIL_ALIAS).styles == ("redirect",)
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        "real/indimail-alias-bounce.eml",
-        "real/postfix-bounce-delivered.eml",
         "real/freebsd-mlmmj-post-denied.eml",
         "real/postfix-delay-warning-resent.eml",
     ],
