@@ -149,9 +149,17 @@ def named_resolver(nameserver: tuple[str, int], timeout: float) -> dns.asyncreso
 
 
 def system_trust(ca_file: Path | None = None) -> ssl.SSLContext:
-    """The system trust store (honouring ``SSL_CERT_FILE``), plus ``ca_file`` when given."""
+    """The system trust store (honouring ``SSL_CERT_FILE``), plus ``ca_file`` when given.
+    ValueError names a ``ca_file`` that cannot be read or holds no certificate."""
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_file is not None:
-        context.load_verify_locations(cafile=str(ca_file))
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except OSError as exc:
+            raise ValueError(f"--ca-file {ca_file}: {exc.strerror or exc}") from None
+        except ssl.SSLError:
+            raise ValueError(
+                f"--ca-file {ca_file}: expected PEM certificates (-----BEGIN CERTIFICATE-----)"
+            ) from None
     return context

@@ -107,7 +107,7 @@ def test_the_trust_store_loaded_meanwhile_keeps_its_errors_where_they_were(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The trust store loads in a thread while the options are checked: wrong options still
-    come first (and alone), and a missing --ca-file still fails the command as before."""
+    come first (and alone), and a missing --ca-file fails the command as a usage error."""
     monkeypatch.setenv("STARTUP_TEST_PASSWORD", "startup-test-secret")
     options = [
         "smtp", "--port", "587", "--encryption", "starttls", "--account", "jobs@acme.example",
@@ -120,8 +120,11 @@ def test_the_trust_store_loaded_meanwhile_keeps_its_errors_where_they_were(
         "command line: key '--host': expected a host name like smtp.company.example "
         "(letters, digits, - and .); found 'smtp..acme.example'\n"
     )
-    with pytest.raises(FileNotFoundError):
-        main([*options, "--host", "smtp.acme.example"], out=io.StringIO(), err=io.StringIO())
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*options, "--host", "smtp.acme.example"], out=out, err=err) == 2
+    assert err.getvalue() == (
+        f"maildiag: --ca-file {tmp_path / 'missing.pem'}: No such file or directory\n"
+    )
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])

@@ -27,16 +27,24 @@ _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u20
 
 
 def printable(text: str) -> str:
-    """``text`` safe for a terminal: line breaks and tabs as spaces, control characters
-    (including ESC of terminal escape sequences) and bidi overrides removed."""
+    """``text`` safe for a terminal: known secrets masked; line breaks and tabs as spaces;
+    control characters (ESC of terminal escape sequences, BEL, NUL, C1) and bidi overrides
+    made visible as ``\\x1b`` or ``\\u202e``, so the admin sees what the stranger sent
+    and the terminal does not act on it."""
+    from diagnostics.redact import redact
+
     out = []
-    for ch in text:
+    for ch in redact(text):
         category = unicodedata.category(ch)
         if ch in "\t\n\r\v\f" or category in ("Zl", "Zp"):
             out.append(" ")
         elif category == "Cs":
             out.append("\ufffd")
-        elif category != "Cc" and ch not in _BIDI_CONTROLS:
+        elif category == "Cc":
+            out.append(f"\\x{ord(ch):02x}")
+        elif ch in _BIDI_CONTROLS:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
             out.append(ch)
     return "".join(out)
 

@@ -5,9 +5,21 @@ from __future__ import annotations
 from diagnostics.report.terminal import printable
 
 
-def test_printable_strips_control_characters_and_bidi_overrides() -> None:
-    assert printable("a\x1b[2Jb\tc\r\nd\x00\x7f\x9b\u202ee\u2028f\udcff") == "a[2Jb c  de f\ufffd"
+def test_printable_shows_control_characters_and_bidi_overrides_without_obeying_them() -> None:
+    assert (
+        printable("a\x1b[2Jb\tc\r\nd\x00\x7f\x9b\u202ee\u2028f\udcff")
+        == "a\\x1b[2Jb c  d\\x00\\x7f\\x9b\\u202ee f\ufffd"
+    )
     assert printable("<script>Grüße</script>") == "<script>Grüße</script>"
+
+
+def test_printable_masks_every_known_secret() -> None:
+    """A server that echoes the credentials it was sent cannot get them printed."""
+    from diagnostics.secrets import MASK, Secret
+
+    secret = Secret("echoed-Passw0rd-77", source="test")
+    said = f"535 5.7.8 Username and Password not accepted for {secret.reveal()}"
+    assert printable(said) == f"535 5.7.8 Username and Password not accepted for {MASK}"
 
 
 def test_a_finding_prints_no_control_sequence_a_server_wrote() -> None:
@@ -30,7 +42,8 @@ def test_a_finding_prints_no_control_sequence_a_server_wrote() -> None:
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert text.splitlines() == [
-        "  fail  smtp.connect                       Acme]0;owned GmbH: Greeting: 554 [2J[31mnoetirw",
+        "  fail  smtp.connect                       Acme\\x1b]0;owned\\x07 GmbH: Greeting: 554 "
+        "\\x1b[2J\\x1b[31mno\\u202eetirw",
         "        -> Ask the admin  of smtp.acme.example",
     ]
 
