@@ -590,3 +590,106 @@ def test_exims_own_words_reach_the_rules(own_words: str) -> None:
     data = exim_bounce(own_words)
     assert own_words.strip() in parse_bounce_message(data.encode()).text
     assert diagnose(data, table).cause is Cause.DNS_FAILURE
+
+
+_GMAIL_DELAY = (
+    "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n"
+    "To: sender@example.org\n"
+    "Subject: Delivery Status Notification (Delay)\n"
+    "\n"
+    "This is an automatically generated Delivery Status Notification\n"
+    "\n"
+    "THIS IS A WARNING MESSAGE ONLY.\n"
+    "\n"
+    "Delivery to the following recipient has been delayed:\n"
+    "\n"
+    "     someone@example.net\n"
+    "\n"
+    "Message will be retried for 2 more day(s)\n"
+    "\n"
+    "   ----- Message header follows -----\n"
+    "\n"
+    "Subject: Virus alert: SPF and DKIM failed, mailbox full\n"
+    "X-Spam-Report: spam, policy rejected, user unknown\n"
+    "\n"
+    "   ----- Message body suppressed -----\n"
+)
+
+
+def test_the_returned_header_after_gmails_marker_is_not_read() -> None:
+    bounce = parse_bounce_message(_GMAIL_DELAY.encode())
+    assert "Virus" not in bounce.text and "user unknown" not in bounce.text
+    assert diagnose(_GMAIL_DELAY).cause is Cause.TEMPORARY_FAILURE
+
+
+@pytest.mark.parametrize("product", ["InterScan E-Mail VirusWall NT", "McAfee VirusScan"])
+def test_a_scanner_product_name_is_not_a_virus_verdict(product: str) -> None:
+    text = f"Message from {product}\nReason: Exceeded Maximum Delivery Attempts."
+    assert diagnose(text).cause is Cause.TEMPORARY_FAILURE
+    assert diagnose("554 5.7.1 Message rejected: virus found").cause is Cause.POLICY_REJECTED
+
+
+def test_a_refused_connection_in_a_local_commands_output_is_a_temporary_failure() -> None:
+    # Postfix pipe(8) quotes the output of the receiving host's own content filter.
+    bounce = (
+        "From: MAILER-DAEMON@example.net\nTo: sender@example.org\nSubject: Delayed Mail\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nYour message could not be delivered for 0.2 hours.\n\n"
+        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        "Final-Recipient: rfc822; list@example.net\nAction: delayed\nStatus: 4.0.0\n"
+        "Diagnostic-Code: X-Postfix; temporary failure. Command output: filter: unable to\n"
+        "    connect to scanner daemon: Connection refused\n\n--b--\n"
+    )
+    assert diagnose(bounce).cause is Cause.TEMPORARY_FAILURE
+    assert diagnose("Connection refused").cause is Cause.CONNECTION_REFUSED
+
+
+@pytest.mark.parametrize(
+    ("reply", "cause"),
+    [
+        ("552 5.1.1 5.2.2 sorry, final recipient mailbox is full", Cause.MAILBOX_FULL),
+        (
+            "552 5.2.2 <a@example.net>: Recipient address rejected: Address does not exist",
+            Cause.RECIPIENT_UNKNOWN,
+        ),
+        (
+            "554 5.7.1 <a@example.net>: Recipient address rejected: Nonexistent user",
+            Cause.RECIPIENT_UNKNOWN,
+        ),
+        ("454 4.7.0 TLS not available due to local problem", Cause.TLS_MISMATCH),
+        (
+            "421 4.7.1 Client host [192.0.2.1] blocked using grey.example; greylisted",
+            Cause.TEMPORARY_FAILURE,
+        ),
+        ("550 Sender verify failed", Cause.POLICY_REJECTED),
+    ],
+)
+def test_decisive_wording_overrules_a_code_that_says_otherwise(reply: str, cause: Cause) -> None:
+    assert diagnose(reply).cause is cause
+
+
+def test_where_the_code_agrees_with_decisive_wording_the_codes_rule_reports() -> None:
+    diagnosis = diagnose("552 5.2.2 Mailbox full")
+    assert diagnosis.cause is Cause.MAILBOX_FULL
+    assert diagnosis.rule == "mailbox.full-enhanced"
+
+
+def test_decisive_wording_takes_no_code() -> None:
+    from diagnostics.diagnose.rules import RuleTableError
+
+    data = {
+        "causes": {
+            c.value: {"who_acts": "it", "explanation": "x", "remediation": "y"} for c in Cause
+        },
+        "rules": [
+            {
+                "id": "r",
+                "cause": "mailbox_full",
+                "confidence": 0.5,
+                "code": "552",
+                "decisive": "full",
+            }
+        ],
+    }
+    with pytest.raises(RuleTableError, match="decisive"):
+        parse_rules(data)

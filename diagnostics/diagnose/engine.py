@@ -3,7 +3,8 @@ bounce, and matched against the rule table.
 
 :func:`extract_failure` finds the failing reply (its code, enhanced status code and text);
 :func:`classify_failure` applies the rules, most specific match first (enhanced code and
-wording, enhanced code, wording, a generic enhanced code such as 5.7.1, reply code);
+wording, enhanced code, wording, a generic enhanced code such as 5.7.1, reply code), except that
+wording a rule calls decisive overrules any code;
 :func:`diagnose` does both for raw input.
 
 The most specific statement about the recipient decides. In a bounce, the remote server's
@@ -66,6 +67,10 @@ _AUTH_REPLY_CODES = frozenset(
 )
 # Causes that only an answer to AUTH can report.
 _LOGIN_CAUSES = frozenset({Cause.AUTH_FAILED, Cause.AUTH_MECHANISM, Cause.AUTH_DISABLED})
+# Match levels at which the enhanced code itself says the cause.
+_BY_CODE = frozenset(
+    {Specificity.GENERIC_ENHANCED, Specificity.ENHANCED, Specificity.ENHANCED_TEXT}
+)
 _GENERIC_STATUS = re.compile(r"^[245]\.0\.0$")
 # Bounces wrap long replies over indented lines ("Client host\n    rejected"): wording is
 # matched with every run of white space read as one space.
@@ -205,6 +210,7 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     phrase: str | None = None
     wording = _WHITESPACE.sub(" ", failure.text)
     subjects = _subjects(table)
+    agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
     for rule in table.rules:
         level, matched = rule.match(
             failure.code, failure.enhanced, wording, generic=table.generic_enhanced
@@ -212,6 +218,12 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
         level = _weighed(rule, level, failure, subjects)
         if level > best:
             best, chosen, phrase = level, rule, matched
+        if level in _BY_CODE and (rule.cause not in agreeing or level > agreeing[rule.cause][0]):
+            agreeing[rule.cause] = (level, rule, matched)
+    if chosen is not None and best is Specificity.DECISIVE and chosen.cause in agreeing:
+        # Decisive wording is there to overrule a code that says otherwise; where the enhanced
+        # code agrees, its rule reports, with its own explanation.
+        best, chosen, phrase = agreeing[chosen.cause]
     evidence = _evidence(failure)
     if chosen is None:
         advice = table.advice[Cause.UNKNOWN]

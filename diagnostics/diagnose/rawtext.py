@@ -10,14 +10,15 @@ import re
 
 _FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*)$")
 # Where bounces start quoting the original message, whose headers may say anything: the
-# free-text markers of Exim, Postfix, qmail, Sendmail, Gmail and Exchange, and the MIME part
-# that carries the original when the parts were not split.
+# free-text markers of Exim, Postfix, qmail, Sendmail, Gmail ("Message header follows") and
+# Exchange, and the MIME part that carries the original when the parts were not split.
 ORIGINAL_MARKERS = re.compile(
     r"^(?:-{3,} ?This is a copy of (?:the|your) message|-{3,} ?Original message (?:follows|headers)"
     r"|-{3,} ?Returned (?:mail|message)\b|-{3,} ?The header of the original message"
     r"|^.{0,80}\b(?:original|returned) message (?:follows?|attached|is attached)\b"
     r"|-{3,} ?Below this line is a copy of the message|Original message headers:"
     r"|-{3,} ?Original message ?-{3,}[ \t]*$"
+    r"|-{3,} ?Message headers? follows?\b"
     r"|Content-Type:[ \t]*(?:message/rfc822|text/rfc822-headers|message/rfc822-headers)\b)",
     re.IGNORECASE | re.MULTILINE,
 )

@@ -2,7 +2,9 @@
 
 A rule names a cause when its patterns match a failure: ``code`` (shell-style pattern on the
 three-digit reply code), ``enhanced`` (shell-style patterns on the RFC 3463 enhanced status
-code) and ``text`` (a case-insensitive regular expression). Each cause has a default
+code) and ``text`` (a case-insensitive regular expression); ``decisive`` (one too) holds the
+wordings that name the cause unambiguously, which decide over any code and any other wording.
+Each cause has a default
 explanation, remediation and ``who_acts`` that a rule may override.
 """
 
@@ -42,6 +44,8 @@ class Specificity(enum.IntEnum):
     TEXT = 3
     ENHANCED = 4
     ENHANCED_TEXT = 5
+    # Wording that names the cause unambiguously ("mailbox is full" beside 5.1.1).
+    DECISIVE = 6
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,14 @@ class Rule:
     code: str | None = None
     enhanced: tuple[str, ...] = ()
     text: re.Pattern[str] | None = None
+    decisive: re.Pattern[str] | None = None
 
     def match(
         self, code: str | None, enhanced: str | None, text: str, *, generic: tuple[str, ...] = ()
     ) -> tuple[Specificity, str | None]:
         """How specifically this rule matches, and the phrase its ``text`` matched."""
+        if self.decisive is not None and (found := self.decisive.search(text)) is not None:
+            return Specificity.DECISIVE, found.group(0)
         if self.code is not None and (code is None or not fnmatch.fnmatchcase(code, self.code)):
             return Specificity.NONE, None
         if self.enhanced and (
@@ -125,6 +132,7 @@ def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice]) -> Rule:
         default = advice[cause]
         enhanced = body.get("enhanced", ())
         text = body.get("text")
+        decisive = body.get("decisive")
         rule = Rule(
             id=rule_id,
             cause=cause,
@@ -135,11 +143,14 @@ def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice]) -> Rule:
             code=str(body["code"]) if "code" in body else None,
             enhanced=(enhanced,) if isinstance(enhanced, str) else tuple(map(str, enhanced)),
             text=re.compile(text, re.IGNORECASE) if text else None,
+            decisive=re.compile(decisive, re.IGNORECASE) if decisive else None,
         )
     except (KeyError, ValueError, re.error) as exc:
         raise RuleTableError(f"diagnosis rule {rule_id}: {exc}") from exc
     if not 0.0 <= rule.confidence <= 1.0:
         raise RuleTableError(f"diagnosis rule {rule_id}: confidence must be within 0..1")
+    if rule.decisive is not None and (rule.code is not None or rule.enhanced):
+        raise RuleTableError(f"diagnosis rule {rule_id}: decisive wording takes no code")
     if rule.code is None and not rule.enhanced and rule.text is None:
         raise RuleTableError(f"diagnosis rule {rule_id}: needs code, enhanced or text")
     return rule
