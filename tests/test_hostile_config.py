@@ -156,3 +156,26 @@ def test_input_nested_too_deeply_is_a_usage_error_not_a_traceback(tmp_path: Path
         "maildiag: the input is nested too deeply to read (MIME parts or structures inside "
         "each other, hundreds of levels)\n"
     )
+
+
+def test_a_header_field_of_megabytes_is_cut_before_the_header_parser_sees_it(
+    tmp_path: Path,
+) -> None:
+    """The stdlib's header parser is quadratic in a field's length: 5 MB of encoded words in
+    a Subject took minutes and gigabytes. Each field is cut to 64 KiB first."""
+    from diagnostics.parse.headers.message import MAX_FIELD, header_text, parse_message
+
+    words = " ".join(["=?utf-8?q?abc=C3=A4?="] * 250_000)
+    data = f"Subject: {words}\r\nFrom: a@example.org\r\n\r\nbody\r\n".encode()
+    message = parse_message(data)
+    subject = header_text(message, "Subject") or ""
+    assert subject.startswith("abcäabcä") and 0 < len(subject.encode()) < MAX_FIELD
+    assert str(message["From"]) == "a@example.org"
+    assert message.get_payload() == "body\r\n"
+    path = tmp_path / "big.eml"
+    path.write_bytes(data)
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    assert main(["headers", str(path), "--json"], out=out, err=err) in (0, 1)
+    assert time.perf_counter() - started < 20  # a bound against hanging, not a benchmark
+    assert err.getvalue() == ""
