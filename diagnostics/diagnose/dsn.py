@@ -46,6 +46,10 @@ _HEADER_NAMES = frozenset(
 _FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*)$")
 # The envelope line an mbox puts before each message ("From sender date").
 _ENVELOPE = re.compile(rb"^From \S+[^\r\n]*\r?\n")
+_FOLD = re.compile(r"\s*\r?\n[ \t]+")
+_SCRIPT = re.compile(r"<(script|style)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+_LINE_BREAK_TAG = re.compile(r"<br\s*/?>|</(?:p|div|tr|li|h\d)>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def looks_like_message(data: bytes) -> bool:
 
 
 def _unfold(value: str) -> str:
-    return re.sub(r"\s*\r?\n[ \t]+", " ", value).strip()
+    return _FOLD.sub(" ", value).strip()
 
 
 def _decoded(value: str) -> str:
@@ -137,9 +141,9 @@ def _status_text(part: email.message.Message) -> str:
 
 
 def _html_text(markup: str) -> str:
-    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
-    markup = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h\d)>", "\n", markup)
-    return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+    markup = _SCRIPT.sub(" ", markup)
+    markup = _LINE_BREAK_TAG.sub("\n", markup)
+    return html.unescape(_TAG.sub(" ", markup))
 
 
 def _read_parts(

@@ -209,12 +209,10 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     chosen = None
     phrase: str | None = None
     wording = _WHITESPACE.sub(" ", failure.text)
-    subjects = _subjects(table)
+    subjects = table.subjects
     agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
     for rule in table.rules:
-        level, matched = rule.match(
-            failure.code, failure.enhanced, wording, generic=table.generic_enhanced
-        )
+        level, matched = rule.match(failure.code, failure.enhanced, wording, generic=table.generic)
         level = _weighed(rule, level, failure, subjects)
         if level > best:
             best, chosen, phrase = level, rule, matched
@@ -254,19 +252,8 @@ def _subject(enhanced: str) -> str:
     return enhanced.split(".")[1]
 
 
-def _subjects(table: RuleTable) -> dict[Cause, set[str]]:
-    """Per cause, the subjects of the enhanced codes its rules name."""
-    subjects: dict[Cause, set[str]] = {}
-    for rule in table.rules:
-        for pattern in rule.enhanced:
-            parts = pattern.split(".")
-            if len(parts) == 3 and parts[1].isdigit():
-                subjects.setdefault(rule.cause, set()).add(parts[1])
-    return subjects
-
-
 def _weighed(
-    rule: Rule, level: Specificity, failure: Failure, subjects: dict[Cause, set[str]]
+    rule: Rule, level: Specificity, failure: Failure, subjects: Mapping[Cause, frozenset[str]]
 ) -> Specificity:
     """``level`` lowered where a less specific signal would otherwise decide."""
     if level is Specificity.ENHANCED and (
@@ -277,7 +264,7 @@ def _weighed(
         return Specificity.GENERIC_ENHANCED
     if level is Specificity.CODE and failure.enhanced and rule.code and rule.code.isdigit():
         subject = _subject(failure.enhanced)
-        known = subjects.get(rule.cause, set())
+        known = subjects.get(rule.cause, frozenset())
         # Subjects 0 (other) and 5 (protocol) fit any cause.
         if subject not in ("0", "5") and known and subject not in known:
             return Specificity.NONE

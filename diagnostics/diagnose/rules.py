@@ -14,7 +14,7 @@ import enum
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -71,17 +71,29 @@ class Rule:
     enhanced: tuple[str, ...] = ()
     text: re.Pattern[str] | None = None
     decisive: re.Pattern[str] | None = None
+    # ``code`` and ``enhanced`` compiled once: what ``fnmatch.fnmatchcase`` would match.
+    _code: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    _enhanced: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_code", _shell_patterns((self.code,) if self.code else ()))
+        object.__setattr__(self, "_enhanced", _shell_patterns(self.enhanced))
 
     def match(
-        self, code: str | None, enhanced: str | None, text: str, *, generic: tuple[str, ...] = ()
+        self,
+        code: str | None,
+        enhanced: str | None,
+        text: str,
+        *,
+        generic: re.Pattern[str] | tuple[str, ...] | None = None,
     ) -> tuple[Specificity, str | None]:
         """How specifically this rule matches, and the phrase its ``text`` matched."""
         if self.decisive is not None and (found := self.decisive.search(text)) is not None:
             return Specificity.DECISIVE, found.group(0)
-        if self.code is not None and (code is None or not fnmatch.fnmatchcase(code, self.code)):
+        if self._code is not None and (code is None or self._code.match(code) is None):
             return Specificity.NONE, None
-        if self.enhanced and (
-            enhanced is None or not any(fnmatch.fnmatchcase(enhanced, p) for p in self.enhanced)
+        if self._enhanced is not None and (
+            enhanced is None or self._enhanced.match(enhanced) is None
         ):
             return Specificity.NONE, None
         phrase = None
@@ -95,7 +107,9 @@ class Rule:
         if self.enhanced:
             assert enhanced is not None
             # A code such as 5.7.1 says little more than "refused": wording must beat it.
-            if any(fnmatch.fnmatchcase(enhanced, p) for p in generic):
+            if isinstance(generic, tuple):
+                generic = _shell_patterns(generic)
+            if generic is not None and generic.match(enhanced) is not None:
                 return Specificity.GENERIC_ENHANCED, None
             return Specificity.ENHANCED, None
         if phrase is not None:
@@ -105,6 +119,13 @@ class Rule:
         return Specificity.NONE, None
 
 
+def _shell_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One compiled pattern matching what any of the shell-style ``patterns`` matches."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
 @dataclass(frozen=True)
 class RuleTable:
     """The rules in file order, the advice per cause, and the enhanced codes that say little."""
@@ -112,6 +133,22 @@ class RuleTable:
     rules: tuple[Rule, ...]
     advice: Mapping[Cause, Advice]
     generic_enhanced: tuple[str, ...]
+    # Derived once: ``generic_enhanced`` compiled, and per cause the subjects of the enhanced
+    # codes its rules name (5.2.2 -> "2").
+    generic: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    subjects: Mapping[Cause, frozenset[str]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "generic", _shell_patterns(self.generic_enhanced))
+        subjects: dict[Cause, set[str]] = {}
+        for rule in self.rules:
+            for pattern in rule.enhanced:
+                parts = pattern.split(".")
+                if len(parts) == 3 and parts[1].isdigit():
+                    subjects.setdefault(rule.cause, set()).add(parts[1])
+        object.__setattr__(self, "subjects", {c: frozenset(s) for c, s in subjects.items()})
 
 
 def _advice(cause: Cause, body: Mapping[str, Any]) -> Advice:
