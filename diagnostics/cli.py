@@ -528,6 +528,7 @@ async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _headers(args: argparse.Namespace, out: TextIO) -> int:
+    from diagnostics.limits import read_bounded, read_stream_bounded
     from diagnostics.parse.headers.analysis import analyse_headers
     from diagnostics.parse.headers.message import parse_message
 
@@ -536,7 +537,11 @@ def _headers(args: argparse.Namespace, out: TextIO) -> int:
 
     def read(name: str) -> bytes:
         try:
-            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            data = (
+                read_stream_bounded(sys.stdin.buffer, "standard input", "message")
+                if name == "-"
+                else read_bounded(Path(name), "message")
+            )
         except OSError as exc:
             raise ValueError(f"cannot read {name}: {exc.strerror or exc}") from None
         if not parse_message(data).keys():

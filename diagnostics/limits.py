@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 DEFAULTS: dict[str, int] = {
     # An account file with every position and employee of a large group stays far below.
     "config": 1024 * 1024,
     # A password, or one line of a password file.
     "password": 64 * 1024,
+    # One message (.eml) to analyse: providers refuse mail above 25 to 150 MB.
+    "message": 64 * 1024 * 1024,
 }
 
 
@@ -31,6 +34,18 @@ def limit(kind: str) -> int:
     default."""
     value = os.environ.get(variable(kind), "")
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULTS[kind]
+
+
+def read_stream_bounded(stream: BinaryIO, name: str, kind: str) -> bytes:
+    """What ``stream`` (standard input) holds, at most the limit of ``kind``."""
+    most = limit(kind)
+    data = stream.read(most + 1)
+    if len(data) > most:
+        raise InputTooLarge(
+            f"{name} is larger than {most:,} bytes, the limit for a {kind} "
+            f"(set {variable(kind)} to raise it)"
+        )
+    return data
 
 
 def read_bounded(path: Path, kind: str) -> bytes:

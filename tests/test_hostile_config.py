@@ -179,3 +179,17 @@ def test_a_header_field_of_megabytes_is_cut_before_the_header_parser_sees_it(
     assert main(["headers", str(path), "--json"], out=out, err=err) in (0, 1)
     assert time.perf_counter() - started < 20  # a bound against hanging, not a benchmark
     assert err.getvalue() == ""
+
+
+def test_a_message_larger_than_its_limit_is_refused_with_the_variable_to_raise_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.eml"
+    path.write_text("Subject: x\n\n" + "body line\n" * 200)
+    monkeypatch.setenv("MAILDIAG_MAX_MESSAGE_BYTES", "1000")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["headers", str(path)], out=out, err=err) == 2
+    assert err.getvalue() == (
+        f"maildiag: {path} is larger than 1,000 bytes, the limit for a message file "
+        "(set MAILDIAG_MAX_MESSAGE_BYTES to raise it)\n"
+    )
