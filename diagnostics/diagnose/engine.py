@@ -27,7 +27,14 @@ from typing import Any
 
 from diagnostics.diagnose.dsn import Bounce, looks_like_message, parse_bounce_message
 from diagnostics.diagnose.rawtext import without_header_blocks
-from diagnostics.diagnose.rules import Rule, RuleTable, Specificity, WhoActs, load_rules
+from diagnostics.diagnose.rules import (
+    Rule,
+    RuleTable,
+    Specificity,
+    WhoActs,
+    fold_case,
+    load_rules,
+)
 from diagnostics.findings import Cause
 
 _ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
@@ -209,10 +216,13 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     chosen = None
     phrase: str | None = None
     wording = _WHITESPACE.sub(" ", failure.text)
+    folded = fold_case(wording)
     subjects = table.subjects
     agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
     for rule in table.rules:
-        level, matched = rule.match(failure.code, failure.enhanced, wording, generic=table.generic)
+        level, matched = rule.match(
+            failure.code, failure.enhanced, wording, generic=table.generic, folded=folded
+        )
         level = _weighed(rule, level, failure, subjects)
         if level > best:
             best, chosen, phrase = level, rule, matched

@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from re import _constants as _sre  # type: ignore[attr-defined]
+from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from diagnostics.datafiles import load_data_file
@@ -74,10 +76,17 @@ class Rule:
     # ``code`` and ``enhanced`` compiled once: what ``fnmatch.fnmatchcase`` would match.
     _code: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _enhanced: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    # Per pattern, words of which one must occur (in lower case) in any text it matches.
+    _text_words: frozenset[str] | None = field(init=False, repr=False, compare=False, default=None)
+    _decisive_words: frozenset[str] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_code", _shell_patterns((self.code,) if self.code else ()))
         object.__setattr__(self, "_enhanced", _shell_patterns(self.enhanced))
+        object.__setattr__(self, "_text_words", required_words(self.text))
+        object.__setattr__(self, "_decisive_words", required_words(self.decisive))
 
     def match(
         self,
@@ -86,9 +95,19 @@ class Rule:
         text: str,
         *,
         generic: re.Pattern[str] | tuple[str, ...] | None = None,
+        folded: str | None = None,
     ) -> tuple[Specificity, str | None]:
-        """How specifically this rule matches, and the phrase its ``text`` matched."""
-        if self.decisive is not None and (found := self.decisive.search(text)) is not None:
+        """How specifically this rule matches, and the phrase its ``text`` matched.
+
+        ``folded`` is :func:`fold_case` of ``text``, given when the caller matches many rules.
+        """
+        if folded is None:
+            folded = fold_case(text)
+        if (
+            self.decisive is not None
+            and _may_occur(self._decisive_words, folded)
+            and (found := self.decisive.search(text)) is not None
+        ):
             return Specificity.DECISIVE, found.group(0)
         if self._code is not None and (code is None or self._code.match(code) is None):
             return Specificity.NONE, None
@@ -98,7 +117,7 @@ class Rule:
             return Specificity.NONE, None
         phrase = None
         if self.text is not None:
-            found = self.text.search(text)
+            found = self.text.search(text) if _may_occur(self._text_words, folded) else None
             if found is None:
                 return Specificity.NONE, None
             phrase = found.group(0)
@@ -117,6 +136,59 @@ class Rule:
         if self.code is not None:
             return Specificity.CODE, None
         return Specificity.NONE, None
+
+
+# Characters outside ASCII that a case-insensitive pattern matches to an ASCII letter, and
+# which lower-casing does not turn into it (the Kelvin sign K does become k).
+_ASCII_FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+_REPEATS = frozenset({_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT})
+
+
+def fold_case(text: str) -> str:
+    """``text`` in lower case, as the words of :func:`required_words` are looked up in it."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
+
+
+def _may_occur(words: frozenset[str] | None, folded: str) -> bool:
+    """False only when none of ``words`` (None: no word is known) occurs in ``folded``."""
+    return words is None or any(word in folded for word in words)
+
+
+def _words(items: Any) -> frozenset[str] | None:
+    """Of a parsed pattern, words (ASCII, lower case) one of which occurs wherever it matches."""
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:
+        if op is _sre.LITERAL and av < 128:
+            run.append(chr(av).lower())
+            continue
+        if run:
+            candidates.append(frozenset({"".join(run)}))
+            run = []
+        found: frozenset[str] | None = None
+        if op is _sre.SUBPATTERN:
+            found = _words(av[-1])
+        elif op is _sre.ATOMIC_GROUP:
+            found = _words(av)
+        elif op in _REPEATS and av[0] >= 1:
+            found = _words(av[2])
+        elif op is _sre.BRANCH:
+            branches = [_words(branch) for branch in av[1]]
+            if all(branches):
+                found = frozenset().union(*(b for b in branches if b))
+        if found:
+            candidates.append(found)
+    # The words that say the most: the longest shortest word, then the fewest words.
+    return max(candidates, key=lambda c: (min(map(len, c)), -len(c)), default=None)
+
+
+def required_words(pattern: re.Pattern[str] | None) -> frozenset[str] | None:
+    """Words (lower case) of which one at least occurs in :func:`fold_case` of any text that
+    ``pattern`` finds a match in, so that the pattern need not be tried where none does;
+    None when no such word can be told."""
+    if pattern is None:
+        return None
+    return _words(_sre_parse.parse(pattern.pattern, pattern.flags).data)
 
 
 def _shell_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
