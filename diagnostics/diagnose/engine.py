@@ -220,6 +220,9 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     subjects = table.subjects
     agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
     for rule in table.rules:
+        if rule.ceiling <= best and not rule.enhanced:
+            # It can neither win nor be an enhanced code agreeing with decisive wording.
+            continue
         level, matched = rule.match(
             failure.code, failure.enhanced, wording, generic=table.generic, folded=folded
         )

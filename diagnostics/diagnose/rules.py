@@ -50,6 +50,10 @@ class Specificity(enum.IntEnum):
     DECISIVE = 6
 
 
+# What a rule with ``enhanced`` can match at (decisive wording takes no code).
+ENHANCED_CEILING = Specificity.ENHANCED_TEXT
+
+
 @dataclass(frozen=True)
 class Advice:
     """What a cause means and who does what about it."""
@@ -82,7 +86,16 @@ class Rule:
         init=False, repr=False, compare=False, default=None
     )
 
+    # The most specific level a rule without ``enhanced`` can match at.
+    ceiling: Specificity = field(init=False, repr=False, compare=False, default=Specificity.NONE)
+
     def __post_init__(self) -> None:
+        ceiling = Specificity.CODE if self.code is not None else Specificity.NONE
+        if self.text is not None:
+            ceiling = Specificity.TEXT
+        if self.decisive is not None:
+            ceiling = Specificity.DECISIVE
+        object.__setattr__(self, "ceiling", ENHANCED_CEILING if self.enhanced else ceiling)
         object.__setattr__(self, "_code", _shell_patterns((self.code,) if self.code else ()))
         object.__setattr__(self, "_enhanced", _shell_patterns(self.enhanced))
         object.__setattr__(self, "_text_words", required_words(self.text))
