@@ -81,10 +81,8 @@ class Rule:
     _code: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _enhanced: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     # Per pattern, words of which one must occur (in lower case) in any text it matches.
-    _text_words: frozenset[str] | None = field(init=False, repr=False, compare=False, default=None)
-    _decisive_words: frozenset[str] | None = field(
-        init=False, repr=False, compare=False, default=None
-    )
+    _text_words: Words | None = field(init=False, repr=False, compare=False, default=None)
+    _decisive_words: Words | None = field(init=False, repr=False, compare=False, default=None)
 
     # The most specific level a rule without ``enhanced`` can match at.
     ceiling: Specificity = field(init=False, repr=False, compare=False, default=Specificity.NONE)
@@ -162,13 +160,17 @@ def fold_case(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
 
 
-def _may_occur(words: frozenset[str] | None, folded: str) -> bool:
-    """False only when none of ``words`` (None: no word is known) occurs in ``folded``."""
-    return words is None or any(word in folded for word in words)
+def _may_occur(words: Words | None, folded: str) -> bool:
+    """False only when ``folded`` lacks the words of every alternative (None: none known)."""
+    return words is None or any(
+        all(any(word in folded for word in choice) for choice in alternative)
+        for alternative in words
+    )
 
 
-def _words(items: Any) -> frozenset[str] | None:
-    """Of a parsed pattern, words (ASCII, lower case) one of which occurs wherever it matches."""
+def _candidates(items: Any) -> list[frozenset[str]]:
+    """Of a parsed sequence, sets of words (ASCII, lower case) of each of which one occurs
+    wherever the sequence matches."""
     candidates: list[frozenset[str]] = []
     run: list[str] = []
     for op, av in [*items, (None, None)]:
@@ -191,17 +193,31 @@ def _words(items: Any) -> frozenset[str] | None:
                 found = frozenset().union(*(b for b in branches if b))
         if found:
             candidates.append(found)
-    # The words that say the most: the longest shortest word, then the fewest words.
-    return max(candidates, key=lambda c: (min(map(len, c)), -len(c)), default=None)
+    # The words that say the most first: the longest shortest word, then the fewest words.
+    return sorted(candidates, key=lambda c: (-min(map(len, c)), len(c)))
 
 
-def required_words(pattern: re.Pattern[str] | None) -> frozenset[str] | None:
-    """Words (lower case) of which one at least occurs in :func:`fold_case` of any text that
-    ``pattern`` finds a match in, so that the pattern need not be tried where none does;
-    None when no such word can be told."""
+def _words(items: Any) -> frozenset[str] | None:
+    """Of a parsed sequence, words one of which occurs wherever it matches."""
+    candidates = _candidates(items)
+    return candidates[0] if candidates else None
+
+
+# Per alternative of a pattern, sets of words of each of which one occurs where it matches.
+Words = tuple[tuple[frozenset[str], ...], ...]
+
+
+def required_words(pattern: re.Pattern[str] | None) -> Words | None:
+    """Per alternative of ``pattern``, the word sets of each of which a word occurs in
+    :func:`fold_case` of any text the alternative finds a match in, so that the pattern need
+    not be tried where no alternative has its words; None when no such word can be told."""
     if pattern is None:
         return None
-    return _words(_sre_parse.parse(pattern.pattern, pattern.flags).data)
+    items = _sre_parse.parse(pattern.pattern, pattern.flags).data
+    top: Any = items[0] if len(items) == 1 else (None, None)
+    alternatives = top[1][1] if top[0] is _sre.BRANCH else [items]
+    words = tuple(tuple(_candidates(alternative)) for alternative in alternatives)
+    return words if all(words) else None
 
 
 def _shell_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
