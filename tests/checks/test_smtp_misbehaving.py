@@ -101,3 +101,67 @@ async def test_a_reply_of_the_wrong_kind_after_login_is_not_acceptance(
     status, _, detail = found["smtp.sender"]
     assert status == Status.FAIL
     assert ("354" in detail) or ("334" in detail)
+
+
+@asynccontextmanager
+async def raw_server(behaviour: str) -> AsyncIterator[int]:
+    """A loopback server that misbehaves before or in its greeting; yields its port."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if behaviour == "endless_continuation":
+                while True:
+                    writer.write(b"220-and more\r\n" * 100)
+                    await writer.drain()
+            chunks = {
+                "nul_banner": [b"\x00\x00\x00\r\n"],
+                "huge_line": [b"220 " + b"x" * (10 * 1024 * 1024) + b"\r\n"],
+                "close_mid_reply": [b"220-mx.example ESMTP\r\n"],
+                "busy_421": [b"421 4.3.2 Service not available, closing transmission channel\r\n"],
+                "close_at_once": [],
+            }[behaviour]
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cause", "title"),
+    [
+        ("nul_banner", Cause.UNKNOWN, "closed or garbled the greeting"),
+        ("endless_continuation", Cause.UNKNOWN, "closed or garbled the greeting"),
+        ("huge_line", Cause.UNKNOWN, "closed or garbled the greeting"),
+        ("close_mid_reply", Cause.UNKNOWN, "closed or garbled the greeting"),
+        ("close_at_once", Cause.CONNECTION_REFUSED, "closed or garbled the greeting"),
+        ("busy_421", Cause.TEMPORARY_FAILURE, "is temporarily unavailable"),
+    ],
+)
+async def test_a_server_that_breaks_the_greeting_is_named_for_what_it_did(
+    behaviour: str, cause: Cause, title: str
+) -> None:
+    """Garbage or a half greeting is a broken protocol, not a refused connection; only a close
+    before any byte reads as a refusal (a deny rule's reset). Each within its step time."""
+    import time
+
+    async with raw_server(behaviour) as port:
+        context = hostile_context(
+            port, Timeouts(connect=3, banner=3, command=3, check=20), password=PASSWORD
+        )
+        started = time.perf_counter()
+        findings = await run_checks(context, select(["smtp.connect"]))
+        elapsed = time.perf_counter() - started
+    (connect,) = findings
+    assert (connect.status, connect.cause) == (Status.FAIL, cause)
+    assert connect.title == f"127.0.0.1 port {port} {title}"
+    assert elapsed < 10  # the greeting's step time (3 s) bounds it, whatever the server sends

@@ -137,9 +137,13 @@ def classify_connect(outcome: SessionOutcome, profile: PlatformProfile) -> Outco
                 "Try again later; if it persists, the server is overloaded or rate-limits new connections.",
             )
         reason = banner_step.error or ""
+        # Closed at once, before a byte: the way a deny rule (tcpwrappers, a firewall's reset)
+        # refuses. Garbage, or a close in the middle of the greeting, breaks the protocol: no
+        # refusal, so no cause that says one.
+        heard = any(line.side == "S" for line in outcome.transcript.lines)
         cause = (
             Cause.UNKNOWN
-            if isinstance(outcome.error, SMTPProtocolError)
+            if isinstance(outcome.error, SMTPProtocolError) or heard
             else Cause.CONNECTION_REFUSED
         )
         return Outcome(
