@@ -10,6 +10,7 @@ explanation, remediation and ``who_acts`` that a rule may override.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fnmatch
 import re
@@ -81,8 +82,8 @@ class Rule:
     _code: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _enhanced: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     # Per pattern, words of which one must occur (in lower case) in any text it matches.
-    _text_words: Words | None = field(init=False, repr=False, compare=False, default=None)
-    _decisive_words: Words | None = field(init=False, repr=False, compare=False, default=None)
+    _text: Prefiltered | None = field(init=False, repr=False, compare=False, default=None)
+    _decisive: Prefiltered | None = field(init=False, repr=False, compare=False, default=None)
 
     # The most specific level a rule without ``enhanced`` can match at.
     ceiling: Specificity = field(init=False, repr=False, compare=False, default=Specificity.NONE)
@@ -96,8 +97,8 @@ class Rule:
         object.__setattr__(self, "ceiling", ENHANCED_CEILING if self.enhanced else ceiling)
         object.__setattr__(self, "_code", _shell_patterns((self.code,) if self.code else ()))
         object.__setattr__(self, "_enhanced", _shell_patterns(self.enhanced))
-        object.__setattr__(self, "_text_words", required_words(self.text))
-        object.__setattr__(self, "_decisive_words", required_words(self.decisive))
+        object.__setattr__(self, "_text", Prefiltered(self.text) if self.text else None)
+        object.__setattr__(self, "_decisive", Prefiltered(self.decisive) if self.decisive else None)
 
     def match(
         self,
@@ -115,9 +116,8 @@ class Rule:
         if folded is None:
             folded = fold_case(text)
         if (
-            self.decisive is not None
-            and _may_occur(self._decisive_words, folded)
-            and (found := self.decisive.search(text)) is not None
+            self._decisive is not None
+            and (found := self._decisive.search(text, folded)) is not None
         ):
             return Specificity.DECISIVE, found.group(0)
         if self._code is not None and (code is None or self._code.match(code) is None):
@@ -127,8 +127,8 @@ class Rule:
         ):
             return Specificity.NONE, None
         phrase = None
-        if self.text is not None:
-            found = self.text.search(text) if _may_occur(self._text_words, folded) else None
+        if self._text is not None:
+            found = self._text.search(text, folded)
             if found is None:
                 return Specificity.NONE, None
             phrase = found.group(0)
@@ -158,14 +158,6 @@ _REPEATS = frozenset({_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT})
 def fold_case(text: str) -> str:
     """``text`` in lower case, as the words of :func:`required_words` are looked up in it."""
     return text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
-
-
-def _may_occur(words: Words | None, folded: str) -> bool:
-    """False only when ``folded`` lacks the words of every alternative (None: none known)."""
-    return words is None or any(
-        all(any(word in folded for word in choice) for choice in alternative)
-        for alternative in words
-    )
 
 
 def _candidates(items: Any) -> list[frozenset[str]]:
@@ -203,21 +195,83 @@ def _words(items: Any) -> frozenset[str] | None:
     return candidates[0] if candidates else None
 
 
-# Per alternative of a pattern, sets of words of each of which one occurs where it matches.
-Words = tuple[tuple[frozenset[str], ...], ...]
+# Sets of words of each of which one occurs wherever a pattern matches.
+Words = tuple[frozenset[str], ...]
+# Patterns the alternatives of which are not told apart: group references and flags in them.
+_NOT_SPLIT = re.compile(r"\\[1-9]|\(\?P=|\(\?\(|\(\?[aiLmsux]+\)")
+# At most this many shortened patterns are kept per pattern.
+_SHORTENED = 256
 
 
-def required_words(pattern: re.Pattern[str] | None) -> Words | None:
-    """Per alternative of ``pattern``, the word sets of each of which a word occurs in
-    :func:`fold_case` of any text the alternative finds a match in, so that the pattern need
-    not be tried where no alternative has its words; None when no such word can be told."""
-    if pattern is None:
-        return None
-    items = _sre_parse.parse(pattern.pattern, pattern.flags).data
-    top: Any = items[0] if len(items) == 1 else (None, None)
-    alternatives = top[1][1] if top[0] is _sre.BRANCH else [items]
-    words = tuple(tuple(_candidates(alternative)) for alternative in alternatives)
-    return words if all(words) else None
+def required_words(pattern: str, flags: int = 0) -> Words:
+    """The sets of words (lower case) of each of which a word occurs in :func:`fold_case` of
+    any text ``pattern`` finds a match in (none when no such word can be told)."""
+    return tuple(_candidates(_sre_parse.parse(pattern, flags).data))
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of ``pattern``'s source, which ``|`` joins back into it."""
+    parts: list[str] = []
+    depth, start, index, in_class, class_start = 0, 0, 0, False, 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 1
+        elif in_class:
+            in_class = char != "]" or index == class_start
+        elif char == "[":
+            in_class = True
+            class_start = index + 1 + (pattern[index + 1 : index + 2] == "^")
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(pattern[start:index])
+            start = index + 1
+        index += 1
+    parts.append(pattern[start:])
+    return parts
+
+
+class Prefiltered:
+    """A pattern tried on a text only with those of its alternatives whose words the text
+    has: the leftmost match, and at one position the first alternative, are the same."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        source, flags = pattern.pattern, pattern.flags
+        parts = [source]
+        if not flags & re.VERBOSE and _NOT_SPLIT.search(source) is None:
+            with contextlib.suppress(re.error):
+                parts = _alternatives(source)
+                for part in parts:
+                    _sre_parse.parse(part, flags)
+        if len(parts) > 1 and "|".join(parts) != source:
+            parts = [source]
+        self.parts = tuple(parts)
+        self.words = tuple(required_words(part, flags) for part in parts)
+        self._shortened: dict[tuple[int, ...], re.Pattern[str]] = {}
+
+    def search(self, text: str, folded: str) -> re.Match[str] | None:
+        """``pattern.search(text)``, ``folded`` being :func:`fold_case` of ``text``."""
+        has = folded.__contains__
+        kept = tuple(
+            i
+            for i, words in enumerate(self.words)
+            if all(any(map(has, choice)) for choice in words)
+        )
+        if not kept:
+            return None
+        if len(kept) == len(self.parts):
+            return self.pattern.search(text)
+        shortened = self._shortened.get(kept)
+        if shortened is None:
+            if len(self._shortened) >= _SHORTENED:
+                return self.pattern.search(text)
+            source = "|".join(self.parts[i] for i in kept)
+            shortened = self._shortened[kept] = re.compile(source, self.pattern.flags)
+        return shortened.search(text)
 
 
 def _shell_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
