@@ -241,16 +241,18 @@ class Prefiltered:
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
         source, flags = pattern.pattern, pattern.flags
-        parts = [source]
+        parts, words = [source], None
         if not flags & re.VERBOSE and _NOT_SPLIT.search(source) is None:
             with contextlib.suppress(re.error):
-                parts = _alternatives(source)
-                for part in parts:
-                    _sre_parse.parse(part, flags)
-        if len(parts) > 1 and "|".join(parts) != source:
-            parts = [source]
+                split = _alternatives(source)
+                if len(split) > 1 and "|".join(split) == source:
+                    words = [required_words(part, flags) for part in split]
+                    parts = split
+        if words is None:
+            words = [required_words(source, flags)]
         self.parts = tuple(parts)
-        self.words = tuple(required_words(part, flags) for part in parts)
+        # The two word sets that say the most are enough to leave most alternatives out.
+        self.words = tuple(w[:2] for w in words)
         self._shortened: dict[tuple[int, ...], re.Pattern[str]] = {}
 
     def search(self, text: str, folded: str) -> re.Match[str] | None:
