@@ -199,8 +199,6 @@ def _words(items: Any) -> frozenset[str] | None:
 Words = tuple[frozenset[str], ...]
 # Patterns the alternatives of which are not told apart: group references and flags in them.
 _NOT_SPLIT = re.compile(r"\\[1-9]|\(\?P=|\(\?\(|\(\?[aiLmsux]+\)")
-# At most this many shortened patterns are kept per pattern.
-_SHORTENED = 256
 
 
 def required_words(pattern: str, flags: int = 0) -> Words:
@@ -253,27 +251,27 @@ class Prefiltered:
         self.parts = tuple(parts)
         # The two word sets that say the most are enough to leave most alternatives out.
         self.words = tuple(w[:2] for w in words)
-        self._shortened: dict[tuple[int, ...], re.Pattern[str]] = {}
+        self._compiled: list[re.Pattern[str] | None] = [None] * len(parts)
 
     def search(self, text: str, folded: str) -> re.Match[str] | None:
-        """``pattern.search(text)``, ``folded`` being :func:`fold_case` of ``text``."""
+        """``pattern.search(text)``, ``folded`` being :func:`fold_case` of ``text``.
+
+        The alternatives are searched one by one: the match is the one that starts first,
+        and of those starting there the first alternative's, as the whole pattern finds it.
+        """
         has = folded.__contains__
-        kept = tuple(
-            i
-            for i, words in enumerate(self.words)
-            if all(any(map(has, choice)) for choice in words)
-        )
-        if not kept:
-            return None
-        if len(kept) == len(self.parts):
-            return self.pattern.search(text)
-        shortened = self._shortened.get(kept)
-        if shortened is None:
-            if len(self._shortened) >= _SHORTENED:
-                return self.pattern.search(text)
-            source = "|".join(self.parts[i] for i in kept)
-            shortened = self._shortened[kept] = re.compile(source, self.pattern.flags)
-        return shortened.search(text)
+        first: re.Match[str] | None = None
+        for index, words in enumerate(self.words):
+            if not all(any(map(has, choice)) for choice in words):
+                continue
+            compiled = self._compiled[index]
+            if compiled is None:
+                compiled = re.compile(self.parts[index], self.pattern.flags)
+                self._compiled[index] = compiled
+            found = compiled.search(text)
+            if found is not None and (first is None or found.start() < first.start()):
+                first = found
+        return first
 
 
 def _shell_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
