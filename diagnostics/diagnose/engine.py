@@ -32,7 +32,6 @@ from diagnostics.diagnose.rules import (
     RuleTable,
     Specificity,
     WhoActs,
-    fold_case,
     load_rules,
 )
 from diagnostics.findings import Cause
@@ -216,7 +215,7 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     chosen = None
     phrase: str | None = None
     wording = _WHITESPACE.sub(" ", failure.text)
-    folded = fold_case(wording)
+    present = table.words_in(wording)
     subjects = table.subjects
     agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
     for rule in table.rules:
@@ -224,7 +223,7 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
             # It can neither win nor be an enhanced code agreeing with decisive wording.
             continue
         level, matched = rule.match(
-            failure.code, failure.enhanced, wording, generic=table.generic, folded=folded
+            failure.code, failure.enhanced, wording, generic=table.generic, present=present
         )
         level = _weighed(rule, level, failure, subjects)
         if level > best:

@@ -14,7 +14,8 @@ import contextlib
 import enum
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cache
 from re import _constants as _sre  # type: ignore[attr-defined]
@@ -85,6 +86,8 @@ class Rule:
     _text: Prefiltered | None = field(init=False, repr=False, compare=False, default=None)
     _decisive: Prefiltered | None = field(init=False, repr=False, compare=False, default=None)
 
+    # The words its patterns are looked up by.
+    vocabulary: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     # The most specific level a rule without ``enhanced`` can match at.
     ceiling: Specificity = field(init=False, repr=False, compare=False, default=Specificity.NONE)
 
@@ -99,6 +102,8 @@ class Rule:
         object.__setattr__(self, "_enhanced", _shell_patterns(self.enhanced))
         object.__setattr__(self, "_text", Prefiltered(self.text) if self.text else None)
         object.__setattr__(self, "_decisive", Prefiltered(self.decisive) if self.decisive else None)
+        vocabulary = frozenset().union(*(p.vocabulary for p in (self._text, self._decisive) if p))
+        object.__setattr__(self, "vocabulary", vocabulary)
 
     def match(
         self,
@@ -107,17 +112,18 @@ class Rule:
         text: str,
         *,
         generic: re.Pattern[str] | tuple[str, ...] | None = None,
-        folded: str | None = None,
+        present: AbstractSet[str] | None = None,
     ) -> tuple[Specificity, str | None]:
         """How specifically this rule matches, and the phrase its ``text`` matched.
 
-        ``folded`` is :func:`fold_case` of ``text``, given when the caller matches many rules.
+        ``present`` holds the words of the rule's :attr:`vocabulary` that occur in
+        :func:`fold_case` of ``text`` (or more), given when the caller matches many rules.
         """
-        if folded is None:
-            folded = fold_case(text)
+        if present is None:
+            present = words_in(fold_case(text), self.vocabulary)
         if (
             self._decisive is not None
-            and (found := self._decisive.search(text, folded)) is not None
+            and (found := self._decisive.search(text, present)) is not None
         ):
             return Specificity.DECISIVE, found.group(0)
         if self._code is not None and (code is None or self._code.match(code) is None):
@@ -128,7 +134,7 @@ class Rule:
             return Specificity.NONE, None
         phrase = None
         if self._text is not None:
-            found = self._text.search(text, folded)
+            found = self._text.search(text, present)
             if found is None:
                 return Specificity.NONE, None
             phrase = found.group(0)
@@ -158,6 +164,11 @@ _REPEATS = frozenset({_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT})
 def fold_case(text: str) -> str:
     """``text`` in lower case, as the words of :func:`required_words` are looked up in it."""
     return text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
+
+
+def words_in(folded: str, vocabulary: Iterable[str]) -> frozenset[str]:
+    """The words of ``vocabulary`` that occur in ``folded``."""
+    return frozenset(filter(folded.__contains__, vocabulary))
 
 
 def _candidates(items: Any) -> list[frozenset[str]]:
@@ -251,18 +262,23 @@ class Prefiltered:
         self.parts = tuple(parts)
         # The two word sets that say the most are enough to leave most alternatives out.
         self.words = tuple(w[:2] for w in words)
+        self.vocabulary = frozenset(word for w in self.words for choice in w for word in choice)
+        # Words of which one occurs wherever the pattern matches (None: not known).
+        self.gate = frozenset().union(*(w[0] for w in self.words)) if all(self.words) else None
         self._compiled: list[re.Pattern[str] | None] = [None] * len(parts)
 
-    def search(self, text: str, folded: str) -> re.Match[str] | None:
-        """``pattern.search(text)``, ``folded`` being :func:`fold_case` of ``text``.
+    def search(self, text: str, present: AbstractSet[str]) -> re.Match[str] | None:
+        """``pattern.search(text)``, ``present`` holding the words of :attr:`vocabulary` that
+        occur in :func:`fold_case` of ``text``.
 
         The alternatives are searched one by one: the match is the one that starts first,
         and of those starting there the first alternative's, as the whole pattern finds it.
         """
-        has = folded.__contains__
+        if self.gate is not None and self.gate.isdisjoint(present):
+            return None
         first: re.Match[str] | None = None
         for index, words in enumerate(self.words):
-            if not all(any(map(has, choice)) for choice in words):
+            if not all(not present.isdisjoint(choice) for choice in words):
                 continue
             compiled = self._compiled[index]
             if compiled is None:
@@ -294,6 +310,7 @@ class RuleTable:
     subjects: Mapping[Cause, frozenset[str]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    vocabulary: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "generic", _shell_patterns(self.generic_enhanced))
@@ -304,6 +321,12 @@ class RuleTable:
                 if len(parts) == 3 and parts[1].isdigit():
                     subjects.setdefault(rule.cause, set()).add(parts[1])
         object.__setattr__(self, "subjects", {c: frozenset(s) for c, s in subjects.items()})
+        vocabulary = frozenset().union(*(rule.vocabulary for rule in self.rules))
+        object.__setattr__(self, "vocabulary", tuple(sorted(vocabulary)))
+
+    def words_in(self, text: str) -> frozenset[str]:
+        """The words of the rules' patterns that occur in ``text`` (see :meth:`Rule.match`)."""
+        return words_in(fold_case(text), self.vocabulary)
 
 
 def _advice(cause: Cause, body: Mapping[str, Any]) -> Advice:
