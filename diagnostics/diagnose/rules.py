@@ -260,8 +260,8 @@ class Prefiltered:
         if words is None:
             words = [required_words(source, flags)]
         self.parts = tuple(parts)
-        # The two word sets that say the most are enough to leave most alternatives out.
-        self.words = tuple(w[:2] for w in words)
+        # The word set that says the most is enough to leave most alternatives out.
+        self.words = tuple(w[:1] for w in words)
         self.vocabulary = frozenset(word for w in self.words for choice in w for word in choice)
         # Words of which one occurs wherever the pattern matches (None: not known).
         self.gate = frozenset().union(*(w[0] for w in self.words)) if all(self.words) else None
