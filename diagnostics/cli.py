@@ -9,7 +9,6 @@ command is a short function, and what it prints is rendered by :mod:`diagnostics
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
 import contextlib
 import difflib
@@ -485,6 +484,8 @@ def _in_thread(function: Callable[..., T], *args: Any) -> concurrent.futures.Fut
 
 
 async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
     from diagnostics.context import Timeouts, system_trust
 
     # Loading the system's trust store keeps OpenSSL busy for a while, without the GIL: it
@@ -528,6 +529,8 @@ async def _smtp(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _headers(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
     from diagnostics.limits import read_bounded, read_stream_bounded
     from diagnostics.parse.headers.analysis import analyse_headers
     from diagnostics.parse.headers.message import parse_message
@@ -629,6 +632,8 @@ async def _kept_copy(args: argparse.Namespace, arrived: bytes) -> tuple[bytes, s
 def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Exit 0 when every input's cause is recognised (and confirmed checks pass), 1 when one is
     ``unknown`` or a confirming check fails, 2 when an input or the config cannot be read."""
+    import asyncio
+
     from diagnostics.diagnose import diagnose
     from diagnostics.diagnose.inputs import confirming_checks, read_inputs
     from diagnostics.findings import Cause
@@ -789,6 +794,7 @@ def _completion(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _sandbox_up(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
     import shlex
 
     from diagnostics.sandbox.account import load_account_world
@@ -848,6 +854,8 @@ def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """Run the command line; returns the exit code."""
+    import asyncio
+
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
