@@ -44,7 +44,8 @@ _HEADER_NAMES = frozenset(
 _FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*)$")
 # The envelope line an mbox puts before each message ("From sender date").
 _ENVELOPE = re.compile(rb"^From \S+[^\r\n]*\r?\n")
-_FOLD = re.compile(r"\s*\r?\n[ \t]+")
+# Starts only where a whitespace run starts: a long run of spaces stays linear to search.
+_FOLD = re.compile(r"(?<!\s)\s*\r?\n[ \t]+")
 _SCRIPT = re.compile(r"<(script|style)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
 _LINE_BREAK_TAG = re.compile(r"<br\s*/?>|</(?:p|div|tr|li|h\d)>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")

@@ -90,7 +90,8 @@ def _split_unquoted(text: str, separator: str) -> list[str]:
 
 
 _METHOD = re.compile(r"^([A-Za-z0-9][\w.-]*)\s*(?:/\s*\d+)?\s*=\s*([\w-]+)")
-_PROPERTY = re.compile(r'([A-Za-z0-9][\w.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)')
+# A name starts where a run of name characters starts: a long run without "=" stays linear.
+_PROPERTY = re.compile(r'(?<![\w.-])([A-Za-z0-9][\w.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)')
 
 
 def _unquote(value: str) -> str:

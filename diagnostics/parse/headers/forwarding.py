@@ -143,8 +143,8 @@ _FORWARD_SEPARATORS = (
     ),
 )
 _ORIGINAL_MESSAGE = re.compile(
-    r"^[\s>]*-{3,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|Mensaje original)"
-    r"\s*-{3,}",
+    r"^[ \t>]*-{3,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|"
+    r"Mensaje original)[ \t]*-{3,}",
     re.MULTILINE | re.IGNORECASE,
 )
 _BLOCK_FROM = re.compile(r"^[\s>*]*(From|Von|De)\s?:\*?\s*\S", re.IGNORECASE)
@@ -161,7 +161,8 @@ _DISCLAIMERS = (
     "diese nachricht stammt von außerhalb",
     "achtung: externe e-mail",
 )
-_VIA = re.compile(r"^(?P<name>.*?)\s+via\s+(?P<via>\S.*)$", re.IGNORECASE)
+# The name ends before a whitespace run, not inside it: linear on a name of many spaces.
+_VIA = re.compile(r"^(?P<name>.*?)(?<!\s)\s+via\s+(?P<via>\S.*)$", re.IGNORECASE)
 _SRS = re.compile(r"(?:^|[<+])SRS[01][=+-]|\+SRS=", re.IGNORECASE)
 _GMAIL_CAF = re.compile(r"\+caf_=", re.IGNORECASE)
 
