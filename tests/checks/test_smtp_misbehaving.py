@@ -165,3 +165,61 @@ async def test_a_server_that_breaks_the_greeting_is_named_for_what_it_did(
     assert (connect.status, connect.cause) == (Status.FAIL, cause)
     assert connect.title == f"127.0.0.1 port {port} {title}"
     assert elapsed < 10  # the greeting's step time (3 s) bounds it, whatever the server sends
+
+
+@asynccontextmanager
+async def after_starttls(behaviour: str) -> AsyncIterator[int]:
+    """A server that offers STARTTLS, says 220 to it, and then stalls or sends garbage instead
+    of a TLS handshake."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.example ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line.split(b" ", 1)[0].strip().upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-mx.example\r\n250 STARTTLS\r\n")
+                elif verb == b"STARTTLS":
+                    writer.write(b"220 2.0.0 go ahead\r\n")
+                    await writer.drain()
+                    if behaviour == "garbage":
+                        await reader.read(1)  # the client's hello: answered with garbage
+                        writer.write(b"\x00\xff this is not TLS\r\n" * 50)
+                        await writer.drain()
+                    await asyncio.sleep(30)
+                else:
+                    writer.write(b"250 2.0.0 OK\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "title"),
+    [("stall", "TLS handshake timed out"), ("garbage", "TLS handshake failed")],
+)
+async def test_no_tls_after_starttls_is_a_tls_mismatch_within_the_step_time(
+    behaviour: str, title: str
+) -> None:
+    import time
+
+    async with after_starttls(behaviour) as port:
+        context = hostile_context(
+            port, Timeouts(connect=3, banner=3, command=3, check=20), password=PASSWORD
+        )
+        started = time.perf_counter()
+        findings = await run_checks(context, select(["smtp.connect", "smtp.tls"]))
+        elapsed = time.perf_counter() - started
+    found = {f.check: (f.status, f.cause, f.title) for f in findings}
+    assert found["smtp.connect"][0] == Status.PASS
+    assert found["smtp.tls"] == (Status.FAIL, Cause.TLS_MISMATCH, title)
+    assert elapsed < 10  # the handshake's step time (3 s) bounds it
