@@ -34,7 +34,7 @@ from diagnostics.model.account import (
     SmtpSettings,
     Subcompany,
 )
-from diagnostics.profiles import IPNetwork, load_profiles
+from diagnostics.profiles import load_profiles
 from diagnostics.secrets import (
     Secret,
     env_reference_name,
@@ -418,17 +418,9 @@ class Rules:
             return _FAILED
         return secret
 
-    def _identity(
-        self, data: Mapping[Any, Any], loc: Loc
-    ) -> tuple[
-        str | _Failed,
-        str | _Failed | None,
-        SmtpSettings | _Failed | None,
-        tuple[IPNetwork, ...] | _Failed | None,
-        MailboxSettings | _Failed | None,
-        DkimSigning | _Failed | None,
-    ]:
-        """The fields a company and a subcompany share, in the model's order."""
+    def _identity(self, data: Mapping[Any, Any], loc: Loc) -> dict[str, Any]:
+        """The fields a company and a subcompany share, in the model's order, by name (each
+        value checked, or the failed marker)."""
         raw_smtp = data.get("smtp")
         name = self.value(data, loc, "name", _non_empty_text)
         address = self.value(
@@ -448,7 +440,14 @@ class Rules:
         )
         raw_dkim = data.get("dkim")
         dkim = None if raw_dkim is None else self.dkim_signing(raw_dkim, (*loc, "dkim"))
-        return name, address, smtp, allowlist, mailbox, dkim
+        return {
+            "name": name,
+            "custom_address": address,
+            "smtp": smtp,
+            "allowlist": allowlist,
+            "mailbox": mailbox,
+            "dkim": dkim,
+        }
 
     def company(self, raw: Any, loc: Loc) -> Company | _Failed:
         """:class:`Company` from ``{name, custom_address?, smtp?, allowlist?, sender_name?}``."""
@@ -456,7 +455,7 @@ class Rules:
         data = self.mapping(raw, loc)
         if data is None:
             return _FAILED
-        name, custom_address, smtp, allowlist, mailbox, dkim = self._identity(data, loc)
+        shared = self._identity(data, loc)
         sender_name: SenderName | _Failed = self.value(
             data, loc, "sender_name", _sender_name, default=_EMPLOYEE, required=False
         )
@@ -464,12 +463,7 @@ class Rules:
         if len(self.problems) > before:
             return _FAILED
         return Company(
-            name=_valid(name),
-            custom_address=_valid(custom_address),
-            smtp=_valid(smtp),
-            allowlist=_valid(allowlist),
-            mailbox=_valid(mailbox),
-            dkim=_valid(dkim),
+            **{key: _valid(value) for key, value in shared.items()},
             sender_name=_valid(sender_name),
         )
 
@@ -479,18 +473,11 @@ class Rules:
         data = self.mapping(raw, loc)
         if data is None:
             return _FAILED
-        name, custom_address, smtp, allowlist, mailbox, dkim = self._identity(data, loc)
+        shared = self._identity(data, loc)
         self.unknown_keys(data, loc, _IDENTITY_KEYS)
         if len(self.problems) > before:
             return _FAILED
-        return Subcompany(
-            name=_valid(name),
-            custom_address=_valid(custom_address),
-            smtp=_valid(smtp),
-            allowlist=_valid(allowlist),
-            mailbox=_valid(mailbox),
-            dkim=_valid(dkim),
-        )
+        return Subcompany(**{key: _valid(value) for key, value in shared.items()})
 
     def position(self, raw: Any, loc: Loc) -> Position | _Failed:
         """:class:`Position` from ``{title, subcompany?}``."""
