@@ -29,7 +29,9 @@ import email.policy
 import email.utils
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import TYPE_CHECKING, Literal
 
 from diagnostics.errors import DialError, ProbeError, SandboxError, StepTimeout
@@ -135,10 +137,14 @@ async def open_mailbox(context: Context, settings: MailboxSettings) -> tuple[IMA
     return client, mechanism
 
 
-def is_bounce(data: bytes) -> bool:
+def is_bounce(data: bytes | Message) -> bool:
     """Whether ``data`` is a delivery report (RFC 3464) or a mail system's non-delivery
     notice, rather than a person's mail or an auto-reply."""
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    message = (
+        email.message_from_bytes(data, policy=email.policy.compat32)
+        if isinstance(data, bytes)
+        else data
+    )
     if message.get_content_type() == "multipart/report":
         return True
     sender = str(message.get("From", "")).lower()
@@ -149,8 +155,7 @@ def _mentions(data: bytes, token: str, message_id: str) -> bool:
     return token.encode() in data or message_id.encode() in data
 
 
-def _is_copy(data: bytes, token: str) -> bool:
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+def _is_copy(message: Message, token: str) -> bool:
     return str(message.get(TOKEN_HEADER, "")).strip() == token or token in str(
         message.get("Subject", "")
     )
@@ -173,19 +178,18 @@ async def search_folder(
     candidates = await client.uid_search(
         f"SINCE {since} OR OR TEXT {quoted} FROM MAILER-DAEMON FROM postmaster"
     )
-    seen = {
-        (a.folder, u) for a in (*found.copies, *found.bounces) for u in found.uids.get(a.folder, [])
-    }
+    known = found.uids.get(folder, [])
     for uid in [*copies, *[u for u in candidates if u not in copies]][:MAX_CANDIDATES]:
-        if (folder, uid) in seen:
+        if uid in known:
             continue
         data = await client.uid_fetch(uid)
         if not _mentions(data, token, message_id):
             continue
         arrival = Arrival(decode_folder(folder), data, time.time())
-        if _is_copy(data, token):
+        message = email.message_from_bytes(data, policy=email.policy.compat32)
+        if _is_copy(message, token):
             found.copies.append(arrival)
-        elif is_bounce(data):
+        elif is_bounce(message):
             found.bounces.append(arrival)
         else:
             continue
@@ -452,7 +456,17 @@ def tag_of(data: bytes) -> str | None:
     return None
 
 
-def _mailboxes_for(context: Context, arrived: bytes) -> list[tuple[str, MailboxSettings]]:
+def distinct_mailboxes(identities: Iterable[SendingIdentity]) -> list[MailboxSettings]:
+    """The mailboxes of ``identities`` that can be read, each once (by host, port, login)."""
+    found: dict[tuple[str, int, str], MailboxSettings] = {}
+    for identity in identities:
+        settings = identity.mailbox_settings()
+        if settings is not None:
+            found.setdefault((settings.host, settings.port, settings.account), settings)
+    return list(found.values())
+
+
+def _mailboxes_for(context: Context, arrived: bytes) -> list[MailboxSettings]:
     """The mailboxes to look in: the one of the custom address the message was sent to,
     else every (sub)company's (each mailbox once)."""
     message = email.message_from_bytes(arrived, policy=email.policy.compat32)
@@ -461,15 +475,9 @@ def _mailboxes_for(context: Context, arrived: bytes) -> list[tuple[str, MailboxS
         for name in ("To", "Cc", "Delivered-To", "X-Original-To")
         for v in message.get_all(name, [])
     ).casefold()
-    found: dict[tuple[str, int, str], tuple[str, MailboxSettings]] = {}
-    identities = context.config.identities()
-    addressed = [i for i in identities if i.custom_address and i.custom_address.casefold() in named]
-    for identity in addressed or identities:
-        settings = identity.mailbox_settings()
-        if settings is not None and identity.custom_address is not None:
-            key = (settings.host, settings.port, settings.account)
-            found.setdefault(key, (identity.custom_address, settings))
-    return list(found.values())
+    identities = [i for i in context.config.identities() if i.custom_address is not None]
+    addressed = [i for i in identities if str(i.custom_address).casefold() in named]
+    return distinct_mailboxes(addressed or identities)
 
 
 async def fetch_original(
@@ -496,7 +504,7 @@ async def fetch_original(
     if not mailboxes:
         raise LookupError("no (sub)company of the account file has a mailbox to read")
     searched = []
-    for _address, settings in mailboxes:
+    for settings in mailboxes:
         client, _ = await open_mailbox(context, settings)
         try:
             for folder in (await client.folders())[:MAX_FOLDERS]:

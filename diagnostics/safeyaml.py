@@ -69,13 +69,6 @@ def check_bounds(text: str, *, max_depth: int = MAX_DEPTH, max_values: int = MAX
             stack[-1] = (parent, inside + added)
 
 
-def compose_bounded(text: str) -> yaml.Node | None:
-    """The node graph of ``text`` once :func:`check_bounds` passed (aliases shared, not
-    copied)."""
-    check_bounds(text)
-    return yaml.compose(text, Loader=yaml.SafeLoader)
-
-
 def load_bounded(text: str) -> Any:
     """``yaml.safe_load(text)`` once :func:`check_bounds` passed. Aliases are shared in the
     result, as PyYAML builds them; the bound is on what they would expand to."""

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from diagnostics.errors import DialError, ProbeError, SandboxError, StepTimeout
-from diagnostics.liveroundtrip import BOUNCE_GRACE_S, is_bounce, mailbox_failure, open_mailbox
+from diagnostics.liveroundtrip import (
+    BOUNCE_GRACE_S,
+    distinct_mailboxes,
+    is_bounce,
+    mailbox_failure,
+    open_mailbox,
+)
 from diagnostics.net.imap import IMAPError
 
 if TYPE_CHECKING:
@@ -193,11 +199,7 @@ async def watch(
 ) -> WatchResult:
     """Watch every (sub)company's mailbox (each once) for ``timeout`` seconds at most."""
     result = WatchResult()
-    mailboxes: dict[tuple[str, int, str], MailboxSettings] = {}
-    for identity in context.config.identities():
-        settings = identity.mailbox_settings()
-        if settings is not None:
-            mailboxes.setdefault((settings.host, settings.port, settings.account), settings)
+    mailboxes = distinct_mailboxes(context.config.identities())
     started = time.perf_counter()
     deadline = started + timeout
 
@@ -208,6 +210,6 @@ async def watch(
             step, said = mailbox_failure(exc)
             result.unreadable[settings.where] = f"{step}: {said}"
 
-    await asyncio.gather(*(one(s) for s in mailboxes.values()))
+    await asyncio.gather(*(one(s) for s in mailboxes))
     result.waited_s = time.perf_counter() - started
     return result
