@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from diagnostics.cli import main
+from diagnostics.datafiles import load_data_file
 from diagnostics.diagnose import (
     Failure,
     RuleTableError,
@@ -294,6 +295,35 @@ def test_a_rule_without_patterns_is_refused() -> None:
     }
     with pytest.raises(RuleTableError, match="empty"):
         parse_rules(data)
+
+
+def test_the_packaged_table_passes_the_checks_its_quick_load_leaves_out() -> None:
+    # load_rules() does not compile each pattern whole; the table must pass the full check.
+    table = parse_rules(load_data_file("diagnosis_rules.yaml"), checked=True)
+    assert [r.id for r in table.rules] == [r.id for r in load_rules().rules]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "checked"),
+    [
+        ("unbalanced (group", False),  # refused by the parse for words alone
+        ("(?P<n>full)|(?P<n>quota)", True),  # each alternative parses; the whole does not
+    ],
+)
+def test_a_malformed_pattern_is_refused_naming_its_rule(pattern: str, checked: bool) -> None:
+    data: dict[str, Any] = {
+        "causes": {
+            c.value: {"explanation": "e", "remediation": "r", "who_acts": "it"} for c in Cause
+        },
+        "rules": [{"id": "broken", "cause": "mailbox_full", "confidence": 0.5, "text": pattern}],
+    }
+    with pytest.raises(RuleTableError, match="diagnosis rule broken: "):
+        parse_rules(data, checked=checked)
+    if not checked:
+        return
+    # Unchecked, the alternatives each parse; the first wording holding both words compiles
+    # only the alternative it needs.
+    assert parse_rules(data, checked=False).rules[0].text == pattern
 
 
 def test_a_specificity_order_matches_the_contract() -> None:

@@ -54,6 +54,11 @@ def _rule_patterns() -> Iterator[tuple[str, re.Pattern[str] | re.Pattern[bytes]]
         for attribute, value in vars(rule).items():
             if isinstance(value, re.Pattern):
                 yield f"rule {rule.id}.{attribute}", value
+        # The wording patterns are kept as sources and compiled when first needed.
+        for attribute in ("text", "decisive"):
+            source = getattr(rule, attribute)
+            if source is not None:
+                yield f"rule {rule.id}.{attribute}", re.compile(source, re.IGNORECASE)
 
 
 PATTERNS = sorted({*_module_patterns(), *_rule_patterns()}, key=lambda item: item[0])

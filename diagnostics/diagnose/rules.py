@@ -22,6 +22,8 @@ from re import _constants as _sre  # type: ignore[attr-defined]
 from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
+import ahocorasick
+
 from diagnostics.datafiles import load_data_file
 from diagnostics.errors import DiagnosticsError
 from diagnostics.findings import Cause
@@ -77,8 +79,10 @@ class Rule:
     who_acts: WhoActs
     code: str | None = None
     enhanced: tuple[str, ...] = ()
-    text: re.Pattern[str] | None = None
-    decisive: re.Pattern[str] | None = None
+    # Patterns (case-insensitive), as sources: each alternative is compiled when a wording
+    # first holds its words (see :class:`Prefiltered`).
+    text: str | None = None
+    decisive: str | None = None
     # ``code`` and ``enhanced`` compiled once: what ``fnmatch.fnmatchcase`` would match.
     _code: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _enhanced: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
@@ -247,9 +251,8 @@ class Prefiltered:
     """A pattern tried on a text only with those of its alternatives whose words the text
     has: the leftmost match, and at one position the first alternative, are the same."""
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
-        source, flags = pattern.pattern, pattern.flags
+    def __init__(self, source: str, flags: int = re.IGNORECASE) -> None:
+        self.source, self.flags = source, flags
         parts, words = [source], None
         if not flags & re.VERBOSE and _NOT_SPLIT.search(source) is None:
             with contextlib.suppress(re.error):
@@ -282,7 +285,7 @@ class Prefiltered:
                 continue
             compiled = self._compiled[index]
             if compiled is None:
-                compiled = re.compile(self.parts[index], self.pattern.flags)
+                compiled = re.compile(self.parts[index], self.flags)
                 self._compiled[index] = compiled
             found = compiled.search(text)
             if found is not None and (first is None or found.start() < first.start()):
@@ -311,6 +314,8 @@ class RuleTable:
         init=False, repr=False, compare=False, default_factory=dict
     )
     vocabulary: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    # The vocabulary's words found in one pass over a text (Aho-Corasick).
+    _automaton: Any = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "generic", _shell_patterns(self.generic_enhanced))
@@ -323,10 +328,19 @@ class RuleTable:
         object.__setattr__(self, "subjects", {c: frozenset(s) for c, s in subjects.items()})
         vocabulary = frozenset().union(*(rule.vocabulary for rule in self.rules))
         object.__setattr__(self, "vocabulary", tuple(sorted(vocabulary)))
+        automaton = ahocorasick.Automaton()
+        for word in self.vocabulary:
+            automaton.add_word(word, word)
+        if self.vocabulary:
+            automaton.make_automaton()
+        object.__setattr__(self, "_automaton", automaton)
 
     def words_in(self, text: str) -> frozenset[str]:
-        """The words of the rules' patterns that occur in ``text`` (see :meth:`Rule.match`)."""
-        return words_in(fold_case(text), self.vocabulary)
+        """The words of the rules' patterns that occur in ``text`` (see :meth:`Rule.match`):
+        what :func:`words_in` finds, in one pass over the text however many words there are."""
+        if not self.vocabulary:
+            return frozenset()
+        return frozenset(word for _, word in self._automaton.iter(fold_case(text)))
 
 
 def _advice(cause: Cause, body: Mapping[str, Any]) -> Advice:
@@ -340,7 +354,7 @@ def _advice(cause: Cause, body: Mapping[str, Any]) -> Advice:
         raise RuleTableError(f"diagnosis rules: cause {cause.value}: {exc}") from exc
 
 
-def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice]) -> Rule:
+def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice], *, checked: bool) -> Rule:
     rule_id = str(body.get("id", "?"))
     try:
         cause = Cause(body["cause"])
@@ -357,9 +371,13 @@ def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice]) -> Rule:
             who_acts=WhoActs(body.get("who_acts", default.who_acts.value)),
             code=str(body["code"]) if "code" in body else None,
             enhanced=(enhanced,) if isinstance(enhanced, str) else tuple(map(str, enhanced)),
-            text=re.compile(text, re.IGNORECASE) if text else None,
-            decisive=re.compile(decisive, re.IGNORECASE) if decisive else None,
+            text=str(text) if text else None,
+            decisive=str(decisive) if decisive else None,
         )
+        if checked:
+            for pattern in (rule.text, rule.decisive):
+                if pattern is not None:
+                    re.compile(pattern, re.IGNORECASE)
     except (KeyError, ValueError, re.error) as exc:
         raise RuleTableError(f"diagnosis rule {rule_id}: {exc}") from exc
     if not 0.0 <= rule.confidence <= 1.0:
@@ -371,13 +389,19 @@ def _rule(body: Mapping[str, Any], advice: Mapping[Cause, Advice]) -> Rule:
     return rule
 
 
-def parse_rules(data: Mapping[str, Any]) -> RuleTable:
-    """The rule table from the YAML document's data."""
+def parse_rules(data: Mapping[str, Any], *, checked: bool = True) -> RuleTable:
+    """The rule table from the YAML document's data.
+
+    Each pattern is parsed for its words, which refuses most malformed ones; ``checked`` also
+    compiles it whole, which refuses the rest. The packaged table is loaded unchecked: the test
+    suite checks it (compiling every pattern would cost each run of ``maildiag diagnose`` more
+    than reading the table does).
+    """
     advice = {Cause(key): _advice(Cause(key), body) for key, body in data["causes"].items()}
     missing = sorted(c.value for c in Cause if c not in advice)
     if missing:
         raise RuleTableError(f"diagnosis rules: no advice for {', '.join(missing)}")
-    rules = tuple(_rule(body, advice) for body in data["rules"])
+    rules = tuple(_rule(body, advice, checked=checked) for body in data["rules"])
     ids = [r.id for r in rules]
     if len(set(ids)) != len(ids):
         raise RuleTableError("diagnosis rules: rule ids must be unique")
@@ -391,4 +415,4 @@ def parse_rules(data: Mapping[str, Any]) -> RuleTable:
 @cache
 def load_rules() -> RuleTable:
     """The packaged rule table."""
-    return parse_rules(load_data_file("diagnosis_rules.yaml"))
+    return parse_rules(load_data_file("diagnosis_rules.yaml"), checked=False)
