@@ -447,6 +447,64 @@ def test_the_subject_of_the_returned_message_is_not_the_error() -> None:
     assert diagnose(data, SMALL).cause is Cause.CONNECTION_REFUSED
 
 
+def _report_returning(kind: str, original: str) -> bytes:
+    """An RFC 3464 report: a full mailbox, then the returned original as ``kind``."""
+    return (
+        "From: MAILER-DAEMON@mx.candidates.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n'
+        "\r\n"
+        "--b1\r\nContent-Type: text/plain\r\n\r\n"
+        "The mail system could not deliver your message.\r\n"
+        "--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.candidates.example\r\n\r\n"
+        "Final-Recipient: rfc822; max@candidates.example\r\nAction: failed\r\n"
+        "Status: 5.2.2\r\nDiagnostic-Code: smtp; 552 5.2.2 Mailbox full\r\n\r\n"
+        f"--b1\r\nContent-Description: Undelivered Message\r\nContent-Type: {kind}\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        f"{original}\r\n--b1--\r\n"
+    ).encode()
+
+
+# The returned original says other things: a recipient unknown in its words, and a MIME
+# structure that is not closed, nested inside a part whose boundary never ends.
+_TRICKY_ORIGINAL = (
+    "From: jobs@acme.example\r\nSubject: 550 5.1.1 User unknown\r\n"
+    'Content-Type: multipart/mixed; boundary="inner"\r\n\r\n'
+    "--inner\r\nContent-Type: text/plain\r\n\r\nUser unknown, no such user here\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "message/rfc822",
+        "text/rfc822-headers",
+        "message/global",  # RFC 6533: an internationalised original
+        "message/global-headers",
+        "MESSAGE/RFC822; x-note=upper-case",
+    ],
+)
+def test_the_returned_original_of_every_type_is_not_read(kind: str) -> None:
+    bounce = parse_bounce_message(_report_returning(kind, _TRICKY_ORIGINAL))
+    assert bounce.text == "The mail system could not deliver your message."
+    assert [r.status for r in bounce.recipients] == ["5.2.2"]
+    diagnosis = diagnose(_report_returning(kind, _TRICKY_ORIGINAL))
+    assert (diagnosis.cause, diagnosis.evidence["enhanced_status"]) == (Cause.MAILBOX_FULL, "5.2.2")
+
+
+def test_a_report_that_names_the_type_in_its_words_is_read_to_its_end() -> None:
+    # Only a part header declaring the type starts the original, not words quoting it.
+    data = _report_returning("message/rfc822", _TRICKY_ORIGINAL).replace(
+        b"deliver your message.\r\n",
+        b"deliver your message.\r\n--\r\nContent-Type: message/rfc822 follows below\r\n",
+    )
+    bounce = parse_bounce_message(data)
+    assert bounce.text.endswith("Content-Type: message/rfc822 follows below") is False
+    assert [r.status for r in bounce.recipients] == ["5.2.2"]
+
+
 # -- kind 4: the same bounce by every path ----------------------------------------------------------
 
 FROM_LINE = "From MAILER-DAEMON Tue May 14 10:02:16 2024\n"

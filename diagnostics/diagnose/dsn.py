@@ -46,9 +46,29 @@ _FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*)$")
 _ENVELOPE = re.compile(rb"^From \S+[^\r\n]*\r?\n")
 # Starts only where a whitespace run starts: a long run of spaces stays linear to search.
 _FOLD = re.compile(r"(?<!\s)\s*\r?\n[ \t]+")
+# The content types of a returned original (RFC 3462, RFC 6533): the sender's message or its
+# header, which say nothing about the failure.
+RETURNED_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global",
+        "message/global-headers",
+    }
+)
+# The header of the MIME part carrying the returned original, up to its blank line: a
+# delimiter line, at most 30 fields, one of them its Content-Type. Possessive runs keep the
+# search linear on a stranger's text.
+_RETURNED_PART = re.compile(
+    rb"^--[^\r\n]++\r?\n(?:[^\r\n]++\r?\n){0,30}?Content-Type:[ \t]*+"
+    rb"(?:message/(?:rfc822|rfc822-headers|global|global-headers)|text/rfc822-headers)"
+    rb"(?![\w/-])[^\r\n]*+\r?\n(?:[^\r\n]++\r?\n)*+\r?\n",
+    re.IGNORECASE | re.MULTILINE,
+)
 _SCRIPT = re.compile(r"<(script|style)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
 _LINE_BREAK_TAG = re.compile(r"<br\s*/?>|</(?:p|div|tr|li|h\d)>", re.IGNORECASE)
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"<[^<>]+>")  # a stray "<" ends the run: linear on "<<<<..."
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ def _read_parts(
     status_groups: list[dict[str, str]] = []
     for part in message.walk():
         kind = part.get_content_type()
-        if kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+        if kind in RETURNED_TYPES:
             # The returned original: its headers are the sender's, not the bounce's words.
             break
         if kind in ("message/delivery-status", "message/global-delivery-status"):
@@ -207,6 +227,11 @@ def parse_bounce_message(data: bytes) -> Bounce:
     Only the human-readable report and the delivery-status fields are read: never the headers
     of the bounce itself nor those of the returned message, whatever they say.
     """
+    # The returned original is never read, so the parser is not given it: it is often most
+    # of the bounce, with MIME parts of its own.
+    returned = _RETURNED_PART.search(data)
+    if returned is not None:
+        data = data[: returned.end()]
     # The parser's default policy, compat32: email.policy.default reads much more slowly.
     message = email.message_from_bytes(data)
     if _unreadable(message):

@@ -19,7 +19,7 @@ ORIGINAL_MARKERS = re.compile(
     r"|-{3,} ?Below this line is a copy of the message|Original message headers:"
     r"|-{3,} ?Original message ?-{3,}[ \t]*$"
     r"|-{3,} ?Message headers? follows?\b"
-    r"|Content-Type:[ \t]*(?:message/rfc822|text/rfc822-headers|message/rfc822-headers)\b)",
+    r"|Content-Type:[ \t]*(?:message/(?:rfc822|rfc822-headers|global|global-headers)|text/rfc822-headers)(?![\w/-]))",
     re.IGNORECASE | re.MULTILINE,
 )
 # A MIME delimiter line: "--" and a boundary (RFC 2046 characters, at most 70), "--" to close.
