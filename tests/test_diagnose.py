@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+import diagnostics
 from diagnostics.cli import main
 from diagnostics.datafiles import load_data_file
 from diagnostics.diagnose import (
     Failure,
+    RuleTable,
     RuleTableError,
     Specificity,
     WhoActs,
@@ -301,6 +303,41 @@ def test_the_packaged_table_passes_the_checks_its_quick_load_leaves_out() -> Non
     # load_rules() does not compile each pattern whole; the table must pass the full check.
     table = parse_rules(load_data_file("diagnosis_rules.yaml"), checked=True)
     assert [r.id for r in table.rules] == [r.id for r in load_rules().rules]
+
+
+def test_the_compiled_rule_table_is_current() -> None:
+    from diagnostics.diagnose.rules import COMPILED_NAME, compile_rules
+
+    shipped = json.loads(
+        (Path(diagnostics.__file__).parent / "data" / COMPILED_NAME).read_text("utf-8")
+    )
+    assert shipped == compile_rules(), (
+        "diagnosis_rules.yaml changed: run python -m diagnostics.diagnose.compile_rules"
+    )
+
+
+def test_the_compiled_table_gives_the_same_rules_and_a_stale_one_is_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from diagnostics.diagnose import rules as module
+
+    def searched_by(table: RuleTable) -> list[Any]:
+        return [
+            (r.id, *(p and (p.source, p.parts, p.words) for p in (r._text, r._decisive)))
+            for r in table.rules
+        ]
+
+    # From the compiled file: its data and analyses, nothing parsed for words.
+    monkeypatch.setattr(module, "_ANALYSES", {})
+    data = module._compiled_data()
+    assert data == load_data_file("diagnosis_rules.yaml")
+    compiled = parse_rules(data, checked=False)
+    # From the YAML file, every pattern parsed for its words afresh.
+    monkeypatch.setattr(module, "_ANALYSES", {})
+    assert searched_by(compiled) == searched_by(parse_rules(data, checked=True))
+    # A compiled file made from another version of the YAML file is not used.
+    monkeypatch.setattr(module, "_source_text", lambda: "rules: []\n")
+    assert module._compiled_data() is None
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,15 @@ from __future__ import annotations
 import contextlib
 import enum
 import fnmatch
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
+from pathlib import Path
 from re import _constants as _sre  # type: ignore[attr-defined]
 from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Any
@@ -247,24 +251,41 @@ def _alternatives(pattern: str) -> list[str]:
     return parts
 
 
+# A pattern's alternatives (its top-level ``|`` parts, or itself whole) and, per alternative,
+# the word set that says the most (or none): enough to leave most alternatives out.
+Analysis = tuple[tuple[str, ...], tuple[Words, ...]]
+# Analyses by (pattern, flags): computed once, or read from the compiled table.
+_ANALYSES: dict[tuple[str, int], Analysis] = {}
+
+
+def analyse(source: str, flags: int = re.IGNORECASE) -> Analysis:
+    """How :class:`Prefiltered` searches ``source``: its alternatives and their words."""
+    known = _ANALYSES.get((source, flags))
+    if known is not None:
+        return known
+    parts, words = [source], None
+    if not flags & re.VERBOSE and _NOT_SPLIT.search(source) is None:
+        with contextlib.suppress(re.error):
+            split = _alternatives(source)
+            if len(split) > 1 and "|".join(split) == source:
+                words = [required_words(part, flags) for part in split]
+                parts = split
+    if words is None:
+        words = [required_words(source, flags)]
+    analysis = (tuple(parts), tuple(w[:1] for w in words))
+    _ANALYSES[(source, flags)] = analysis
+    return analysis
+
+
 class Prefiltered:
     """A pattern tried on a text only with those of its alternatives whose words the text
     has: the leftmost match, and at one position the first alternative, are the same."""
 
     def __init__(self, source: str, flags: int = re.IGNORECASE) -> None:
         self.source, self.flags = source, flags
-        parts, words = [source], None
-        if not flags & re.VERBOSE and _NOT_SPLIT.search(source) is None:
-            with contextlib.suppress(re.error):
-                split = _alternatives(source)
-                if len(split) > 1 and "|".join(split) == source:
-                    words = [required_words(part, flags) for part in split]
-                    parts = split
-        if words is None:
-            words = [required_words(source, flags)]
-        self.parts = tuple(parts)
-        # The word set that says the most is enough to leave most alternatives out.
-        self.words = tuple(w[:1] for w in words)
+        parts, words = analyse(source, flags)
+        self.parts = parts
+        self.words = words
         self.vocabulary = frozenset(word for w in self.words for choice in w for word in choice)
         # Words of which one occurs wherever the pattern matches (None: not known).
         self.gate = frozenset().union(*(w[0] for w in self.words)) if all(self.words) else None
@@ -412,7 +433,73 @@ def parse_rules(data: Mapping[str, Any], *, checked: bool = True) -> RuleTable:
     )
 
 
+# The packaged table as data, with each pattern's analysis: what reading the YAML file and
+# parsing every pattern for its words gives, in a form read without either. It is a cache of
+# ``diagnosis_rules.yaml``, used only while it names that file's digest.
+COMPILED_NAME = "diagnosis_rules.compiled.json"
+_COMPILED_FORMAT = 1
+
+
+def _source_text() -> str:
+    return (
+        resources.files("diagnostics").joinpath("data", "diagnosis_rules.yaml").read_text("utf-8")
+    )
+
+
+def compile_rules() -> dict[str, Any]:
+    """The compiled form of the packaged table (see :data:`COMPILED_NAME`)."""
+    text = _source_text()
+    data = load_data_file("diagnosis_rules.yaml")
+    table = parse_rules(data, checked=True)
+    patterns = sorted(
+        {(p.source, p.flags) for r in table.rules for p in (r._text, r._decisive) if p}
+    )
+    analyses = []
+    for source, flags in patterns:
+        parts, words = analyse(source, flags)
+        analyses.append(
+            [source, flags, list(parts), [[sorted(choice) for choice in w] for w in words]]
+        )
+    return {
+        "format": _COMPILED_FORMAT,
+        "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "data": data,
+        "analyses": analyses,
+    }
+
+
+def _compiled_data() -> Any | None:
+    """The table's data from the compiled file, its analyses now known; None when the file is
+    missing or was made from another version of the YAML file."""
+    try:
+        compiled = json.loads(
+            resources.files("diagnostics").joinpath("data", COMPILED_NAME).read_text("utf-8")
+        )
+    except (OSError, ValueError):
+        return None
+    digest = hashlib.sha256(_source_text().encode("utf-8")).hexdigest()
+    if compiled.get("format") != _COMPILED_FORMAT or compiled.get("source_sha256") != digest:
+        return None
+    for source, flags, parts, words in compiled["analyses"]:
+        _ANALYSES[(source, flags)] = (
+            tuple(parts),
+            tuple(tuple(frozenset(choice) for choice in w) for w in words),
+        )
+    return compiled["data"]
+
+
 @cache
 def load_rules() -> RuleTable:
-    """The packaged rule table."""
-    return parse_rules(load_data_file("diagnosis_rules.yaml"), checked=False)
+    """The packaged rule table: from its compiled form while that is current, which spares
+    ``maildiag diagnose`` parsing YAML and every pattern when it starts."""
+    data = _compiled_data()
+    if data is None:
+        data = load_data_file("diagnosis_rules.yaml")
+    return parse_rules(data, checked=False)
+
+
+def write_compiled(path: Path | None = None) -> Path:
+    """Write :func:`compile_rules` next to the YAML file (or to ``path``)."""
+    target = path or Path(__file__).resolve().parents[1] / "data" / COMPILED_NAME
+    target.write_text(json.dumps(compile_rules(), indent=1, ensure_ascii=False) + "\n", "utf-8")
+    return target
