@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -632,8 +632,6 @@ async def _kept_copy(args: argparse.Namespace, arrived: bytes) -> tuple[bytes, s
 def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Exit 0 when every input's cause is recognised (and confirmed checks pass), 1 when one is
     ``unknown`` or a confirming check fails, 2 when an input or the config cannot be read."""
-    import asyncio
-
     from diagnostics.diagnose import diagnose
     from diagnostics.diagnose.inputs import confirming_checks, read_inputs
     from diagnostics.findings import Cause
@@ -679,6 +677,8 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 only=tuple(to_run),
                 report_dir=args.report_dir,
             )
+            import asyncio  # only --confirm runs a loop
+
             print("== confirming checks", file=out)
             # The few confirming checks, each shown, passing or not.
             audit_code = asyncio.run(_audit(options, out, err, every=True))
@@ -850,12 +850,18 @@ def _crash_log(exc: BaseException) -> Path:
     return Path(name)
 
 
+def _run_loop(coroutine: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run``, imported only by the commands that run a loop (diagnose and headers
+    start without it)."""
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
 def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """Run the command line; returns the exit code."""
-    import asyncio
-
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
@@ -872,15 +878,15 @@ def main(
                 if args.notebook:
                     return _audit_notebook(args, out, err)
                 options = _audit_options(args)
-                return asyncio.run(_audit(options, out, err, as_json=args.json, every=args.all))
+                return _run_loop(_audit(options, out, err, as_json=args.json, every=args.all))
             if args.command == "smtp":
-                return asyncio.run(_smtp(args, out))
+                return _run_loop(_smtp(args, out))
             if args.command == "headers":
                 return _headers(args, out)
             if args.command == "diagnose":
                 return _diagnose(args, out, err)
             if args.command == "watch":
-                return asyncio.run(_watch(args, out, err))
+                return _run_loop(_watch(args, out, err))
             if args.command == "demo":
                 return _demo(args, out, err)
             if args.command == "batch":
@@ -889,7 +895,7 @@ def main(
                 return _completion(args, out)
             if args.command == "notebook":
                 return _notebook(args, out)
-            return asyncio.run(_sandbox_up(args, out))
+            return _run_loop(_sandbox_up(args, out))
     except BrokenPipeError:
         # The reader went away (`maildiag ... | head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

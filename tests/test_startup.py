@@ -315,3 +315,22 @@ def test_an_unverified_peer_is_read_by_cryptography() -> None:
     # getpeercert() is empty when the handshake did not verify: nothing to read from.
     assert certificate_from_decoded({}) is None
     assert certificate_from_decoded({"subject": "garbled"}) is None
+
+
+def test_diagnose_starts_without_an_event_loop_yaml_or_tls(tmp_path: Path) -> None:
+    # A folder of bounces is read with the compiled rule table: no PyYAML, no asyncio, no ssl.
+    bounce = ROOT / "fixtures" / "bounces-corpus"
+    sample = sorted(p for p in bounce.iterdir() if p.suffix == ".eml")[0]
+    (tmp_path / sample.name).write_bytes(sample.read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, "diagnose", "--json", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    loaded = last_line(done.stderr)
+    assert loaded["code"] in (0, 1)
+    assert heavy_modules(loaded["modules"]) == []
+    assert [m for m in loaded["modules"] if m.split(".")[0] in {"yaml", "asyncio", "ssl"}] == []
