@@ -56,16 +56,23 @@ ENV_VAR = "MAILDIAG_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 TIMEOUT_S = 30.0
 CHROMIUM_ARGS = (
+    # Headless as root in a container: no setuid sandbox, no GPU, /dev/shm may be small.
     "--no-sandbox",
     "--disable-gpu",
     "--disable-dev-shm-usage",
+    # Chromium's own traffic (background services, updates, sync, first-run, QUIC), where a
+    # switch turns it off.
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
     # No name resolves: a request that slipped past the routing below could not go anywhere.
-    "--host-resolver-rules=MAP * ~NOTFOUND",
+    # Chromium 156 still asks for an on-demand component update and Google's account list,
+    # which no switch stops; ^NOTFOUND fails them in the mapping, before the resolver. The
+    # older ~NOTFOUND is an ordinary host name to current Chromium: each such request reached
+    # the resolver, whose IPv6 probe connected a socket to 2001:4860:4860::8888 port 443.
+    "--host-resolver-rules=MAP * ^NOTFOUND",
 )
 
 _INSTALL_CHROMIUM = "install Debian's Chromium (apt-get install chromium)"
