@@ -32,6 +32,7 @@ from diagnostics.diagnose.rules import (
     RuleTable,
     Specificity,
     WhoActs,
+    fold_case,
     load_rules,
 )
 from diagnostics.findings import Cause
@@ -215,7 +216,8 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     chosen = None
     phrase: str | None = None
     wording = _WHITESPACE.sub(" ", failure.text)
-    present = table.words_in(wording)
+    folded = fold_case(wording)
+    present = table.words_in_folded(folded)
     subjects = table.subjects
     agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
     for rule in table.rules:
@@ -223,7 +225,12 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
             # It can neither win nor be an enhanced code agreeing with decisive wording.
             continue
         level, matched = rule.match(
-            failure.code, failure.enhanced, wording, generic=table.generic, present=present
+            failure.code,
+            failure.enhanced,
+            wording,
+            generic=table.generic,
+            present=present,
+            folded=folded,
         )
         level = _weighed(rule, level, failure, subjects)
         if level > best:

@@ -121,17 +121,21 @@ class Rule:
         *,
         generic: re.Pattern[str] | tuple[str, ...] | None = None,
         present: AbstractSet[str] | None = None,
+        folded: str | None = None,
     ) -> tuple[Specificity, str | None]:
         """How specifically this rule matches, and the phrase its ``text`` matched.
 
         ``present`` holds the words of the rule's :attr:`vocabulary` that occur in
-        :func:`fold_case` of ``text`` (or more), given when the caller matches many rules.
+        ``folded``, :func:`fold_case` of ``text`` (or more), given when the caller matches
+        many rules.
         """
+        if folded is None:
+            folded = fold_case(text)
         if present is None:
-            present = words_in(fold_case(text), self.vocabulary)
+            present = words_in(folded, self.vocabulary)
         if (
             self._decisive is not None
-            and (found := self._decisive.search(text, present)) is not None
+            and (found := self._decisive.search(text, present, folded)) is not None
         ):
             return Specificity.DECISIVE, found.group(0)
         if self._code is not None and (code is None or self._code.match(code) is None):
@@ -142,7 +146,7 @@ class Rule:
             return Specificity.NONE, None
         phrase = None
         if self._text is not None:
-            found = self._text.search(text, present)
+            found = self._text.search(text, present, folded)
             if found is None:
                 return Specificity.NONE, None
             phrase = found.group(0)
@@ -251,9 +255,11 @@ def _alternatives(pattern: str) -> list[str]:
     return parts
 
 
-# A pattern's alternatives (its top-level ``|`` parts, or itself whole) and, per alternative,
-# the word set that says the most (or none): enough to leave most alternatives out.
-Analysis = tuple[tuple[str, ...], tuple[Words, ...]]
+# A pattern's alternatives (its top-level ``|`` parts, or itself whole); per alternative, the
+# word set that says the most (or none), enough to leave most alternatives out; and per
+# alternative the text it is, in lower case, when it is plain ASCII text matched ignoring case
+# (found without a regular expression).
+Analysis = tuple[tuple[str, ...], tuple[Words, ...], tuple[str | None, ...]]
 # Analyses by (pattern, flags): computed once, or read from the compiled table.
 _ANALYSES: dict[tuple[str, int], Analysis] = {}
 
@@ -272,9 +278,36 @@ def analyse(source: str, flags: int = re.IGNORECASE) -> Analysis:
                 parts = split
     if words is None:
         words = [required_words(source, flags)]
-    analysis = (tuple(parts), tuple(w[:1] for w in words))
+    analysis = (tuple(parts), tuple(w[:1] for w in words), tuple(_literal(p, flags) for p in parts))
     _ANALYSES[(source, flags)] = analysis
     return analysis
+
+
+def _literal(part: str, flags: int) -> str | None:
+    """``part`` as the lower-case text it matches ignoring case, when it is ASCII text only."""
+    if flags != re.IGNORECASE:
+        return None
+    items = _sre_parse.parse(part, flags).data
+    if not items or any(op is not _sre.LITERAL or av >= 128 for op, av in items):
+        return None
+    return "".join(chr(av) for _, av in items).lower()
+
+
+class LiteralMatch:
+    """Where a plain-text alternative was found: what a match object gives the rules."""
+
+    __slots__ = ("_end", "_start", "_text")
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        self._text, self._start, self._end = text, start, end
+
+    def start(self) -> int:
+        return self._start
+
+    def group(self, index: int = 0) -> str:
+        if index != 0:
+            raise IndexError("no such group")
+        return self._text[self._start : self._end]
 
 
 class Prefiltered:
@@ -283,26 +316,39 @@ class Prefiltered:
 
     def __init__(self, source: str, flags: int = re.IGNORECASE) -> None:
         self.source, self.flags = source, flags
-        parts, words = analyse(source, flags)
+        parts, words, literals = analyse(source, flags)
         self.parts = parts
         self.words = words
+        self.literals = literals
         self.vocabulary = frozenset(word for w in self.words for choice in w for word in choice)
         # Words of which one occurs wherever the pattern matches (None: not known).
         self.gate = frozenset().union(*(w[0] for w in self.words)) if all(self.words) else None
         self._compiled: list[re.Pattern[str] | None] = [None] * len(parts)
 
-    def search(self, text: str, present: AbstractSet[str]) -> re.Match[str] | None:
+    def search(
+        self, text: str, present: AbstractSet[str], folded: str | None = None
+    ) -> re.Match[str] | LiteralMatch | None:
         """``pattern.search(text)``, ``present`` holding the words of :attr:`vocabulary` that
-        occur in :func:`fold_case` of ``text``.
+        occur in :func:`fold_case` of ``text`` (``folded``, when the caller has it).
 
         The alternatives are searched one by one: the match is the one that starts first,
         and of those starting there the first alternative's, as the whole pattern finds it.
+        A plain-text alternative is looked up in ``folded``, where each character stands at
+        its place in ``text``.
         """
         if self.gate is not None and self.gate.isdisjoint(present):
             return None
-        first: re.Match[str] | None = None
+        if folded is not None and len(folded) != len(text):
+            folded = None
+        first: re.Match[str] | LiteralMatch | None = None
         for index, words in enumerate(self.words):
             if not all(not present.isdisjoint(choice) for choice in words):
+                continue
+            literal = self.literals[index]
+            if literal is not None and folded is not None:
+                at = folded.find(literal)
+                if at >= 0 and (first is None or at < first.start()):
+                    first = LiteralMatch(text, at, at + len(literal))
                 continue
             compiled = self._compiled[index]
             if compiled is None:
@@ -359,9 +405,13 @@ class RuleTable:
     def words_in(self, text: str) -> frozenset[str]:
         """The words of the rules' patterns that occur in ``text`` (see :meth:`Rule.match`):
         what :func:`words_in` finds, in one pass over the text however many words there are."""
+        return self.words_in_folded(fold_case(text))
+
+    def words_in_folded(self, folded: str) -> frozenset[str]:
+        """:meth:`words_in` of a text already through :func:`fold_case`."""
         if not self.vocabulary:
             return frozenset()
-        return frozenset(word for _, word in self._automaton.iter(fold_case(text)))
+        return frozenset(word for _, word in self._automaton.iter(folded))
 
 
 def _advice(cause: Cause, body: Mapping[str, Any]) -> Advice:
@@ -437,7 +487,7 @@ def parse_rules(data: Mapping[str, Any], *, checked: bool = True) -> RuleTable:
 # parsing every pattern for its words gives, in a form read without either. It is a cache of
 # ``diagnosis_rules.yaml``, used only while it names that file's digest.
 COMPILED_NAME = "diagnosis_rules.compiled.json"
-_COMPILED_FORMAT = 1
+_COMPILED_FORMAT = 2
 
 
 def _source_text() -> str:
@@ -456,9 +506,15 @@ def compile_rules() -> dict[str, Any]:
     )
     analyses = []
     for source, flags in patterns:
-        parts, words = analyse(source, flags)
+        parts, words, literals = analyse(source, flags)
         analyses.append(
-            [source, flags, list(parts), [[sorted(choice) for choice in w] for w in words]]
+            [
+                source,
+                flags,
+                list(parts),
+                [[sorted(choice) for choice in w] for w in words],
+                list(literals),
+            ]
         )
     return {
         "format": _COMPILED_FORMAT,
@@ -480,10 +536,11 @@ def _compiled_data() -> Any | None:
     digest = hashlib.sha256(_source_text().encode("utf-8")).hexdigest()
     if compiled.get("format") != _COMPILED_FORMAT or compiled.get("source_sha256") != digest:
         return None
-    for source, flags, parts, words in compiled["analyses"]:
+    for source, flags, parts, words, literals in compiled["analyses"]:
         _ANALYSES[(source, flags)] = (
             tuple(parts),
             tuple(tuple(frozenset(choice) for choice in w) for w in words),
+            tuple(literals),
         )
     return compiled["data"]
 

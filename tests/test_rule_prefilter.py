@@ -1,0 +1,95 @@
+"""The diagnosis rules search a pattern by its alternatives, only where their words occur, and
+find plain-text alternatives without a regular expression (:class:`Prefiltered`). Whatever the
+text, that must find what the whole pattern, compiled and searched, finds: the same start and
+the same phrase.
+
+Texts are built from the patterns' own words and literals, cut and recased, with characters
+that case folding treats specially (dotted and dotless i, long s, the Kelvin sign, sharp s)
+and text whose lower case is longer than itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from diagnostics.diagnose.rules import Prefiltered, RuleTable, fold_case, load_rules
+
+TABLE = load_rules()
+PATTERNS = sorted({p.source for r in TABLE.rules for p in (r._text, r._decisive) if p})
+PIECES = sorted(
+    {word for word in TABLE.vocabulary}
+    | {lit for r in TABLE.rules for p in (r._text, r._decisive) if p for lit in p.literals if lit}
+)
+ODD = ["\u0130", "\u0131", "\u017f", "\u212a", "\u00df", "\u1e9e", "\ufb03", " ", "\n", "5.7.1 "]
+EXAMPLES = int(os.environ.get("MAILDIAG_FUZZ_EXAMPLES", "60")) * 5
+
+
+def _recase(text: str, upper: bool) -> str:
+    return text.upper() if upper else text.title()
+
+
+FRAGMENT = st.one_of(
+    st.sampled_from(PIECES),
+    st.builds(_recase, st.sampled_from(PIECES), st.booleans()),
+    st.sampled_from(PIECES).flatmap(lambda w: st.integers(0, len(w)).map(lambda i: w[:i])),
+    st.sampled_from(ODD),
+    st.text(max_size=6),
+)
+TEXT = st.lists(FRAGMENT, max_size=12).map(" ".join)
+
+
+def _search(pattern: Prefiltered, table: RuleTable, text: str) -> tuple[int, str] | None:
+    folded = fold_case(text)
+    found = pattern.search(text, table.words_in_folded(folded), folded)
+    return None if found is None else (found.start(), found.group(0))
+
+
+def _whole(source: str, text: str) -> tuple[int, str] | None:
+    found = re.compile(source, re.IGNORECASE).search(text)
+    return None if found is None else (found.start(), found.group(0))
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not os.environ.get("MAILDIAG_FUZZ_RANDOM"),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(source=st.sampled_from(PATTERNS), text=TEXT)
+def test_a_pattern_searched_by_alternatives_finds_what_the_whole_pattern_finds(
+    source: str, text: str
+) -> None:
+    assert _search(Prefiltered(source), TABLE, text) == _whole(source, text)
+
+
+def test_every_plain_alternative_is_found_in_its_own_words_recased() -> None:
+    # Each plain-text alternative, upper-cased inside other text, is found where regex finds it.
+    checked = 0
+    for source in PATTERNS:
+        pattern = Prefiltered(source)
+        for literal in filter(None, pattern.literals):
+            text = f"x \u0130 {literal.upper()} y {literal}"
+            assert _search(pattern, TABLE, text) == _whole(source, text), (source, literal)
+            checked += 1
+    assert checked > 100
+
+
+def test_case_folding_keeps_each_character_in_its_place() -> None:
+    # Plain alternatives are found in the folded text at the original's positions: folding
+    # must not change the length ("\u0130".lower() alone is two characters).
+    assert [c for c in map(chr, range(0x30000)) if len(fold_case(c)) != 1] == []
+
+
+def test_a_folded_text_of_another_length_falls_back_to_the_expression() -> None:
+    pattern = Prefiltered("Connection refused|ECONNREFUSED")
+    text = "\u0130\u0130 x CONNECTION REFUSED"
+    folded = text.lower()  # not fold_case: two characters longer
+    found = pattern.search(text, TABLE.words_in_folded(folded), folded)
+    assert found is not None
+    assert (
+        (found.start(), found.group(0)) == _whole(pattern.source, text) == (5, "CONNECTION REFUSED")
+    )
