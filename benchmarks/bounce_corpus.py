@@ -8,7 +8,7 @@ samples it gets wrong. If the Debian package ``libsisimai-perl`` is installed (t
 installs it), it also times ``maildiag diagnose DIR`` against sisimai on the same folder, one
 process each, and reports how often both agree where both answer; otherwise it says it is absent.
 
-    .venv/bin/python benchmarks/bounce_corpus.py [--misses] [--json]
+    .venv/bin/python benchmarks/bounce_corpus.py [--misses] [--json] [--runs 9]
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,7 +121,20 @@ def _sisimai_script() -> str:
     )
 
 
-def compare_with_sisimai(labels: dict[str, dict[str, object]], got: dict[str, str]) -> list[str]:
+def _timed(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """(wall seconds, CPU seconds of the process and its children, the finished run)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done
+
+
+def compare_with_sisimai(
+    labels: dict[str, dict[str, object]], got: dict[str, str], runs: int
+) -> list[str]:
     perl = shutil.which("perl")
     if (
         perl is None
@@ -134,22 +149,21 @@ def compare_with_sisimai(labels: dict[str, dict[str, object]], got: dict[str, st
         for name in labels:
             if name.endswith(".eml"):  # sisimai reads whole messages only
                 shutil.copy(CORPUS / name, folder / name)
-        started = time.perf_counter()
-        mine = subprocess.run(
-            [str(maildiag), "diagnose", "--json", str(folder)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        ours = time.perf_counter() - started
-        started = time.perf_counter()
-        done = subprocess.run(
-            [perl, "-e", _sisimai_script(), str(folder)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        theirs = time.perf_counter() - started
+        ours_command = [str(maildiag), "diagnose", "--json", str(folder)]
+        theirs_command = [perl, "-e", _sisimai_script(), str(folder)]
+        # One warm-up each (file cache, bytecode), then the two in turn, so that a machine
+        # whose speed drifts slows both alike; the ratio is taken pair by pair.
+        _timed(ours_command)
+        _timed(theirs_command)
+        walls: list[float] = []
+        cpus: list[float] = []
+        pairs: list[float] = []
+        for _ in range(runs):
+            our_wall, our_cpu, mine = _timed(ours_command)
+            their_wall, their_cpu, done = _timed(theirs_command)
+            walls += [our_wall, their_wall]
+            cpus += [our_cpu, their_cpu]
+            pairs.append(our_cpu / their_cpu)
     answers: dict[str, str] = {}
     for line in done.stdout.splitlines():
         origin, _, reason = line.partition("\t")
@@ -166,12 +180,16 @@ def compare_with_sisimai(labels: dict[str, dict[str, object]], got: dict[str, st
     except (ValueError, TypeError, KeyError):
         answered_ours = 0
     answered_theirs = sum(1 for r in answers.values() if r in SISIMAI_TO_CAUSE)
+    messages = sum(n.endswith(".eml") for n in labels)
+    median = statistics.median
     return [
         f"commands: {maildiag.name} diagnose --json DIR; perl -MSisimai (Sisimai->rise or make)",
         f"answered (a cause, not unknown/undefined): maildiag {answered_ours}, "
         f"sisimai {answered_theirs}",
-        f"wall time, one process each on {sum(n.endswith('.eml') for n in labels)} messages: "
-        f"maildiag {ours:.2f} s, sisimai {theirs:.2f} s (ratio {ours / theirs:.2f})",
+        f"{runs} runs each, in turn, one process per run, on {messages} messages (medians):",
+        f"  CPU time: maildiag {median(cpus[0::2]):.3f} s, sisimai {median(cpus[1::2]):.3f} s; "
+        f"ratio {median(pairs):.2f} (min {min(pairs):.2f}, max {max(pairs):.2f})",
+        f"  wall time: maildiag {median(walls[0::2]):.3f} s, sisimai {median(walls[1::2]):.3f} s",
         f"agreement where both answer: {agree}/{both}" + (f" ({agree / both:.1%})" if both else ""),
     ]
 
@@ -180,6 +198,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true", help="list every misclassified sample")
     parser.add_argument("--json", action="store_true", help="print {file: answered cause} as JSON")
+    parser.add_argument(
+        "--runs", type=int, default=9, help="timed runs of each command against sisimai (9)"
+    )
     args = parser.parse_args()
     labels = load_labels()
     got = classify(labels)
@@ -188,7 +209,7 @@ def main() -> int:
         return 0
     print("\n".join(report(labels, got, args.misses)))
     print()
-    print("\n".join(compare_with_sisimai(labels, got)))
+    print("\n".join(compare_with_sisimai(labels, got, args.runs)))
     return 0
 
 
