@@ -87,6 +87,7 @@ class Bounce:
     """What a bounce message says: DSN fields if it has them, and its human-readable text."""
 
     subject: str
+    # The human-readable report, without header blocks (see rawtext.without_header_blocks).
     text: str
     reporting_mta: str | None = None
     recipients: tuple[RecipientStatus, ...] = ()

@@ -138,14 +138,16 @@ def _first_reply(text: str) -> tuple[int, str, str | None] | None:
     return first.start(1), first.group(1), enhanced.group(1) if enhanced else None
 
 
-def extract_failure(text: str) -> Failure:
+def extract_failure(text: str, *, without_headers: bool = False) -> Failure:
     """The failing reply in an SMTP reply, exception text or transcript.
 
     In a transcript the first failing reply is the cause: what follows (QUIT, the client's
     own summary) is consequence. Its wording runs from there to the end of the input. Header
-    blocks in the text (a bounce pasted with its headers, a returned message) are not read.
+    blocks in the text (a bounce pasted with its headers, a returned message) are not read;
+    ``without_headers`` says the caller has taken them out already.
     """
-    text = without_header_blocks(text)
+    if not without_headers:
+        text = without_header_blocks(text)
     reply = _first_reply(text)
     if reply is None:
         enhanced = next(
@@ -182,7 +184,7 @@ def extract_bounce_failure(bounce: Bounce) -> Failure:
     (the bounce's subject often repeats the returned message's).
     """
     recipient = bounce.failed
-    from_text = extract_failure(bounce.text)
+    from_text = extract_failure(bounce.text, without_headers=True)  # parse_bounce_message did
     answers_auth = _answers_auth(bounce.text, None, bounce=True)
     if recipient is None:
         return Failure(
