@@ -12,11 +12,25 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diagnostics.diagnose.rules import Prefiltered, RuleTable, fold_case, load_rules
+from diagnostics.diagnose import (
+    Failure,
+    extract_bounce_failure,
+    extract_failure,
+    looks_like_message,
+    parse_bounce_message,
+)
+from diagnostics.diagnose.rules import (
+    Prefiltered,
+    RuleTable,
+    Specificity,
+    fold_case,
+    load_rules,
+)
 
 TABLE = load_rules()
 PATTERNS = sorted({p.source for r in TABLE.rules for p in (r._text, r._decisive) if p})
@@ -93,3 +107,56 @@ def test_a_folded_text_of_another_length_falls_back_to_the_expression() -> None:
     assert (
         (found.start(), found.group(0)) == _whole(pattern.source, text) == (5, "CONNECTION REFUSED")
     )
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "bounces-corpus"
+
+
+def _corpus_failures() -> list[Failure]:
+    failures = []
+    for path in sorted(CORPUS.iterdir()):
+        if path.suffix not in (".eml", ".txt"):
+            continue
+        data = path.read_bytes()
+        if looks_like_message(data):
+            failures.append(extract_bounce_failure(parse_bounce_message(data)))
+        else:
+            failures.append(extract_failure(data.decode("utf-8", "replace")))
+    return failures
+
+
+def test_the_rules_left_out_as_candidates_match_nothing_on_the_corpus() -> None:
+    # classify_failure tries only table.candidates(...): every rule it leaves out must give
+    # NONE on its own, on each of the real bounces and replies.
+    checked = 0
+    for failure in _corpus_failures():
+        wording = " ".join(failure.text.split())
+        present = TABLE.words_in(wording)
+        kept = {id(rule) for rule in TABLE.candidates(failure.code, failure.enhanced, present)}
+        for rule in TABLE.rules:
+            if id(rule) in kept:
+                continue
+            level, _ = rule.match(failure.code, failure.enhanced, wording, generic=TABLE.generic)
+            assert level is Specificity.NONE, (rule.id, failure.text[:200])
+            checked += 1
+    assert checked > 5000
+
+
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("MAILDIAG_FUZZ_RANDOM")
+)
+@given(
+    text=TEXT,
+    code=st.one_of(st.none(), st.sampled_from(["421", "450", "451", "535", "550", "552", "554"])),
+    enhanced=st.one_of(
+        st.none(), st.sampled_from(["4.7.0", "5.1.1", "5.2.2", "5.7.1", "5.7.8", "5.7.139"])
+    ),
+)
+def test_the_rules_left_out_as_candidates_match_nothing(
+    text: str, code: str | None, enhanced: str | None
+) -> None:
+    present = TABLE.words_in(text)
+    kept = {id(rule) for rule in TABLE.candidates(code, enhanced, present)}
+    for rule in TABLE.rules:
+        if id(rule) not in kept:
+            assert rule.match(code, enhanced, text, generic=TABLE.generic)[0] is Specificity.NONE

@@ -222,7 +222,7 @@ def classify_failure(failure: Failure, rules: RuleTable | None = None) -> Diagno
     present = table.words_in_folded(folded)
     subjects = table.subjects
     agreeing: dict[Cause, tuple[Specificity, Rule, str | None]] = {}
-    for rule in table.rules:
+    for rule in table.candidates(failure.code, failure.enhanced, present):
         if rule.ceiling <= best and not rule.enhanced:
             # It can neither win nor be an enhanced code agreeing with decisive wording.
             continue

@@ -324,6 +324,13 @@ class Prefiltered:
         # Words of which one occurs wherever the pattern matches (None: not known).
         self.gate = frozenset().union(*(w[0] for w in self.words)) if all(self.words) else None
         self._compiled: list[re.Pattern[str] | None] = [None] * len(parts)
+        # Per word, the alternatives one of whose words it is; the alternatives with none.
+        needing: dict[str, list[int]] = {}
+        for index, choices in enumerate(words):
+            for word in choices[0] if choices else ():
+                needing.setdefault(word, []).append(index)
+        self._needing = {word: tuple(indices) for word, indices in needing.items()}
+        self._unwatched = frozenset(index for index, choices in enumerate(words) if not choices)
 
     def search(
         self, text: str, present: AbstractSet[str], folded: str | None = None
@@ -341,9 +348,10 @@ class Prefiltered:
         if folded is not None and len(folded) != len(text):
             folded = None
         first: re.Match[str] | LiteralMatch | None = None
-        for index, words in enumerate(self.words):
-            if not all(not present.isdisjoint(choice) for choice in words):
-                continue
+        eligible = set(self._unwatched)
+        for word in self.vocabulary.intersection(present):
+            eligible.update(self._needing[word])
+        for index in sorted(eligible):
             literal = self.literals[index]
             if literal is not None and folded is not None:
                 at = folded.find(literal)
@@ -383,6 +391,10 @@ class RuleTable:
     vocabulary: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
     # The vocabulary's words found in one pass over a text (Aho-Corasick).
     _automaton: Any = field(init=False, repr=False, compare=False, default=None)
+    # Per (reply code, enhanced code): the indices of the rules whose code patterns hold.
+    _codes_hold: dict[tuple[str | None, str | None], frozenset[int]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "generic", _shell_patterns(self.generic_enhanced))
@@ -401,6 +413,41 @@ class RuleTable:
         if self.vocabulary:
             automaton.make_automaton()
         object.__setattr__(self, "_automaton", automaton)
+
+    def candidates(
+        self, code: str | None, enhanced: str | None, present: AbstractSet[str]
+    ) -> list[Rule]:
+        """The rules, in table order, that may match a failure with these codes whose wording
+        has the words ``present`` (:meth:`words_in`): every other rule's :meth:`Rule.match`
+        is ``NONE``. A rule matches by its decisive wording, whose words must occur, or where
+        its code and enhanced code hold and its text's words occur."""
+        key = (code, enhanced)
+        holding = self._codes_hold.get(key)
+        if holding is None:
+            holding = frozenset(
+                index
+                for index, rule in enumerate(self.rules)
+                if (rule._code is None or (code is not None and rule._code.match(code)))
+                and (
+                    rule._enhanced is None
+                    or (enhanced is not None and rule._enhanced.match(enhanced))
+                )
+            )
+            if len(self._codes_hold) < 4096:  # distinct code pairs: few in any real input
+                self._codes_hold[key] = holding
+        found = []
+        for index, rule in enumerate(self.rules):
+            decisive = rule._decisive
+            if decisive is None or (
+                decisive.gate is not None and decisive.gate.isdisjoint(present)
+            ):
+                if index not in holding:
+                    continue
+                text = rule._text
+                if text is not None and text.gate is not None and text.gate.isdisjoint(present):
+                    continue
+            found.append(rule)
+        return found
 
     def words_in(self, text: str) -> frozenset[str]:
         """The words of the rules' patterns that occur in ``text`` (see :meth:`Rule.match`):
