@@ -2,7 +2,8 @@
 
 A scenario names the DNS zones, the company's MX (redirection rules and forwarding faults),
 its submission server (ports, certificate, users, allowlist), the platform's inbound side,
-the candidates' mail server, and the findings an audit of it must produce (``expect``).
+the candidates' mail server, and what its faults change in the findings an audit of it must
+produce (``expect``: each entry with the reason for it).
 ``faults`` states the faults that hit an account's own names by role (the parent company's
 domain, SMTP host, login, redirection), so that the scenario can play any account file
 (:mod:`diagnostics.sandbox.account`). This module holds the models only; reading a file
@@ -143,12 +144,19 @@ class CandidateSide(_Model):
 
 
 class Expectation(_Model):
-    """A finding the audit of this scenario must produce."""
+    """A finding the audit of this scenario must produce, where it differs from what a healthy
+    world gives the same account file (the tests derive that baseline from the file).
+
+    ``why`` names the fault, or the RFC or SPEC clause, that makes the finding what it is; a
+    scenario file must give one for every entry (:func:`~diagnostics.sandbox.scenariofile.
+    load_scenario` refuses an entry without).
+    """
 
     check: str
     status: Literal["pass", "warn", "fail", "error", "skip"]
     subject: str | None = None
     cause: str | None = None
+    why: str | None = None
 
 
 class AccountFaults(_Model):

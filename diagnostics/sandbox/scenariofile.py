@@ -81,14 +81,45 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return merge(base, raw)
 
 
+def _unexplained(expect: Any) -> list[ConfigProblem]:
+    """A problem for each ``expect`` entry that does not say, in one line, why it is expected.
+
+    An expectation without its reason cannot be told from one recorded off the audit's own
+    output, which guards against nothing the audit got wrong when it was recorded.
+    """
+    if not isinstance(expect, list):
+        return []  # the model says what is wrong with it
+    problems = []
+    for index, entry in enumerate(expect):
+        if not isinstance(entry, dict):
+            continue
+        why = entry.get("why")
+        if isinstance(why, str) and why.strip() and "\n" not in why.strip():
+            continue
+        named = ", ".join(f"{k}: {entry[k]}" for k in ("check", "subject", "status") if k in entry)
+        problems.append(
+            ConfigProblem(
+                f"expect[{index}].why",
+                "one line saying why this finding is expected (the fault, or the RFC or SPEC "
+                "clause behind it)",
+                f"{'no why' if why is None else repr(why)[:80]} in {{{named}}}",
+            )
+        )
+    return problems
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load and validate a scenario (``extends: healthy`` takes another as its base), with its
     ``faults`` applied to its world.
 
-    ConfigError names the file, the key and the problem.
+    ConfigError names the file, the key and the problem; an ``expect`` entry without a
+    ``why`` is one.
     """
     path = scenario_path(name_or_path)
     raw = _read_raw(path)
+    unexplained = _unexplained(raw.get("expect"))
+    if unexplained:
+        raise ConfigError(path, unexplained)
     try:
         return apply_faults(Scenario.model_validate(raw))
     except ValidationError as exc:
