@@ -9,9 +9,7 @@ command is a short function, and what it prints is rendered by :mod:`diagnostics
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
-import difflib
 import json
 import logging
 import os
@@ -20,7 +18,10 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 from diagnostics import __version__
 from diagnostics.errors import ConfigError, DiagnosticsError
@@ -70,6 +71,8 @@ class _Parser(argparse.ArgumentParser):
         try:
             super()._check_value(action, value)
         except argparse.ArgumentError as exc:
+            import difflib  # only a refused value needs it
+
             choices = [str(choice) for choice in action.choices or ()]
             close = difflib.get_close_matches(str(value), choices, n=1)
             if not close:
@@ -80,6 +83,8 @@ class _Parser(argparse.ArgumentParser):
 
     def _close_options(self, strings: Sequence[str]) -> list[str]:
         """For each unknown long option among ``strings``, the known one it is closest to."""
+        import difflib  # only a refused command line needs it
+
         known = [option for option in self._option_string_actions if option.startswith("--")]
         found: list[str] = []
         for string in strings:
@@ -115,7 +120,13 @@ def _network_options(parser: argparse.ArgumentParser, *, timeout: bool = True) -
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With ``command``, only that command's options are added (the others
+    are listed, without theirs): what a run needs, at a fraction of the start-up cost."""
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
     parser = _Parser(
         prog="maildiag",
         description="Validate and diagnose the recruiting e-mail setup of an HR platform account.",
@@ -128,109 +139,112 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     audit = commands.add_parser("audit", help="run all checks for one account")
-    audit.add_argument("config", type=Path, help="the account's YAML file")
-    audit.add_argument("--sandbox", metavar="SCENARIO", help="run in the local sandbox world")
-    audit.add_argument(
-        "--only",
-        action="append",
-        metavar="IDS",
-        help="check ids or families, comma-separated (repeatable), e.g. config,smtp.tls",
-    )
-    audit.add_argument("--report-dir", type=Path, help="where to write the report folder")
-    audit.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    audit.add_argument(
-        "--all",
-        action="store_true",
-        help="list every finding (by default: what needs action, then a count of the rest)",
-    )
-    audit.add_argument(
-        "--send-test",
-        action="store_true",
-        help="send one test message per SMTP setting, from the custom address to itself",
-    )
-    audit.add_argument(
-        "--notebook",
-        action="store_true",
-        help="run through notebooks/audit.ipynb (papermill) and keep the executed notebook "
-        "in the report folder",
-    )
-    _network_options(audit)
-    audit.add_argument(
-        "--roundtrip",
-        action="store_true",
-        help="send one tagged test message to each custom address and watch the company "
-        "mailbox over IMAP for the kept copy and for bounces (live audits)",
-    )
-    audit.add_argument(
-        "--via",
-        choices=("mx", "submission"),
-        default="mx",
-        help="send the round trip's message to the MX on port 25, as candidates' mail "
-        "arrives (default), or through the company's SMTP server with its account",
-    )
-    audit.add_argument(
-        "--wait", type=float, metavar="SECONDS", help="how long the round trip watches (120)"
-    )
-    audit.add_argument(
-        "--clean",
-        action="store_true",
-        help="afterwards delete the round trip's own messages (copies and bounces carrying its "
-        "tag), nothing else",
-    )
-    audit.add_argument(
-        "--probe-platform",
-        action="store_true",
-        help="ask the platform's inbound MX whether it knows the account's inbound address "
-        "(RCPT TO, no message is sent)",
-    )
+    if wanted("audit"):
+        audit.add_argument("config", type=Path, help="the account's YAML file")
+        audit.add_argument("--sandbox", metavar="SCENARIO", help="run in the local sandbox world")
+        audit.add_argument(
+            "--only",
+            action="append",
+            metavar="IDS",
+            help="check ids or families, comma-separated (repeatable), e.g. config,smtp.tls",
+        )
+        audit.add_argument("--report-dir", type=Path, help="where to write the report folder")
+        audit.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+        audit.add_argument(
+            "--all",
+            action="store_true",
+            help="list every finding (by default: what needs action, then a count of the rest)",
+        )
+        audit.add_argument(
+            "--send-test",
+            action="store_true",
+            help="send one test message per SMTP setting, from the custom address to itself",
+        )
+        audit.add_argument(
+            "--notebook",
+            action="store_true",
+            help="run through notebooks/audit.ipynb (papermill) and keep the executed notebook "
+            "in the report folder",
+        )
+        _network_options(audit)
+        audit.add_argument(
+            "--roundtrip",
+            action="store_true",
+            help="send one tagged test message to each custom address and watch the company "
+            "mailbox over IMAP for the kept copy and for bounces (live audits)",
+        )
+        audit.add_argument(
+            "--via",
+            choices=("mx", "submission"),
+            default="mx",
+            help="send the round trip's message to the MX on port 25, as candidates' mail "
+            "arrives (default), or through the company's SMTP server with its account",
+        )
+        audit.add_argument(
+            "--wait", type=float, metavar="SECONDS", help="how long the round trip watches (120)"
+        )
+        audit.add_argument(
+            "--clean",
+            action="store_true",
+            help="afterwards delete the round trip's own messages (copies and bounces carrying its "
+            "tag), nothing else",
+        )
+        audit.add_argument(
+            "--probe-platform",
+            action="store_true",
+            help="ask the platform's inbound MX whether it knows the account's inbound address "
+            "(RCPT TO, no message is sent)",
+        )
 
     smtp = commands.add_parser("smtp", help='the "Test connection" check alone')
-    smtp.add_argument("--host", required=True, help="SMTP host, as entered on the platform")
-    smtp.add_argument("--port", required=True, type=int, help="SMTP port (587, 465, 25, ...)")
-    smtp.add_argument(
-        "--encryption", required=True, help="starttls | tls (implicit TLS, 'SSL') | none"
-    )
-    smtp.add_argument(
-        "--account",
-        required=True,
-        help="the SMTP login: the custom address, or whatever the server accepts (CORP\\jobs)",
-    )
-    smtp.add_argument(
-        "--password-env",
-        required=True,
-        metavar="VAR",
-        help="environment variable holding the password",
-    )
-    smtp.add_argument(
-        "--sender", help="the address to send as (default: the account, when it is an address)"
-    )
-    smtp.add_argument(
-        "--send-test", action="store_true", help="send a test message from the sender to itself"
-    )
-    smtp.add_argument("--source", metavar="ADDRESS", help="local address to connect from")
-    _network_options(smtp)
-    smtp.add_argument("--report-dir", type=Path, help="also write the report folder here")
-    smtp.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    if wanted("smtp"):
+        smtp.add_argument("--host", required=True, help="SMTP host, as entered on the platform")
+        smtp.add_argument("--port", required=True, type=int, help="SMTP port (587, 465, 25, ...)")
+        smtp.add_argument(
+            "--encryption", required=True, help="starttls | tls (implicit TLS, 'SSL') | none"
+        )
+        smtp.add_argument(
+            "--account",
+            required=True,
+            help="the SMTP login: the custom address, or whatever the server accepts (CORP\\jobs)",
+        )
+        smtp.add_argument(
+            "--password-env",
+            required=True,
+            metavar="VAR",
+            help="environment variable holding the password",
+        )
+        smtp.add_argument(
+            "--sender", help="the address to send as (default: the account, when it is an address)"
+        )
+        smtp.add_argument(
+            "--send-test", action="store_true", help="send a test message from the sender to itself"
+        )
+        smtp.add_argument("--source", metavar="ADDRESS", help="local address to connect from")
+        _network_options(smtp)
+        smtp.add_argument("--report-dir", type=Path, help="also write the report folder here")
+        smtp.add_argument("--json", action="store_true", help="print the JSON report on stdout")
 
     headers = commands.add_parser("headers", help="header retention and hop analysis")
-    headers.add_argument("received", help="the message as it arrived (.eml), or - for stdin")
-    headers.add_argument(
-        "--original", metavar="SENT", help="the message as it was sent (.eml), or - for stdin"
-    )
-    headers.add_argument(
-        "--original-from",
-        metavar="CONFIG",
-        type=Path,
-        help="fetch the original from the company mailbox of this account file (IMAP): the copy "
-        "kept there, found by --tag or by the message's Message-ID",
-    )
-    headers.add_argument(
-        "--tag",
-        help="the round trip's tag (maildiag-rt-...) to find the copy by; default: "
-        "the tag in the message, else its Message-ID",
-    )
-    _network_options(headers)
-    headers.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    if wanted("headers"):
+        headers.add_argument("received", help="the message as it arrived (.eml), or - for stdin")
+        headers.add_argument(
+            "--original", metavar="SENT", help="the message as it was sent (.eml), or - for stdin"
+        )
+        headers.add_argument(
+            "--original-from",
+            metavar="CONFIG",
+            type=Path,
+            help="fetch the original from the company mailbox of this account file (IMAP): the copy "
+            "kept there, found by --tag or by the message's Message-ID",
+        )
+        headers.add_argument(
+            "--tag",
+            help="the round trip's tag (maildiag-rt-...) to find the copy by; default: "
+            "the tag in the message, else its Message-ID",
+        )
+        _network_options(headers)
+        headers.add_argument("--json", action="store_true", help="print the analysis as JSON")
 
     watch = commands.add_parser(
         "watch",
@@ -238,12 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit codes: 0 the platform's message arrived and nothing bounced; 1 it "
         "did not arrive in time, a bounce came, or a mailbox could not be read; 2 usage.",
     )
-    watch.add_argument("config", type=Path, help="the account's YAML file")
-    watch.add_argument(
-        "--timeout", type=float, default=300, metavar="SECONDS", help="how long to watch (300)"
-    )
-    _network_options(watch, timeout=False)
-    watch.add_argument("--json", action="store_true", help="print what arrived as JSON")
+    if wanted("watch"):
+        watch.add_argument("config", type=Path, help="the account's YAML file")
+        watch.add_argument(
+            "--timeout", type=float, default=300, metavar="SECONDS", help="how long to watch (300)"
+        )
+        _network_options(watch, timeout=False)
+        watch.add_argument("--json", action="store_true", help="print what arrived as JSON")
 
     diagnose = commands.add_parser(
         "diagnose",
@@ -251,47 +266,53 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit codes: 0 every cause was recognised; 1 a cause is unknown or a "
         "confirming check fails; 2 an input or the account file cannot be read.",
     )
-    diagnose.add_argument(
-        "input",
-        metavar="FILE",
-        help="a text or .eml to classify, a folder of them, an mbox, or - for stdin",
-    )
-    diagnose.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
-    diagnose.add_argument(
-        "--config", type=Path, help="the account's file: say which checks confirm the cause"
-    )
-    diagnose.add_argument(
-        "--confirm", action="store_true", help="with --config: run those checks now"
-    )
-    diagnose.add_argument(
-        "--sandbox", metavar="SCENARIO", help="with --confirm: run them in the sandbox world"
-    )
-    diagnose.add_argument("--report-dir", type=Path, help="with --confirm: the report folder")
+    if wanted("diagnose"):
+        diagnose.add_argument(
+            "input",
+            metavar="FILE",
+            help="a text or .eml to classify, a folder of them, an mbox, or - for stdin",
+        )
+        diagnose.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+        diagnose.add_argument(
+            "--config", type=Path, help="the account's file: say which checks confirm the cause"
+        )
+        diagnose.add_argument(
+            "--confirm", action="store_true", help="with --config: run those checks now"
+        )
+        diagnose.add_argument(
+            "--sandbox", metavar="SCENARIO", help="with --confirm: run them in the sandbox world"
+        )
+        diagnose.add_argument("--report-dir", type=Path, help="with --confirm: the report folder")
 
     batch = commands.add_parser("batch", help="one papermill audit per account file, and an index")
-    batch.add_argument("configs", nargs="+", type=Path, metavar="CONFIG", help="account files")
-    batch.add_argument("--jobs", type=int, default=2, help="audits at a time (default 2)")
-    batch.add_argument(
-        "--sandbox", default="", metavar="SCENARIO", help="run every audit in this sandbox world"
-    )
-    batch.add_argument(
-        "--report-dir",
-        type=Path,
-        default=Path("reports/batch"),
-        help="where the folders and index.html go",
-    )
+    if wanted("batch"):
+        batch.add_argument("configs", nargs="+", type=Path, metavar="CONFIG", help="account files")
+        batch.add_argument("--jobs", type=int, default=2, help="audits at a time (default 2)")
+        batch.add_argument(
+            "--sandbox",
+            default="",
+            metavar="SCENARIO",
+            help="run every audit in this sandbox world",
+        )
+        batch.add_argument(
+            "--report-dir",
+            type=Path,
+            default=Path("reports/batch"),
+            help="where the folders and index.html go",
+        )
 
     demo = commands.add_parser(
         "demo", help="run the audit notebook on the sandbox's demo scenario (reports/demo/)"
     )
-    demo.add_argument("--scenario", default="demo", help="the sandbox scenario to audit")
-    demo.add_argument("--report-dir", type=Path, help="where to write (default reports/demo/)")
-    demo.add_argument(
-        "--screenshot",
-        type=Path,
-        metavar="PNG",
-        help="also render report.html in headless Chromium and save a PNG of it here",
-    )
+    if wanted("demo"):
+        demo.add_argument("--scenario", default="demo", help="the sandbox scenario to audit")
+        demo.add_argument("--report-dir", type=Path, help="where to write (default reports/demo/)")
+        demo.add_argument(
+            "--screenshot",
+            type=Path,
+            metavar="PNG",
+            help="also render report.html in headless Chromium and save a PNG of it here",
+        )
 
     notebook = commands.add_parser(
         "notebook",
@@ -300,10 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(to run with papermill or to commit). NAME --path: print where it is installed. "
         "NAME 'sanitize' is the nbval sanitize file for drift checks.",
     )
-    notebook.add_argument("name", nargs="?", metavar="NAME", help="audit, dns, sanitize, ...")
-    notebook.add_argument("output", nargs="?", type=Path, metavar="OUT", help="where to copy it")
-    notebook.add_argument("--path", action="store_true", help="print the installed path")
-    notebook.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    if wanted("notebook"):
+        notebook.add_argument("name", nargs="?", metavar="NAME", help="audit, dns, sanitize, ...")
+        notebook.add_argument(
+            "output", nargs="?", type=Path, metavar="OUT", help="where to copy it"
+        )
+        notebook.add_argument("--path", action="store_true", help="print the installed path")
+        notebook.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
     completion = commands.add_parser(
         "completion",
@@ -312,22 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
         "completion zsh > ~/.zfunc/_maildiag (a folder on $fpath); tcsh: eval "
         '"`maildiag completion tcsh`" in ~/.tcshrc.',
     )
-    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="bash, zsh or tcsh")
+    if wanted("completion"):
+        completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="bash, zsh or tcsh")
 
     sandbox = commands.add_parser("sandbox", help="the local mail world")
-    sandbox_commands = sandbox.add_subparsers(
-        dest="sandbox_command", required=True, metavar="ACTION"
-    )
-    up = sandbox_commands.add_parser("up", help="run the sandbox and print its endpoints")
-    from diagnostics.datafiles import package_path
+    if wanted("sandbox"):
+        sandbox_commands = sandbox.add_subparsers(
+            dest="sandbox_command", required=True, metavar="ACTION"
+        )
+        up = sandbox_commands.add_parser("up", help="run the sandbox and print its endpoints")
+        from diagnostics.datafiles import package_path
 
-    names = ", ".join(sorted(p.stem for p in package_path("scenarios").glob("*.yaml")))
-    up.add_argument("--scenario", default="healthy", help=f"one of: {names}")
-    up.add_argument("--state", type=Path, help="keep the sandbox's mail in this folder")
-    up.add_argument(
-        "--config", type=Path, help="play this account file (default: the scenario's own)"
-    )
-    up.add_argument("--json", action="store_true", help="print the endpoints as JSON only")
+        names = ", ".join(sorted(p.stem for p in package_path("scenarios").glob("*.yaml")))
+        up.add_argument("--scenario", default="healthy", help=f"one of: {names}")
+        up.add_argument("--state", type=Path, help="keep the sandbox's mail in this folder")
+        up.add_argument(
+            "--config", type=Path, help="play this account file (default: the scenario's own)"
+        )
+        up.add_argument("--json", action="store_true", help="print the endpoints as JSON only")
     return parser
 
 
@@ -471,6 +497,8 @@ def _audit_notebook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _in_thread(function: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
     """``function(*args)`` run in a daemon thread: it is waited for only where it is needed,
     so that a command refused for its options neither waits for it nor hears of its errors."""
+    import concurrent.futures  # the commands that run a loop import it anyway
+
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
@@ -850,6 +878,26 @@ def _crash_log(exc: BaseException) -> Path:
     return Path(name)
 
 
+_COMMANDS = frozenset(
+    {"audit", "smtp", "headers", "watch", "diagnose", "batch", "demo", "notebook", "sandbox"}
+)
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, when the options before it are plainly the top-level ones;
+    None (every command's options are built) otherwise, for help, errors and completion."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in ("-v", "--verbose") or word.startswith("--log-file="):
+            index += 1
+        elif word == "--log-file":
+            index += 2
+        else:
+            return word if word in _COMMANDS else None
+    return None
+
+
 def _run_loop(coroutine: Coroutine[Any, Any, int]) -> int:
     """``asyncio.run``, imported only by the commands that run a loop (diagnose and headers
     start without it)."""
@@ -864,7 +912,7 @@ def main(
     """Run the command line; returns the exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = build_parser()
+    parser = build_parser(_command_named(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

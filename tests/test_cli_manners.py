@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import io
 import json
@@ -168,3 +169,33 @@ def test_a_usage_error_loads_neither_shtab_nor_the_heavy_modules() -> None:
     code, modules = json.loads(done.stderr.strip().splitlines()[-1])
     assert code == 2
     assert not {"shtab", "papermill", "pydantic"} & {m.split(".")[0] for m in modules}
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["diagnose", "x.txt"], "diagnose"),
+        (["-v", "--log-file", "l.log", "audit", "a.yaml"], "audit"),
+        (["--log-file=l.log", "smtp", "--host", "h"], "smtp"),
+        (["--help"], None),
+        (["--version"], None),
+        (["diagnsoe", "x.txt"], None),  # a typo gets the full parser and its suggestion
+        (["completion", "bash"], None),  # completion describes every command
+        ([], None),
+    ],
+)
+def test_a_run_builds_only_its_commands_options(argv: list[str], command: str | None) -> None:
+    from diagnostics.cli import _command_named
+
+    assert _command_named(argv) == command
+
+
+def _options(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, ...]]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [tuple(a.option_strings) or (a.dest,) for a in sub.choices[name]._actions]
+
+
+def test_the_options_of_a_command_are_the_same_built_alone() -> None:
+    full = build_parser()
+    for name in ("audit", "smtp", "headers", "watch", "diagnose", "batch", "demo", "notebook"):
+        assert _options(build_parser(name), name) == _options(full, name), name
