@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ from diagnostics.diagnose.rules import (
     RuleTable,
     Specificity,
     fold_case,
+    foldable,
     load_rules,
 )
 
@@ -38,7 +40,10 @@ PIECES = sorted(
     {word for word in TABLE.vocabulary}
     | {lit for r in TABLE.rules for p in (r._text, r._decisive) if p for lit in p.literals if lit}
 )
-ODD = ["\u0130", "\u0131", "\u017f", "\u212a", "\u00df", "\u1e9e", "\ufb03", " ", "\n", "5.7.1 "]
+ODD = [
+    "\u0130", "\u0131", "\u017f", "\u212a", "\u212b", "\u00df", "\u1e9e", "\ufb03",
+    "\u03a3", "\u01c5", "\u0399", " ", "\n", "\t", "5.7.1 ", "[192.0.2.1]", "<>", "'",
+]  # fmt: skip
 EXAMPLES = int(os.environ.get("MAILDIAG_FUZZ_EXAMPLES", "60")) * 5
 
 
@@ -77,6 +82,34 @@ def _whole(source: str, text: str) -> tuple[int, str] | None:
 def test_a_pattern_searched_by_alternatives_finds_what_the_whole_pattern_finds(
     source: str, text: str
 ) -> None:
+    assert _search(Prefiltered(source), TABLE, text) == _whole(source, text)
+
+
+ALTERNATIVES = sorted(
+    {part for r in TABLE.rules for p in (r._text, r._decisive) if p for part in p.parts}
+)
+
+
+@st.composite
+def _matching_text(draw: st.DrawFn) -> tuple[str, str]:
+    """A pattern and a text holding a match of one of its alternatives, in any case."""
+    source = draw(st.sampled_from(PATTERNS))
+    part = draw(st.sampled_from(Prefiltered(source).parts))
+    sample = draw(st.from_regex(re.compile(part, re.IGNORECASE), fullmatch=True))
+    return source, f"{draw(TEXT)} {sample} {draw(TEXT)}"
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not os.environ.get("MAILDIAG_FUZZ_RANDOM"),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(case=_matching_text())
+def test_a_text_that_matches_an_alternative_is_found_as_the_whole_pattern_finds_it(
+    case: tuple[str, str],
+) -> None:
+    source, text = case
     assert _search(Prefiltered(source), TABLE, text) == _whole(source, text)
 
 
@@ -160,3 +193,22 @@ def test_the_rules_left_out_as_candidates_match_nothing(
     for rule in TABLE.rules:
         if id(rule) not in kept:
             assert rule.match(code, enhanced, text, generic=TABLE.generic)[0] is Specificity.NONE
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("mail ?(?:box|folder) (?:is )?full", True),
+        (r"\bDNSBL\b|\d{1,3}(?:\.\d{1,3}){3}", True),
+        (r"host \S+ blocked", False),  # \s is not \S
+        (r"\Wquota", False),
+        (r"\x4Aunk", False),  # an uppercase letter by its code
+        ("(?-i:SMTP) error", False),  # case-sensitive inside
+        ("Speicher voll|überschritten", False),  # outside ASCII: str.lower() and re differ
+    ],
+)
+def test_only_patterns_whose_meaning_survives_lower_case_are_searched_folded(
+    source: str, expected: bool
+) -> None:
+    assert foldable(source, re.IGNORECASE) is expected
+    assert foldable(source, 0) is False  # a case-sensitive pattern stays as it is

@@ -40,34 +40,33 @@ from diagnostics.findings import Cause
 _ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
 # A failing reply: at the start of a transcript line (optionally marked as the server's), after
 # the words servers and clients quote it with, or as the first item of a Python exception tuple.
+# Each is searched case-sensitively in :func:`fold_case` of the text, so it is written in lower
+# case: ignoring case makes a search several times slower (fold_case keeps every character at
+# its place, so positions are the text's).
 _REPLY_PATTERNS = (
     re.compile(
-        r"^[ \t]*(?:(?:S:|<<<|<-|\[S\]|server:|<)[ \t]*)?([45]\d\d)(?:[ -]|$)",
-        re.MULTILINE | re.IGNORECASE,
+        r"^[ \t]*(?:(?:s:|<<<|<-|\[s\]|server:|<)[ \t]*)?([45]\d\d)(?:[ -]|$)", re.MULTILINE
     ),
     re.compile(
-        r"(?:said:|reason:|returned|replied:?|reply:|response:|error:|smtp;)[ \t]*['\"]?#?([45]\d\d)[ -]",
-        re.IGNORECASE,
+        r"(?:said:|reason:|returned|replied:?|reply:|response:|error:|smtp;)[ \t]*['\"]?#?([45]\d\d)[ -]"
     ),
     re.compile(r"\(([45]\d\d),[ \t]*b?['\"]"),
     re.compile(r"(?<![\d.])([45]\d\d)[ -](?=[45]\.\d{1,3}\.\d{1,3})"),
     # Exim: "SMTP error from remote mail server after RCPT TO:<a@b.example>:" and the reply,
     # on the next line or after "host mx.b.example [192.0.2.1]:" on the same one.
     re.compile(
-        r"SMTP error from remote (?:mail server|mailer) after [^\n]*?:[ \t]*(?:\r?\n[ \t]*)?"
+        r"smtp error from remote (?:mail server|mailer) after [^\n]*?:[ \t]*(?:\r?\n[ \t]*)?"
         r"(?:host [^\n]*?\]:[ \t]*)?([45]\d\d)(?:[ -]|$)",
-        re.IGNORECASE | re.MULTILINE,
+        re.MULTILINE,
     ),
 )
 # The SMTP stage a reply answered, where an MTA names it (Exim "after RCPT TO:", Postfix "in
-# reply to end of DATA command"), and the reply codes RFC 4954 gives the answer to AUTH.
-_AUTH_STAGE = re.compile(
-    r"after AUTH\b|in reply to AUTH command|SASL authentication failed", re.IGNORECASE
-)
+# reply to end of DATA command"), and the reply codes RFC 4954 gives the answer to AUTH; in
+# lower case, for the folded text.
+_AUTH_STAGE = re.compile(r"after auth\b|in reply to auth command|sasl authentication failed")
 _OTHER_STAGE = re.compile(
-    r"after (?:RCPT TO|MAIL FROM|end of data|DATA|initial connection|EHLO|HELO)\b"
-    r"|in reply to (?:RCPT TO|MAIL FROM|end of DATA|DATA|EHLO|HELO) command",
-    re.IGNORECASE,
+    r"after (?:rcpt to|mail from|end of data|data|initial connection|ehlo|helo)\b"
+    r"|in reply to (?:rcpt to|mail from|end of data|data|ehlo|helo) command"
 )
 _AUTH_REPLY_CODES = frozenset(
     {"432", "454", "500", "501", "502", "503", "504", "530", "534", "535", "538"}
@@ -127,9 +126,10 @@ class Diagnosis:
         }
 
 
-def _first_reply(text: str) -> tuple[int, str, str | None] | None:
-    """(position, reply code, enhanced code next to it) of the earliest failing reply."""
-    found = [m for pattern in _REPLY_PATTERNS if (m := pattern.search(text)) is not None]
+def _first_reply(text: str, folded: str) -> tuple[int, str, str | None] | None:
+    """(position, reply code, enhanced code next to it) of the earliest failing reply;
+    ``folded`` is :func:`fold_case` of ``text``."""
+    found = [m for pattern in _REPLY_PATTERNS if (m := pattern.search(folded)) is not None]
     if not found:
         return None
     first = min(found, key=lambda m: m.start(1))
@@ -148,28 +148,30 @@ def extract_failure(text: str, *, without_headers: bool = False) -> Failure:
     """
     if not without_headers:
         text = without_header_blocks(text)
-    reply = _first_reply(text)
+    folded = fold_case(text)
+    reply = _first_reply(text, folded)
     if reply is None:
         enhanced = next(
             (e for e in _ENHANCED.findall(text) if e[0] in "45"),
             None,
         )
-        return Failure(text=text, enhanced=enhanced, answers_auth=_answers_auth(text, None))
+        return Failure(text=text, enhanced=enhanced, answers_auth=_answers_auth(folded, None))
     position, code, enhanced = reply
     line_start = text.rfind("\n", 0, position) + 1
     wording = text[line_start:]
     if enhanced is None:
         enhanced = next((e for e in _ENHANCED.findall(wording) if e[0] in "45"), None)
     return Failure(
-        text=wording, code=code, enhanced=enhanced, answers_auth=_answers_auth(text, code)
+        text=wording, code=code, enhanced=enhanced, answers_auth=_answers_auth(folded, code)
     )
 
 
-def _answers_auth(text: str, code: str | None, *, bounce: bool = False) -> bool | None:
-    """Whether the failing reply answered AUTH, where the input or the reply code says."""
-    if _AUTH_STAGE.search(text):
+def _answers_auth(folded: str, code: str | None, *, bounce: bool = False) -> bool | None:
+    """Whether the failing reply answered AUTH, where the input (``folded``, through
+    :func:`fold_case`) or the reply code says."""
+    if _AUTH_STAGE.search(folded):
         return True
-    if bounce or _OTHER_STAGE.search(text):
+    if bounce or _OTHER_STAGE.search(folded):
         return False
     if code is not None:
         return code in _AUTH_REPLY_CODES
@@ -185,7 +187,7 @@ def extract_bounce_failure(bounce: Bounce) -> Failure:
     """
     recipient = bounce.failed
     from_text = extract_failure(bounce.text, without_headers=True)  # parse_bounce_message did
-    answers_auth = _answers_auth(bounce.text, None, bounce=True)
+    answers_auth = _answers_auth(fold_case(bounce.text), None, bounce=True)
     if recipient is None:
         return Failure(
             text=f"{from_text.text}\n{bounce.text}",

@@ -293,6 +293,19 @@ def _literal(part: str, flags: int) -> str | None:
     return "".join(chr(av) for _, av in items).lower()
 
 
+# What keeps a case-insensitive pattern from being searched, lower-cased and case-sensitive,
+# in :func:`fold_case` of a text: an escape whose meaning changes in lower case (\\S, \\W,
+# \\B, \\A, \\Z, \\x4A, \\N{...}, octal), or an inline flag group (``(?-i:...)``).
+_CASED_SYNTAX = re.compile(r"\\(?![dswbtnr1-9])[A-Za-z0]|\(\?[aiLmsux-]+[:)]")
+
+
+def foldable(source: str, flags: int) -> bool:
+    """Whether ``source`` (ASCII, case-insensitive) finds in :func:`fold_case` of a text,
+    lower-cased and without ``re.IGNORECASE``, what it finds in the text, at the same places:
+    ASCII letters and the few other characters that match them ignoring case fold alike."""
+    return bool(flags & re.IGNORECASE) and source.isascii() and _CASED_SYNTAX.search(source) is None
+
+
 class LiteralMatch:
     """Where a plain-text alternative was found: what a match object gives the rules."""
 
@@ -324,6 +337,7 @@ class Prefiltered:
         # Words of which one occurs wherever the pattern matches (None: not known).
         self.gate = frozenset().union(*(w[0] for w in self.words)) if all(self.words) else None
         self._compiled: list[re.Pattern[str] | None] = [None] * len(parts)
+        self._compiled_folded: list[re.Pattern[str] | None] = [None] * len(parts)
         # Per word, the alternatives one of whose words it is; the alternatives with none.
         needing: dict[str, list[int]] = {}
         for index, choices in enumerate(words):
@@ -331,6 +345,8 @@ class Prefiltered:
                 needing.setdefault(word, []).append(index)
         self._needing = {word: tuple(indices) for word, indices in needing.items()}
         self._unwatched = frozenset(index for index, choices in enumerate(words) if not choices)
+        # Alternatives searched in the folded text, lower-cased, where that finds the same.
+        self._foldable = tuple(foldable(part, flags) for part in parts)
 
     def search(
         self, text: str, present: AbstractSet[str], folded: str | None = None
@@ -357,6 +373,16 @@ class Prefiltered:
                 at = folded.find(literal)
                 if at >= 0 and (first is None or at < first.start()):
                     first = LiteralMatch(text, at, at + len(literal))
+                continue
+            if folded is not None and self._foldable[index]:
+                # Searched case-sensitively in the folded text: several times faster.
+                compiled = self._compiled_folded[index]
+                if compiled is None:
+                    compiled = re.compile(self.parts[index].lower(), self.flags & ~re.IGNORECASE)
+                    self._compiled_folded[index] = compiled
+                hit = compiled.search(folded)
+                if hit is not None and (first is None or hit.start() < first.start()):
+                    first = LiteralMatch(text, hit.start(), hit.end())
                 continue
             compiled = self._compiled[index]
             if compiled is None:
