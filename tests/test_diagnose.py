@@ -319,6 +319,7 @@ def test_the_compiled_rule_table_is_current() -> None:
 def test_the_compiled_table_gives_the_same_rules_and_a_stale_one_is_ignored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from diagnostics.diagnose import patterns
     from diagnostics.diagnose import rules as module
 
     def searched_by(table: RuleTable) -> list[Any]:
@@ -328,12 +329,12 @@ def test_the_compiled_table_gives_the_same_rules_and_a_stale_one_is_ignored(
         ]
 
     # From the compiled file: its data and analyses, nothing parsed for words.
-    monkeypatch.setattr(module, "_ANALYSES", {})
+    monkeypatch.setattr(patterns, "_ANALYSES", {})
     data = module._compiled_data()
     assert data == load_data_file("diagnosis_rules.yaml")
     compiled = parse_rules(data, checked=False)
     # From the YAML file, every pattern parsed for its words afresh.
-    monkeypatch.setattr(module, "_ANALYSES", {})
+    monkeypatch.setattr(patterns, "_ANALYSES", {})
     assert searched_by(compiled) == searched_by(parse_rules(data, checked=True))
     # A compiled file made from another version of the YAML file is not used.
     monkeypatch.setattr(module, "_source_text", lambda: "rules: []\n")

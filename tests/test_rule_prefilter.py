@@ -25,14 +25,8 @@ from diagnostics.diagnose import (
     looks_like_message,
     parse_bounce_message,
 )
-from diagnostics.diagnose.rules import (
-    Prefiltered,
-    RuleTable,
-    Specificity,
-    fold_case,
-    foldable,
-    load_rules,
-)
+from diagnostics.diagnose.patterns import Prefiltered, fold_case, foldable
+from diagnostics.diagnose.rules import RuleTable, Specificity, load_rules
 
 TABLE = load_rules()
 PATTERNS = sorted({p.source for r in TABLE.rules for p in (r._text, r._decisive) if p})

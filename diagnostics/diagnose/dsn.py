@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 
 from diagnostics.diagnose.rawtext import (
-    ORIGINAL_MARKERS,
     body_boundary,
+    original_start,
     parse_status_fields,
     raw_report,
     without_header_blocks,
@@ -61,11 +61,11 @@ RETURNED_TYPES = frozenset(
 # delimiter line, at most 30 fields, one of them its Content-Type. Possessive runs keep the
 # search linear on a stranger's text.
 _RETURNED_PART = re.compile(
-    rb"^--[^\r\n]++\r?\n(?:[^\r\n]++\r?\n){0,30}?Content-Type:[ \t]*+"
+    rb"^--[^\r\n]++\r?\n(?:[^\r\n]++\r?\n){0,30}?content-type:[ \t]*+"
     rb"(?:message/(?:rfc822|rfc822-headers|global|global-headers)|text/rfc822-headers)"
     rb"(?![\w/-])[^\r\n]*+\r?\n(?:[^\r\n]++\r?\n)*+\r?\n",
-    re.IGNORECASE | re.MULTILINE,
-)
+    re.MULTILINE,
+)  # searched in the message in lower case (bytes.lower() changes only ASCII letters)
 _SCRIPT = re.compile(r"<(script|style)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
 _LINE_BREAK_TAG = re.compile(r"<br\s*/?>|</(?:p|div|tr|li|h\d)>", re.IGNORECASE)
 _TAG = re.compile(r"<[^<>]+>")  # a stray "<" ends the run: linear on "<<<<..."
@@ -230,7 +230,7 @@ def parse_bounce_message(data: bytes) -> Bounce:
     """
     # The returned original is never read, so the parser is not given it: it is often most
     # of the bounce, with MIME parts of its own.
-    returned = _RETURNED_PART.search(data)
+    returned = _RETURNED_PART.search(data.lower())
     if returned is not None:
         data = data[: returned.end()]
     # The parser's default policy, compat32: email.policy.default reads much more slowly.
@@ -244,9 +244,9 @@ def parse_bounce_message(data: bytes) -> Bounce:
         raw = message.get_payload() if _unreadable(message) else text
         if isinstance(raw, str):
             text, status_groups = raw_report(raw, "quoted-printable" in raw.lower())
-    cut = ORIGINAL_MARKERS.search(text)
+    cut = original_start(text)
     if cut is not None:
-        text = text[: cut.start()]
+        text = text[:cut]
     reporting = next((g["reporting-mta"] for g in status_groups if "reporting-mta" in g), None)
     return Bounce(
         subject=_decoded(_unfold(str(message.get("Subject", "")))),

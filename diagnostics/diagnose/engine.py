@@ -26,13 +26,13 @@ from types import MappingProxyType
 from typing import Any
 
 from diagnostics.diagnose.dsn import Bounce, looks_like_message, parse_bounce_message
+from diagnostics.diagnose.patterns import fold_case
 from diagnostics.diagnose.rawtext import without_header_blocks
 from diagnostics.diagnose.rules import (
     Rule,
     RuleTable,
     Specificity,
     WhoActs,
-    fold_case,
     load_rules,
 )
 from diagnostics.findings import Cause

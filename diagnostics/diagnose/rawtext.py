@@ -8,20 +8,33 @@ from __future__ import annotations
 import quopri
 import re
 
+from diagnostics.diagnose.patterns import fold_case
+
 _FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*)$")
 # Where bounces start quoting the original message, whose headers may say anything: the
 # free-text markers of Exim, Postfix, qmail, Sendmail, Gmail ("Message header follows") and
-# Exchange, and the MIME part that carries the original when the parts were not split.
+# Exchange, and the MIME part that carries the original when the parts were not split. In
+# lower case: it is searched in the case-folded text (see :func:`original_start`).
 ORIGINAL_MARKERS = re.compile(
-    r"^(?:-{3,} ?This is a copy of (?:the|your) message|-{3,} ?Original message (?:follows|headers)"
-    r"|-{3,} ?Returned (?:mail|message)\b|-{3,} ?The header of the original message"
+    r"^(?:-{3,} ?this is a copy of (?:the|your) message|-{3,} ?original message (?:follows|headers)"
+    r"|-{3,} ?returned (?:mail|message)\b|-{3,} ?the header of the original message"
     r"|^.{0,80}\b(?:original|returned) message (?:follows?|attached|is attached)\b"
-    r"|-{3,} ?Below this line is a copy of the message|Original message headers:"
-    r"|-{3,} ?Original message ?-{3,}[ \t]*$"
-    r"|-{3,} ?Message headers? follows?\b"
-    r"|Content-Type:[ \t]*(?:message/(?:rfc822|rfc822-headers|global|global-headers)|text/rfc822-headers)(?![\w/-]))",
-    re.IGNORECASE | re.MULTILINE,
+    r"|-{3,} ?below this line is a copy of the message|original message headers:"
+    r"|-{3,} ?original message ?-{3,}[ \t]*$"
+    r"|-{3,} ?message headers? follows?\b"
+    r"|content-type:[ \t]*(?:message/(?:rfc822|rfc822-headers|global|global-headers)|text/rfc822-headers)(?![\w/-]))",
+    re.MULTILINE,
 )
+
+
+def original_start(text: str) -> int | None:
+    """Where ``text`` starts quoting the returned original (:data:`ORIGINAL_MARKERS`), found
+    in any case: searched case-sensitively in the folded text, which is several times faster
+    and keeps each character at its place."""
+    found = ORIGINAL_MARKERS.search(fold_case(text))
+    return None if found is None else found.start()
+
+
 # A MIME delimiter line: "--" and a boundary (RFC 2046 characters, at most 70), "--" to close.
 _DELIMITER = re.compile(r"^--([0-9A-Za-z'()+_,./:=?-]{1,70}?)(--)?[ \t]*\r?$", re.MULTILINE)
 # The fields of a MIME part's own header, in a body read as text.
@@ -150,9 +163,9 @@ def body_boundary(body: str) -> str | None:
 def raw_report(body: str, quoted_printable: bool = False) -> tuple[str, list[dict[str, str]]]:
     """The human-readable report and the delivery-status field groups of a bounce body read
     as text, up to the returned original; MIME delimiters and part headers are dropped."""
-    cut = ORIGINAL_MARKERS.search(body)
+    cut = original_start(body)
     if cut is not None:
-        body = body[: cut.start()]
+        body = body[:cut]
     body = _DELIMITER.sub("", _PART_FIELD.sub("", body))
     if quoted_printable:
         body = quopri.decodestring(body.encode("utf-8", "surrogateescape")).decode(
