@@ -106,6 +106,10 @@ def looks_like_message(data: bytes) -> bool:
     ``From`` line of an mbox, if there is one)."""
     names = set()
     data = _ENVELOPE.sub(b"", data[:16384], count=1)
+    # The header block ends at the first empty line, if not before: only that much is read.
+    ends = [at for at in (data.find(b"\n\n"), data.find(b"\n\r\n")) if at >= 0]
+    if ends:
+        data = data[: min(ends) + 1]
     for raw in data.decode("utf-8", "replace").splitlines():
         if not raw.strip():
             break

@@ -94,7 +94,9 @@ _QUOTED = re.compile(r"^(?:>[ \t]?)+")
 
 def _header_field(line: str) -> str | None:
     """The lower-case name of the header field on ``line`` (quoted with ``>`` or not)."""
-    field = _FIELD.match(_QUOTED.sub("", line))
+    if ":" not in line:
+        return None
+    field = _FIELD.match(_QUOTED.sub("", line) if line[:1] == ">" else line)
     return field.group(1).lower() if field is not None else None
 
 
@@ -130,7 +132,7 @@ def without_header_blocks(text: str) -> str:
 
 
 def _folded(line: str) -> bool:
-    unquoted = _QUOTED.sub("", line)
+    unquoted = _QUOTED.sub("", line) if line[:1] == ">" else line
     return unquoted[:1] in (" ", "\t") and bool(unquoted.strip())
 
 
