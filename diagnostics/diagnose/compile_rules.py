@@ -3,7 +3,7 @@
     python -m diagnostics.diagnose.compile_rules
 
 The compiled file is what ``maildiag diagnose`` reads at start-up while it names the YAML
-file's digest; a stale one is ignored (the YAML file is read) and fails the test suite.
+file's fingerprint; a stale one is ignored (the YAML file is read) and fails the test suite.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-import hashlib
 import json
 import re
+import zlib
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -335,15 +335,23 @@ def parse_rules(data: Mapping[str, Any], *, checked: bool = True) -> RuleTable:
 
 # The packaged table as data, with each pattern's analysis: what reading the YAML file and
 # parsing every pattern for its words gives, in a form read without either. It is a cache of
-# ``diagnosis_rules.yaml``, used only while it names that file's digest.
+# ``diagnosis_rules.yaml``, used only while it names that file's fingerprint (length and CRC-32).
 COMPILED_NAME = "diagnosis_rules.compiled.json"
-_COMPILED_FORMAT = 2
+_COMPILED_FORMAT = 3
 
 
 def _source_text() -> str:
     return (
         resources.files("diagnostics").joinpath("data", "diagnosis_rules.yaml").read_text("utf-8")
     )
+
+
+def _fingerprint(text: str) -> str:
+    """Which version of the YAML file a compiled table was made from: its length and CRC-32,
+    enough to notice an edit (the test suite compares the whole table), and zlib is loaded
+    already where hashlib would cost start-up time."""
+    data = text.encode("utf-8")
+    return f"{len(data)}:{zlib.crc32(data):08x}"
 
 
 def compile_rules() -> dict[str, Any]:
@@ -368,7 +376,7 @@ def compile_rules() -> dict[str, Any]:
         )
     return {
         "format": _COMPILED_FORMAT,
-        "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "source": _fingerprint(text),
         "data": data,
         "analyses": analyses,
     }
@@ -383,8 +391,8 @@ def _compiled_data() -> Any | None:
         )
     except (OSError, ValueError):
         return None
-    digest = hashlib.sha256(_source_text().encode("utf-8")).hexdigest()
-    if compiled.get("format") != _COMPILED_FORMAT or compiled.get("source_sha256") != digest:
+    fingerprint = _fingerprint(_source_text())
+    if compiled.get("format") != _COMPILED_FORMAT or compiled.get("source") != fingerprint:
         return None
     for source, flags, parts, words, literals in compiled["analyses"]:
         remember(
