@@ -30,7 +30,7 @@ from diagnostics.model.account import (
     Subcompany,
 )
 from diagnostics.model.validate import Invalid, Problem, Rules
-from diagnostics.safeyaml import YAMLLimit, check_bounds
+from diagnostics.safeyaml import YAMLLimit, load_bounded
 
 __all__ = [
     "AccountConfig",
@@ -105,8 +105,7 @@ def parse_config(
 ) -> AccountConfig:
     """Validate the YAML ``text`` of an account file; ``source`` names it in errors."""
     try:
-        check_bounds(text)
-        raw = yaml.safe_load(text)
+        raw = load_bounded(text)
     except YAMLLimit as exc:
         raise ConfigError(
             source, [ConfigProblem("(file)", "YAML within maildiag's bounds", str(exc), exc.line)]

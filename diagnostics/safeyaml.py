@@ -18,6 +18,10 @@ from typing import Any
 
 import yaml
 
+# libyaml's parser and safe loader when PyYAML has them (several times faster, the same
+# events and data); the pure-Python ones otherwise. Both are safe loaders.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 MAX_DEPTH = 64
 MAX_VALUES = 200_000
 
@@ -32,12 +36,26 @@ class YAMLLimit(ValueError):
 
 def check_bounds(text: str, *, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> None:
     """YAMLLimit when ``text`` nests too deep, expands to too many values, or has an alias
-    inside its own anchor; yaml.YAMLError for a syntax error."""
+    inside its own anchor; yaml.YAMLError for a syntax error.
+
+    A text libyaml refuses is read again by the pure-Python parser, whose error says what it
+    found where it expected something else, and which leaves nesting to the bound here.
+    """
+    try:
+        _check_bounds(text, max_depth, max_values, _LOADER)
+    except yaml.YAMLError:
+        if _LOADER is yaml.SafeLoader:
+            raise
+        _check_bounds(text, max_depth, max_values, yaml.SafeLoader)
+        raise
+
+
+def _check_bounds(text: str, max_depth: int, max_values: int, loader: type[Any]) -> None:
     # Per open collection: its anchor (or None) and the values counted inside it so far.
     stack: list[tuple[str | None, int]] = []
     sizes: dict[str, int] = {}
     total = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=loader):
         line = event.start_mark.line + 1 if event.start_mark is not None else None
         if isinstance(event, yaml.AliasEvent):
             anchor = str(event.anchor)
@@ -73,4 +91,4 @@ def load_bounded(text: str) -> Any:
     """``yaml.safe_load(text)`` once :func:`check_bounds` passed. Aliases are shared in the
     result, as PyYAML builds them; the bound is on what they would expand to."""
     check_bounds(text)
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader

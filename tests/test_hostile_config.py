@@ -193,3 +193,21 @@ def test_a_message_larger_than_its_limit_is_refused_with_the_variable_to_raise_i
         f"maildiag: {path} is larger than 1,000 bytes, the limit for a message file "
         "(set MAILDIAG_MAX_MESSAGE_BYTES to raise it)\n"
     )
+
+
+def test_the_sandbox_reads_a_hostile_account_file_within_the_same_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox looks for the file's password references before the audit loads it: that
+    # read is bounded too, so a bomb reaches load_config, which names the bound.
+    from diagnostics.sandbox import account
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(HEAD + laughs() + "company: {name: ACME, smtp: {password: *a9}}\n")
+    expanded: list[str] = []
+    monkeypatch.setattr(account.yaml, "safe_load", lambda text: expanded.append(text))
+    assert account._password_references(path) == []
+    assert expanded == []  # never handed to an unbounded loader
+    world = account.load_account_world("healthy", path)
+    assert world.name == "healthy"  # the scenario's own world; the audit reports the file
+    assert problem_of(path)[1] == "YAML within maildiag's bounds"

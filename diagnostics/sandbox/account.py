@@ -26,8 +26,10 @@ import yaml
 from diagnostics.config import load_config
 from diagnostics.errors import ConfigError, ConfigProblem
 from diagnostics.fields import envelope_address
+from diagnostics.limits import read_bounded
 from diagnostics.model.account import AccountConfig, SmtpSettings
 from diagnostics.profiles import get_profile
+from diagnostics.safeyaml import load_bounded
 from diagnostics.sandbox.faults import apply_faults, zone_of
 from diagnostics.sandbox.scenario import (
     CompanyMX,
@@ -289,9 +291,10 @@ def is_own_account(scenario: Scenario, config_path: Path) -> bool:
 def _password_references(config_path: Path) -> list[str]:
     """The ``${NAME}`` references of the account file's SMTP passwords."""
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []  # load_config names the problem
+        # Within the bounds every account file is read with: it may be anyone's.
+        raw = load_bounded(read_bounded(config_path, "config").decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return []  # load_config names the problem (InputTooLarge and YAMLLimit included)
     identities: list[Any] = []
     if isinstance(raw, dict):
         identities.append(raw.get("company"))
