@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diagnostics.checks.sender import classify_name
+from diagnostics.checks.sender import classify_name, classify_send_failure, resolution
 from diagnostics.config import load_config
+from diagnostics.errors import DialError, ProbeError, StepTimeout
 from diagnostics.findings import Cause, Status
 from diagnostics.report.tables import RESOLUTION_COLUMNS, resolution_frame
+from diagnostics.sandbox.scenario import Scenario
+from diagnostics.sandbox.scenariofile import load_scenario
+from diagnostics.sandbox.world import Sandbox
 from diagnostics.sender import (
     UnsafeName,
     decode_from,
@@ -20,6 +26,7 @@ from diagnostics.sender import (
     resolve,
     shared_addresses,
 )
+from diagnostics.smtpreply import SMTPProtocolError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
 ENVIRON = {
@@ -142,3 +149,64 @@ def test_a_space_before_a_folded_encoded_word_survives() -> None:
     # encoded words, where a reader must drop it (RFC 2047 section 6.2).
     name = "0" + "\u0800" * 14 + " \u00a1"
     assert decode_from(encode_from(name, "jobs@acme.example")) == (name, "jobs@acme.example")
+
+
+def refused_connect() -> DialError:
+    error = DialError("connect", "198.51.100.20", 587, "Connection refused")
+    error.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "heard", "cause"),
+    [
+        # Only a refused TCP connection, or a close before a single byte, is a refusal.
+        (refused_connect(), False, Cause.CONNECTION_REFUSED),
+        (ProbeError("banner", "the server closed the connection"), False, Cause.CONNECTION_REFUSED),
+        # Half a greeting, or garbage, then a close: a broken protocol.
+        (ProbeError("banner", "the server closed the connection"), True, Cause.UNKNOWN),
+        (SMTPProtocolError("banner", "not SMTP: 'HELLO'"), True, Cause.UNKNOWN),
+        # Greeted, then ended without a reply: the server is not serving (RFC 5321 3.8).
+        (ProbeError("ehlo", "the server closed the connection"), True, Cause.TEMPORARY_FAILURE),
+        (
+            ProbeError("mail", "the connection was lost: [Errno 104] Connection reset by peer"),
+            True,
+            Cause.TEMPORARY_FAILURE,
+        ),
+        (StepTimeout("ehlo", 3.0), True, Cause.CONNECTION_TIMEOUT),
+        (
+            ProbeError("auth", "no supported AUTH mechanism offered (server offers: CRAM-MD5)"),
+            True,
+            Cause.AUTH_MECHANISM,
+        ),
+        (
+            ProbeError("auth", "no supported AUTH mechanism offered (server offers: none)"),
+            True,
+            Cause.AUTH_DISABLED,
+        ),
+    ],
+)
+def test_a_failed_proof_is_named_for_what_the_server_did(
+    error: ProbeError, heard: bool, cause: Cause
+) -> None:
+    assert classify_send_failure(error, heard=heard) == cause
+
+
+def test_a_failed_handshake_is_named_from_the_ssl_error_it_wraps() -> None:
+    error = ProbeError("tls", "handshake failed")
+    error.__cause__ = ssl.SSLError(1, "wrong version number")
+    assert classify_send_failure(error, heard=True) == Cause.TLS_MISMATCH
+
+
+async def test_a_server_that_hangs_up_after_its_greeting_fails_every_proof_as_temporary(
+    make_world: Callable[[Scenario], Sandbox],
+) -> None:
+    """closes-after-banner: every identity's proof is greeted and then cut off at EHLO."""
+    async with make_world(load_scenario("closes-after-banner")) as world:
+        config = load_config(world.scenario.config_path(), environ=world.environ)
+        findings = await resolution(world.context(config))
+    assert [(f.check, f.subject, f.status, f.cause) for f in findings] == [
+        ("sender.resolution", subject, Status.FAIL, Cause.TEMPORARY_FAILURE)
+        for subject in ("Acme Retail GmbH", "Acme Labs GmbH", "Acme GmbH")
+    ]
+    assert all("the server closed the connection" in f.detail for f in findings)

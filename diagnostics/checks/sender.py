@@ -34,7 +34,13 @@ from diagnostics.sender import (
     resolve,
     shared_addresses,
 )
-from diagnostics.smtpclient import SMTPConnection, SMTPRefused, accepted
+from diagnostics.smtpclient import (
+    SMTPConnection,
+    SMTPProtocolError,
+    SMTPRefused,
+    Transcript,
+    accepted,
+)
 
 POLL_S = 0.05
 
@@ -58,26 +64,45 @@ def _cause_of(code: int, message: str) -> Cause:
     return Cause.UNKNOWN
 
 
-def _failure_cause(exc: BaseException) -> Cause:
-    """The cause a send failure points to, from the exception and what it wraps."""
+def classify_send_failure(exc: BaseException, *, heard: bool) -> Cause:
+    """The cause a send failure points to, from the exception and what it wraps; ``heard``
+    says whether the server had sent a byte before it."""
     chain = [exc, exc.__cause__, exc.__context__]
+    step = exc.step if isinstance(exc, ProbeError) else None
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
         return Cause.TLS_CERTIFICATE
     if any(isinstance(e, ssl.SSLError) for e in chain):
         return Cause.TLS_MISMATCH
     if any(isinstance(e, TimeoutError) for e in chain):
         return Cause.CONNECTION_TIMEOUT
-    if isinstance(exc, ProbeError) and exc.step in ("resolve", "dns"):
+    if step in ("resolve", "dns"):
         return Cause.DNS_FAILURE
     if "STARTTLS" in str(exc):
         return Cause.TLS_MISMATCH
     if isinstance(exc, SandboxError):
         # An address no server plays: the platform's connection would go unanswered.
         return Cause.CONNECTION_TIMEOUT
-    return Cause.CONNECTION_REFUSED
+    if step == "auth" and "mechanism" in str(exc):
+        return Cause.AUTH_DISABLED if "offers: none" in str(exc) else Cause.AUTH_MECHANISM
+    if isinstance(exc, SMTPProtocolError):
+        return Cause.UNKNOWN  # a reply that breaks the grammar: no refusal
+    if step == "connect" or isinstance(exc, ConnectionRefusedError) or not heard:
+        # Refused, or closed before a single byte: as a deny rule's reset refuses.
+        return Cause.CONNECTION_REFUSED
+    if step == "banner":
+        return Cause.UNKNOWN  # half a greeting, then a close: a broken protocol
+    if isinstance(exc, ConnectionError) or any(
+        words in str(exc) for words in ("closed the connection", "connection was lost")
+    ):
+        # Greeted, then ended without a reply: a server that must close says 421 first
+        # (RFC 5321 section 3.8), so a silent close is the server not serving for now.
+        return Cause.TEMPORARY_FAILURE
+    return Cause.UNKNOWN
 
 
-async def _send(context: Context, identity: Identity, data: bytes, recipient: str) -> None:
+async def _send(
+    context: Context, identity: Identity, data: bytes, recipient: str, transcript: Transcript
+) -> None:
     timeouts = context.timeouts
     step = min(timeouts.banner, timeouts.command)
     source = next(iter(context.egress_sources.values()), None)
@@ -95,6 +120,7 @@ async def _send(context: Context, identity: Identity, data: bytes, recipient: st
         server_name=server,
         timeout=timeouts.connect,
         implicit_tls=context.trust if smtp is not None and smtp.encryption == "tls" else None,
+        transcript=transcript,
     )
     try:
         accepted("banner", await connection.read_reply("banner", step))
@@ -148,15 +174,17 @@ async def prove(context: Context, identity: Identity, name: str) -> Proof:
         "This message proves the sender identity of candidate mail.\r\n"
     ).encode("ascii")
     sent = (name, address)
+    transcript = Transcript()
     try:
-        await _send(context, identity, data, recipient)
+        await _send(context, identity, data, recipient, transcript)
     except SMTPRefused as exc:
         reply = exc.reply
         if exc.step == "rcpt":
             return Proof(sent, error=str(reply), cause=Cause.RECIPIENT_UNKNOWN)
         return Proof(sent, error=str(reply), cause=_cause_of(reply.code, reply.text))
     except (ProbeError, SandboxError, OSError) as exc:
-        return Proof(sent, error=str(exc), cause=_failure_cause(exc))
+        heard = any(line.side == "S" for line in transcript.lines)
+        return Proof(sent, error=str(exc), cause=classify_send_failure(exc, heard=heard))
     deadline = time.perf_counter() + context.timeouts.roundtrip
     while time.perf_counter() < deadline:
         arrived = mailboxes.received_by(recipient)

@@ -541,6 +541,24 @@ def test_every_ip_failing_the_same_way_is_probably_not_the_allowlist(
     )
 
 
+def test_every_ip_closed_in_the_middle_of_the_greeting_is_no_refusal() -> None:
+    # Half a greeting, then a close: the connection was accepted and the server spoke, so the
+    # protocol broke; only a close before a single byte reads as a refusal.
+    half = "220-smtp.acme.example ESMTP"
+    outcome = classify(
+        *(
+            result(ip, Admission.CLOSED, reply=half, error="connection closed without a greeting")
+            for ip in EGRESS
+        )
+    )
+    assert outcome == (
+        Status.FAIL,
+        Cause.UNKNOWN,
+        (),
+        "smtp.acme.example port 587 answers none of the Personio egress IPs",
+    )
+
+
 def test_every_ip_rejected_in_words_is_the_allowlist() -> None:
     outcome = classify(
         *(result(ip, Admission.REJECTED, reply="554 5.7.1 go away") for ip in EGRESS)

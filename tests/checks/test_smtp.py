@@ -14,10 +14,12 @@ import dns.asyncresolver
 import pytest
 
 from diagnostics.checks.smtp.sending import classify_auth, classify_provider
+from diagnostics.checks.smtp.settings_probe import classify_settings_probe
 from diagnostics.config import AccountConfig, SmtpSettings, load_config, parse_config
 from diagnostics.context import Context, Timeouts
+from diagnostics.errors import ProbeError
 from diagnostics.findings import Cause, Finding, Status
-from diagnostics.net.session import SessionOutcome, probe_session
+from diagnostics.net.session import Alternative, SessionOutcome, probe_session
 from diagnostics.profiles import get_profile
 from diagnostics.providers import load_providers, recognise
 from diagnostics.registry import run_checks, select
@@ -190,13 +192,27 @@ async def test_server_that_hangs_up_after_the_greeting(
         with_changes(healthy, submission={"behaviour": "close_after_banner"})
     ) as world:
         findings = await audit_smtp(world)
+    # The TCP connection was accepted and the server spoke: not a refusal, but a server that
+    # ends its sessions without the 421 RFC 5321 section 3.8 asks for.
     connect = by_check(findings)["smtp.connect"]
-    assert (connect.status, connect.cause) == (Status.FAIL, Cause.CONNECTION_REFUSED)
+    assert (connect.check, connect.status, connect.cause) == (
+        "smtp.connect",
+        Status.FAIL,
+        Cause.TEMPORARY_FAILURE,
+    )
     assert connect.title == "smtp.acme.example port 587 hangs up after its greeting"
     assert "ehlo: the server closed the connection" in connect.detail
     assert by_check(findings)["smtp.tls"].status == Status.SKIP
+    # Every other port greets and hangs up too: what they did, not a refusal.
     probe = by_check(findings)["smtp.settings_probe"]
-    assert (probe.status, probe.cause) == (Status.FAIL, Cause.CONNECTION_REFUSED)
+    assert (probe.check, probe.status, probe.cause) == (
+        "smtp.settings_probe",
+        Status.FAIL,
+        Cause.TEMPORARY_FAILURE,
+    )
+    assert probe.title == "No combination works on smtp.acme.example"
+    assert probe.detail.count("ehlo: the server closed the connection") == 2
+    assert "No change of Port or Encryption" in probe.remediation
 
 
 async def test_silent_server_times_out_at_the_banner_within_its_timeout(
@@ -403,6 +419,70 @@ def outcome_with(step: str, reply: Reply, *, host: str = "smtp.office365.com") -
     outcome.replies[step] = reply
     outcome.failed = step
     return outcome
+
+
+def failed_at_ehlo(error: ProbeError) -> SessionOutcome:
+    """acme's 587/STARTTLS session, ended at EHLO by ``error``."""
+    settings = SmtpSettings(
+        host="smtp.acme.example",
+        port=587,
+        encryption="starttls",
+        account="jobs@acme.example",
+        password=Secret("x" * 8, source="test"),
+    )
+    outcome = SessionOutcome(settings, "jobs@acme.example", False, transcript=Transcript())
+    outcome.failed, outcome.error = "ehlo", error
+    return outcome
+
+
+CLOSED_AT_EHLO = "ehlo: the server closed the connection"
+REFUSED = "connect: 198.51.100.20 port 25: Connection refused"
+TIMED_OUT = "connect: timed out after 5.000 seconds"
+
+
+@pytest.mark.parametrize(
+    ("summaries", "cause"),
+    [
+        # Every other combination did what the configured one did: greeted, then hung up.
+        ((CLOSED_AT_EHLO, CLOSED_AT_EHLO), Cause.TEMPORARY_FAILURE),
+        ((REFUSED, REFUSED), Cause.CONNECTION_REFUSED),
+        ((TIMED_OUT, TIMED_OUT), Cause.CONNECTION_TIMEOUT),
+        ((REFUSED, CLOSED_AT_EHLO, CLOSED_AT_EHLO), Cause.TEMPORARY_FAILURE),
+        ((TIMED_OUT, REFUSED, REFUSED), Cause.CONNECTION_REFUSED),
+        # A tie goes to what the configured combination did (here: closed at EHLO).
+        ((REFUSED, CLOSED_AT_EHLO), Cause.TEMPORARY_FAILURE),
+        (("banner: the server closed the connection", REFUSED), Cause.CONNECTION_REFUSED),
+        (("STARTTLS not offered", "STARTTLS not offered"), Cause.TLS_MISMATCH),
+    ],
+)
+def test_when_no_combination_works_the_cause_says_what_the_others_did(
+    summaries: tuple[str, ...], cause: Cause
+) -> None:
+    outcome = failed_at_ehlo(ProbeError("ehlo", "the server closed the connection"))
+    ports = (465, 25, 2525)
+    alternatives = [
+        Alternative(port, "tls" if port == 465 else "starttls", False, summary)
+        for port, summary in zip(ports, summaries, strict=False)
+    ]
+    result = classify_settings_probe(outcome, alternatives, PROFILE)
+    assert (result.status, result.cause) == (Status.FAIL, cause)
+    assert result.title == "No combination works on smtp.acme.example"
+    assert "Recruiting email settings" in (result.remediation or "")
+
+
+def test_a_server_that_greets_and_hangs_up_everywhere_is_not_a_port_problem() -> None:
+    outcome = failed_at_ehlo(ProbeError("ehlo", "the server closed the connection"))
+    alternatives = [
+        Alternative(465, "tls", False, CLOSED_AT_EHLO),
+        Alternative(25, "starttls", False, CLOSED_AT_EHLO),
+    ]
+    result = classify_settings_probe(outcome, alternatives, PROFILE)
+    assert result.remediation == (
+        f"No change of Port or Encryption in {SETTINGS_PATH} > Use custom email address? Yes > "
+        "use for sending emails? Yes helps: smtp.acme.example greets and then ends the session "
+        "without a reply (see Tried). Check its logs for why it drops the platform's sessions "
+        "(connection limits, a content or reputation filter)."
+    )
 
 
 def test_microsoft_365_smtp_auth_disabled_names_the_admin_center_fix() -> None:

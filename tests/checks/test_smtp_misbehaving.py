@@ -14,7 +14,7 @@ from diagnostics.context import Timeouts
 from diagnostics.findings import Cause, Status
 from diagnostics.registry import run_checks, select
 from diagnostics.sandbox.certs import SandboxCA
-from tests.checks.test_smtp import hostile_context
+from tests.checks.test_smtp import SETTINGS_PATH, hostile_context
 
 PASSWORD = "scripted-secret-5521"
 
@@ -103,9 +103,18 @@ async def test_a_reply_of_the_wrong_kind_after_login_is_not_acceptance(
     assert ("354" in detail) or ("334" in detail)
 
 
+# What a server that greets in full sends after the client's EHLO, before it closes.
+AT_EHLO = {
+    "close_at_ehlo": b"",
+    "half_ehlo_reply": b"250-mx.example\r\n",
+    "garbage_ehlo_reply": b"\x00\xff not a reply\r\n",
+}
+
+
 @asynccontextmanager
 async def raw_server(behaviour: str) -> AsyncIterator[int]:
-    """A loopback server that misbehaves before or in its greeting; yields its port."""
+    """A loopback server that misbehaves before or in its greeting, or greets in full and
+    misbehaves at EHLO (:data:`AT_EHLO`); yields its port."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -113,6 +122,13 @@ async def raw_server(behaviour: str) -> AsyncIterator[int]:
                 while True:
                     writer.write(b"220-and more\r\n" * 100)
                     await writer.drain()
+            if behaviour in AT_EHLO:
+                writer.write(b"220 mx.example ESMTP\r\n")
+                await writer.drain()
+                await reader.readline()  # the EHLO
+                writer.write(AT_EHLO[behaviour])
+                await writer.drain()
+                return
             chunks = {
                 "nul_banner": [b"\x00\x00\x00\r\n"],
                 "huge_line": [b"220 " + b"x" * (10 * 1024 * 1024) + b"\r\n"],
@@ -165,6 +181,32 @@ async def test_a_server_that_breaks_the_greeting_is_named_for_what_it_did(
     assert (connect.status, connect.cause) == (Status.FAIL, cause)
     assert connect.title == f"127.0.0.1 port {port} {title}"
     assert elapsed < 10  # the greeting's step time (3 s) bounds it, whatever the server sends
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cause", "title"),
+    [
+        # Greeted in full, then closed without a reply: the server did not serve (a server
+        # that must close says 421 first, RFC 5321 section 3.8), it refused nothing.
+        ("close_at_ehlo", Cause.TEMPORARY_FAILURE, "hangs up after its greeting"),
+        # Half an answer, or garbage, and a close: a broken protocol.
+        ("half_ehlo_reply", Cause.UNKNOWN, "garbled its answer to EHLO"),
+        ("garbage_ehlo_reply", Cause.UNKNOWN, "garbled its answer to EHLO"),
+    ],
+)
+async def test_a_server_that_greets_and_hangs_up_at_ehlo_is_named_for_what_it_did(
+    behaviour: str, cause: Cause, title: str
+) -> None:
+    async with raw_server(behaviour) as port:
+        context = hostile_context(
+            port, Timeouts(connect=3, banner=3, command=3, check=20), password=PASSWORD
+        )
+        findings = await run_checks(context, select(["smtp.connect"]))
+    (connect,) = findings
+    assert (connect.check, connect.status, connect.cause) == ("smtp.connect", Status.FAIL, cause)
+    assert connect.title == f"127.0.0.1 port {port} {title}"
+    assert "220 mx.example ESMTP" in connect.detail
+    assert f"Port in {SETTINGS_PATH}" in connect.remediation
 
 
 @asynccontextmanager

@@ -196,7 +196,8 @@ CHANGES: dict[str, dict[Key, Result]] = {
         **_same("skip", None, ("smtp.auth", N), ("smtp.sender", N)),
         **_same("fail", "tls_mismatch", ("sender.resolution", N), ("sender.resolution", P)),
     },
-    "closes-after-banner": _no_session("connection_refused", reachability=False),
+    # Greeted, then cut off at EHLO without a 421: the server is not serving, nothing refused.
+    "closes-after-banner": _no_session("temporary_failure", reachability=False),
     "no-banner": _no_session("connection_timeout", reachability=True),
 }
 

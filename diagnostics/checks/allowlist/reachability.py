@@ -41,8 +41,16 @@ _CAUSE = {
     Admission.DEFERRED: Cause.TEMPORARY_FAILURE,
     Admission.GARBLED: Cause.UNKNOWN,
 }
-# A server that hangs up on everyone is not picking clients by address.
+# A server that hangs up on everyone is not picking clients by address: closing before a
+# byte refuses as a reset does, while half a greeting and then a close breaks the protocol.
 _UNIFORM_CAUSE = {**_CAUSE, Admission.CLOSED: Cause.CONNECTION_REFUSED}
+
+
+def _uniform_cause(admission: Admission, failed: Sequence[ProbeResult]) -> Cause:
+    """The cause when every connection ended the same way (``admission``)."""
+    if admission is Admission.CLOSED and any(r.reply for r in failed):
+        return Cause.UNKNOWN
+    return _UNIFORM_CAUSE[admission]
 
 
 def _by_ip(results: Sequence[ProbeResult]) -> dict[str, list[ProbeResult]]:
@@ -163,7 +171,7 @@ def classify_reachability(
                     f"{at} answers none of the {platform} egress IPs",
                     f"All {len(grouped)} egress IPs failed the same way: "
                     f"{failed[0].describe()}. {why}",
-                    _UNIFORM_CAUSE[kind],
+                    _uniform_cause(kind, failed),
                     remedy,
                 )
             )

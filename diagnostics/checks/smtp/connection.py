@@ -167,16 +167,34 @@ def classify_connect(outcome: SessionOutcome, profile: PlatformProfile) -> Outco
                 "any tarpitting or delay it applies to new clients (Exchange tarpit, Postfix "
                 "smtpd_error_sleep_time).",
             )
+        if reply is None and (
+            isinstance(outcome.error, SMTPProtocolError) or _answered_in_part(outcome)
+        ):
+            return Outcome(
+                Status.FAIL,
+                f"{where} garbled its answer to EHLO",
+                f"The server greeted ({greeting}); its answer to EHLO is no SMTP reply: "
+                f"{error_text(outcome)}.",
+                Cause.UNKNOWN,
+                f"The server at {settings.host} port {settings.port} does not speak SMTP "
+                f"correctly after its greeting; check Host and Port in {settings_path(profile)}.",
+            )
         if reply is None:
+            # The TCP connection was accepted and the server spoke: no refusal. A server that
+            # must end a session says 421 first (RFC 5321 section 3.8); one that closes in
+            # silence is not serving for now.
             return Outcome(
                 Status.FAIL,
                 f"{where} hangs up after its greeting",
-                f"The server greeted ({greeting}) and then closed the connection at EHLO: "
-                f"{error_text(outcome)}. Overloaded servers and filters that drop clients "
-                "after the greeting behave like this.",
-                Cause.CONNECTION_REFUSED,
-                f"Check the logs of {settings.host} for why it drops the platform's sessions "
-                "(connection limits, a content or reputation filter).",
+                f"The server greeted ({greeting}) and then closed the connection at EHLO "
+                f"without a reply: {error_text(outcome)}. Overloaded servers and filters that "
+                "drop clients after the greeting behave like this; a server that must end a "
+                "session answers 421 first (RFC 5321 section 3.8).",
+                Cause.TEMPORARY_FAILURE,
+                f"Check the logs of {settings.host} for why it ends the platform's sessions "
+                "after the greeting (connection limits, a content or reputation filter); "
+                f"smtp.settings_probe shows whether another Port in {settings_path(profile)} "
+                "is served.",
             )
         return Outcome(
             Status.FAIL,
@@ -200,6 +218,13 @@ def classify_connect(outcome: SessionOutcome, profile: PlatformProfile) -> Outco
             f"{timing}; the greeting was not reached because TLS failed first (see smtp.tls).",
         )
     return Outcome(Status.PASS, f"{where} answers", f"{timing}: {greeting}")
+
+
+def _answered_in_part(outcome: SessionOutcome) -> bool:
+    """Whether the server sent part of a reply to the last command before the session ended."""
+    lines = outcome.transcript.lines
+    last = max((i for i, line in enumerate(lines) if line.side == "C"), default=-1)
+    return last >= 0 and any(line.side == "S" for line in lines[last + 1 :])
 
 
 def classify_tls(

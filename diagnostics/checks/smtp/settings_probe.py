@@ -9,6 +9,7 @@ The registration tries the usual submission combinations (:data:`ALTERNATIVES`) 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from diagnostics.checks.smtp.common import describe_setting, no_smtp, settings_path
@@ -69,15 +70,70 @@ def classify_settings_probe(
             Cause.TLS_MISMATCH,
             f"In {settings_path(profile)}, set Port {best.port} and Encryption {label(best.encryption)} ({best.summary}).",
         )
+    configured = classify_attempt(str(outcome.error)) if outcome.error is not None else None
+    cause = cause_of_alternatives(alternatives, configured)
+    if cause is Cause.TEMPORARY_FAILURE:
+        remediation = (
+            f"No change of Port or Encryption in {settings_path(profile)} helps: "
+            f"{settings.host} greets and then ends the session without a reply (see Tried). "
+            "Check its logs for why it drops the platform's sessions (connection limits, a "
+            "content or reputation filter)."
+        )
+    else:
+        remediation = (
+            f"{settings.host} offers no submission service the platform can use; check Host "
+            f"in {settings_path(profile)} and the server's firewall."
+        )
     return Outcome(
         Status.FAIL,
         f"No combination works on {settings.host}",
         f"Tried: {tried}.",
-        Cause.CONNECTION_TIMEOUT
-        if all("timed out" in a.summary or "no route" in a.summary for a in alternatives)
-        else Cause.CONNECTION_REFUSED,
-        f"{settings.host} offers no submission service the platform can use; check Host in {settings_path(profile)} and the server's firewall.",
+        cause,
+        remediation,
     )
+
+
+def classify_attempt(summary: str) -> Cause:
+    """What one failed attempt points to, from its summary: the step and the client's words
+    (``connect: ... Connection refused``, ``ehlo: the server closed the connection``), or
+    what :func:`~diagnostics.net.session.probe_alternative` says instead of a step."""
+    step, _, words = summary.partition(": ")
+    lowered = summary.lower()
+    if "timed out" in lowered or "no route" in lowered:
+        return Cause.CONNECTION_TIMEOUT
+    if step == "resolve":
+        return Cause.DNS_FAILURE
+    if step == "connect":
+        return Cause.CONNECTION_REFUSED
+    if step == "greeting":
+        code = words[:1]
+        return {"4": Cause.TEMPORARY_FAILURE, "5": Cause.CLIENT_IP_REJECTED}.get(
+            code, Cause.UNKNOWN
+        )
+    if step == "tls":
+        return Cause.TLS_CERTIFICATE if "verif" in lowered else Cause.TLS_MISMATCH
+    if "closed the connection" in words or "connection was lost" in words:
+        # Closed before the greeting: as a deny rule's reset refuses. After it, the server
+        # ended a session it had begun, without the 421 RFC 5321 section 3.8 asks for.
+        return Cause.CONNECTION_REFUSED if step == "banner" else Cause.TEMPORARY_FAILURE
+    if "STARTTLS" in summary or "TLS" in words:
+        return Cause.TLS_MISMATCH
+    if summary == "no AUTH offered":
+        return Cause.AUTH_DISABLED
+    return Cause.UNKNOWN
+
+
+def cause_of_alternatives(alternatives: list[Alternative], configured: Cause | None) -> Cause:
+    """The cause most of the alternatives point to (all refused: connection_refused; all timed
+    out: connection_timeout); a tie goes to the configured combination's own, if among them."""
+    counts = Counter(classify_attempt(a.summary) for a in alternatives)
+    if not counts:
+        return configured or Cause.UNKNOWN
+    most = max(counts.values())
+    tied = [cause for cause, n in counts.items() if n == most]
+    if configured is not None and configured in tied:
+        return configured
+    return tied[0]
 
 
 def _refused_at_greeting(outcome: SessionOutcome) -> bool:
