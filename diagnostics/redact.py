@@ -11,8 +11,9 @@ import base64
 import binascii
 import logging
 import re
+import threading
 
-from diagnostics.secrets import MASK, known_values
+from diagnostics.secrets import MASK, known_snapshot
 
 # AUTH PLAIN sends base64("\0login\0password"): the password's own base64 form is not a
 # substring of that, so base64-looking tokens are decoded and masked whole when they hold a
@@ -20,30 +21,77 @@ from diagnostics.secrets import MASK, known_values
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 
 
-def _holds_secret(token: str, values: list[str]) -> bool:
+class _Matcher:
+    """The known values, found in a text in one pass (Aho-Corasick) however many there are:
+    a batch of a thousand accounts knows thousands of passwords."""
+
+    def __init__(self, values: frozenset[str]) -> None:
+        import ahocorasick
+
+        self.automaton = ahocorasick.Automaton()
+        for value in values:
+            self.automaton.add_word(value, len(value))
+        if values:
+            self.automaton.make_automaton()
+        self.empty = not values
+
+    def found(self, text: str) -> bool:
+        return next(self.automaton.iter(text), None) is not None
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """The stretches of ``text`` that a known value covers, merged where they touch."""
+        spans = sorted((end - length + 1, end + 1) for end, length in self.automaton.iter(text))
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
+
+_matcher: tuple[int, _Matcher] | None = None
+_matcher_lock = threading.Lock()
+
+
+def _current() -> _Matcher:
+    global _matcher
+    version, values = known_snapshot()
+    with _matcher_lock:
+        if _matcher is None or _matcher[0] != version:
+            _matcher = (version, _Matcher(values))
+        return _matcher[1]
+
+
+def _holds_secret(token: str, matcher: _Matcher) -> bool:
     try:
         decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
     except (binascii.Error, ValueError):
         return False
-    text = decoded.decode("utf-8", errors="replace")
-    return any(value in text for value in values)
+    return matcher.found(decoded.decode("utf-8", errors="replace"))
 
 
 def redact(text: str) -> str:
-    """``text`` with every known secret value replaced by the mask.
+    """``text`` with every known secret value replaced by the mask: every stretch of it that
+    a value covers (touching or overlapping ones as one).
 
     Also masks whole base64 tokens that decode to text holding a secret (AUTH PLAIN).
     """
-    values = known_values()
-    if not values:
+    matcher = _current()
+    if matcher.empty:
         return text
     text = _BASE64_TOKEN.sub(
-        lambda match: MASK if _holds_secret(match.group(), values) else match.group(), text
+        lambda match: MASK if _holds_secret(match.group(), matcher) else match.group(), text
     )
-    for value in values:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    spans = matcher.spans(text)
+    if not spans:
+        return text
+    pieces, last = [], 0
+    for start, end in spans:
+        pieces += [text[last:start], MASK]
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 class RedactingFilter(logging.Filter):

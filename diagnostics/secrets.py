@@ -22,6 +22,8 @@ MASK = "********"
 _MIN_REDACT_LENGTH = 4
 _known_lock = threading.Lock()
 _known_values: set[str] = set()
+# Grows with each value added: lets redact.py rebuild its matcher only when something is new.
+_known_version = 0
 
 ENV_REFERENCE = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -38,8 +40,11 @@ class Secret:
             # SMTP AUTH carries the password in base64, alone (LOGIN) or after NUL bytes
             # (PLAIN); the bare form covers the first, redact.py handles the rest.
             forms = {value, base64.b64encode(value.encode()).decode()}
+            global _known_version
             with _known_lock:
-                _known_values.update(forms)
+                if not forms <= _known_values:
+                    _known_values.update(forms)
+                    _known_version += 1
 
     @property
     def source(self) -> str:
@@ -134,3 +139,10 @@ def known_values() -> list[str]:
     """Every secret value (and base64 form) created in this process, longest first."""
     with _known_lock:
         return sorted(_known_values, key=len, reverse=True)
+
+
+def known_snapshot() -> tuple[int, frozenset[str]]:
+    """(version, values): the values of :func:`known_values`, and a number that changes
+    whenever one is added."""
+    with _known_lock:
+        return _known_version, frozenset(_known_values)

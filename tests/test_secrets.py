@@ -285,3 +285,27 @@ def test_filter_masks_the_stack(secret: Secret, value: str) -> None:
     record.stack_info = f'Stack (most recent call last):\n  login(password="{value}")'
     assert RedactingFilter().filter(record) is True
     assert record.stack_info == f'Stack (most recent call last):\n  login(password="{MASK}")'
+
+
+def test_overlapping_secrets_are_masked_as_one_stretch() -> None:
+    Secret("abcd-overlap-1", source="env:A")
+    Secret("overlap-1-wxyz", source="env:B")
+    assert redact("<<abcd-overlap-1-wxyz>>") == f"<<{MASK}>>"
+    assert redact("abcd-overlap-1 and overlap-1-wxyz") == f"{MASK} and {MASK}"
+
+
+def test_thousands_of_secrets_are_all_masked_and_matched_in_one_pass() -> None:
+    # A batch of a thousand accounts knows thousands of passwords; each is still masked, and
+    # the matcher is built once for them, not per text.
+    from diagnostics import redact as module
+
+    values = [f"batch-pw-{index:05d}-x" for index in range(3000)]
+    for index, value in enumerate(values):
+        Secret(value, source=f"env:P{index}")
+    first = module._current()
+    text = " | ".join(values[::7])
+    assert redact(text) == " | ".join([MASK] * len(values[::7]))
+    assert module._current() is first  # nothing new: the same matcher
+    Secret("batch-pw-new-one", source="env:NEW")
+    assert module._current() is not first
+    assert redact("x batch-pw-new-one y") == f"x {MASK} y"
