@@ -145,6 +145,9 @@ class RoundTrip:
     token: str = ""
     sent: bytes = b""
     sent_at: float = 0.0
+    # When the company's MX accepted it (its reply to the end of DATA): where the company's
+    # side of the delivery starts, which the latency is measured from.
+    accepted_at: float = 0.0
     delivered_to: str | None = None
     delivery_error: str | None = None
     delivery_cause: Cause | None = None

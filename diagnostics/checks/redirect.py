@@ -76,6 +76,7 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
             else Cause.CONNECTION_REFUSED
         )
         return trip
+    trip.accepted_at = time.time()
     deadline = started + context.timeouts.roundtrip
     while time.perf_counter() < deadline:
         trip.arrivals = mailboxes.arrived(trip.token)
@@ -85,8 +86,9 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
         await asyncio.sleep(POLL_S)
     trip.waited_s = time.perf_counter() - started
     if trip.arrivals:
+        # From the MX's acceptance: the company's queue and filters, not the sending session.
         trip.latency_s = (
-            max(0.0, trip.arrivals[0].stored_at - trip.sent_at)
+            max(0.0, trip.arrivals[0].stored_at - trip.accepted_at)
             if trip.arrivals[0].stored_at
             else trip.waited_s
         )
@@ -205,8 +207,8 @@ def classify_roundtrip(
             else f"a candidate's profile ({arrival.folder})"
         )
         detail = (
-            f"The test message sent to {address} arrived at {inbound} after {trip.latency_s or 0:.2f} s "
-            f"and was filed in {where}."
+            f"The test message sent to {address} arrived at {inbound} {trip.latency_s or 0:.2f} s "
+            f"after the company's mail server accepted it, and was filed in {where}."
         )
         if trip.latency_s is not None and trip.latency_s > warn_s:
             return Outcome(
