@@ -44,7 +44,12 @@ async def test_healthy_round_trip_arrives_unassigned_signed_and_once(world: Sand
     assert trip.title == "Test message reached Unassigned messages"
     assert trip.evidence["arrivals"] == ("unassigned",)
     assert trip.evidence["local_copies"] == 1
-    assert trip.evidence["latency_s"] < 1.0
+    # What the check promises: a latency measured from the MX's acceptance (never negative)
+    # and within the wait it is given; how fast this machine relays is no part of it.
+    config = load_config(world.scenario.config_path(), environ=world.environ)
+    wait = world.context(config).timeouts.roundtrip
+    latency = trip.evidence["latency_s"]
+    assert latency is not None and 0.0 <= latency < wait
     assert findings["redirect.loop"].title == "No loop, no duplicate (2 hops)"
     # The message as it arrived still carries a DKIM signature that verifies.
     box = world.platform_mailbox("acme")

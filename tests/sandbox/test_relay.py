@@ -108,9 +108,24 @@ async def test_a_cached_session_the_next_hop_has_closed_is_replaced(
 async def test_idle_sessions_are_closed(world: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relay_module, "_IDLE_S", 0.05)
     relay = relay_of(world)
+    opened = sessions_opened(relay, monkeypatch)
+    swept = asyncio.Event()
+    sweep = relay._close_idle_connections
+
+    def sweeping() -> float:
+        wake = sweep()
+        if not relay._connections:
+            swept.set()
+        return wake
+
+    monkeypatch.setattr(relay, "_close_idle_connections", sweeping)
     await redirect(world, "idle")
     await world.drain(5)
-    await asyncio.sleep(0.3)  # a few sweeps at 0.05 s
+    assert opened == [NEXT_HOP]
+    # The next sweep after the delivery (every 0.05 s here) leaves no session: waited for as
+    # it happens, bounded, not guessed from how long a loaded machine takes.
+    swept.clear()
+    await asyncio.wait_for(swept.wait(), 5)
     await asyncio.gather(*relay._tasks)  # the QUITs
     assert not relay._connections
     assert len(world.platform_mailbox("acme")) == 1

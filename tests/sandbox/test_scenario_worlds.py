@@ -6,9 +6,9 @@ Every scenario in fixtures/scenarios/ must have an entry in ``EFFECTS``.
 
 from __future__ import annotations
 
-import asyncio
 import email.policy
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -18,10 +18,12 @@ import aiosmtplib
 import dns.resolver
 import pytest
 
+from diagnostics.audit import run_audit
 from diagnostics.config import AccountConfig, SmtpSettings, load_config
 from diagnostics.errors import DialError, SandboxError
 from diagnostics.net.session import SessionOutcome, probe_session
 from diagnostics.parse.headers.retention import RETAINED
+from diagnostics.registry import run_checks, select
 from diagnostics.sandbox.scenario import SCENARIO_DIR
 from diagnostics.sandbox.scenariofile import load_scenario, scenario_names
 from diagnostics.sandbox.world import Sandbox
@@ -183,11 +185,19 @@ async def mail_loop(world: Sandbox) -> None:
 
 
 async def slow_delivery(world: Sandbox) -> None:
+    delay = world.scenario.company_mx.faults.delay_s
+    before = time.time()
     await redirect_one(world, wait=False)
-    await asyncio.sleep(0.5)
-    assert len(world.platform_mailbox("acme")) == 0
+    # Accepted and stored (the MX answers 250 only then), and held in the queue until a time
+    # the fault puts after the acceptance: read from the queue, not guessed from a wait.
+    assert world._relay is not None
+    queue = world._relay.queue
+    [held] = [queue.load(key) for key in queue.pending()]
+    assert held.rcpt_tos == ("acme-jobs@m.personio.de",)
+    assert held.not_before >= before + delay
     await world.drain(10)
     assert len(world.platform_mailbox("acme")) == 1
+    assert time.time() >= held.not_before  # delivered, and not before it was due
 
 
 async def egress_ip_missing(world: Sandbox) -> None:
@@ -305,10 +315,77 @@ async def dmarc_reject(world: Sandbox) -> None:
     assert record == '"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:dmarc@acme.example"'
 
 
-async def world_is_healthy(world: Sandbox) -> None:
-    # These scenarios differ from healthy only in their account file.
-    await redirect_one(world)
-    assert only(world)["Message-ID"] == "<reply-1@example.org>"
+Found = tuple[str, str, str, str | None]
+
+
+async def sender_findings(world: Sandbox) -> list[Found]:
+    """What the sender checks find for the world's account file, each identity's proof sent
+    through the world: (check, subject, status, cause), in report order."""
+    findings = await run_checks(world.context(config_of(world)), select(["sender"]))
+    return [
+        (f.check, f.subject, f.status.value, f.cause.value if f.cause else None) for f in findings
+    ]
+
+
+# The sender scenarios differ from healthy only in their account file: each must give the
+# sender findings its file's fault calls for, with every proof sent through the world.
+
+
+async def sender_parent_only(world: Sandbox) -> None:
+    # No subcompanies: both positions belong to the parent (SPEC 1), and sender_name company
+    # puts one name, the company's, into From.
+    assert await sender_findings(world) == [
+        ("sender.resolution", "Acme GmbH", "pass", None),
+        ("sender.resolution", "Acme GmbH", "pass", None),
+        ("sender.display_name", "Acme GmbH", "pass", None),
+    ]
+
+
+async def sender_subcompany_without_smtp(world: Sandbox) -> None:
+    # Retail's candidates get mail from the platform's address (SPEC 1): delivered, but not
+    # as the company; the parent's own position is unchanged.
+    assert await sender_findings(world) == [
+        ("sender.resolution", "Acme Retail GmbH", "warn", None),
+        ("sender.resolution", "Acme GmbH", "pass", None),
+        ("sender.display_name", "Acme GmbH", "pass", None),
+        ("sender.display_name", "Acme GmbH", "pass", None),
+        ("sender.display_name", "Acme Retail GmbH", "pass", None),
+    ]
+
+
+async def sender_unknown_subcompany(world: Sandbox) -> None:
+    # The file does not load (SPEC 4): the audit stops at config.schema, no sender finding.
+    result = await run_audit(world.scenario.config_path(), sandbox=world)
+    assert result.config_error is not None
+    assert "positions[0].subcompany" in str(result.config_error)
+    assert [
+        (f.check, f.subject, f.status.value, f.cause.value if f.cause else None)
+        for f in result.report.findings
+    ] == [("config.schema", "acme-unknown-subcompany", "fail", "unknown")]
+
+
+async def sender_name_with_newline(world: Sandbox) -> None:
+    # The employee's name holds a line break: it cannot go into From (RFC 5322 section 2.2),
+    # so the position's mail and the name fail; the company's own name is fine.
+    assert await sender_findings(world) == [
+        ("sender.resolution", "Acme GmbH", "fail", "unknown"),
+        ("sender.display_name", "Acme GmbH", "fail", "unknown"),
+        ("sender.display_name", "Acme GmbH", "pass", None),
+    ]
+
+
+async def sender_international_names(world: Sandbox) -> None:
+    # Non-ASCII names and a comma go out as RFC 2047 encoded words or RFC 5322 quoting and
+    # decode back exactly: nothing fails.
+    company, sub = "Société Générale (Acme) S.A.", "株式会社アクメ"
+    assert await sender_findings(world) == [
+        ("sender.resolution", company, "pass", None),
+        ("sender.resolution", sub, "pass", None),
+        ("sender.display_name", company, "pass", None),
+        ("sender.display_name", company, "pass", None),
+        ("sender.display_name", company, "pass", None),
+        ("sender.display_name", sub, "pass", None),
+    ]
 
 
 async def four_logins_work(world: Sandbox) -> None:
@@ -330,6 +407,15 @@ async def four_logins_work(world: Sandbox) -> None:
             data=b"Subject: x\r\n\r\nx\r\n",
         )
         assert result.reply.startswith("2.0.0 Ok")
+    # Each position goes out as its own subcompany, with sender_name company's names.
+    subjects = ("Acme Retail GmbH", "Acme Labs GmbH", "Acme Logistics GmbH", "Acme GmbH")
+    assert await sender_findings(world) == [
+        *(("sender.resolution", subject, "pass", None) for subject in subjects),
+        *(
+            ("sender.display_name", subject, "pass", None)
+            for subject in (subjects[-1], *subjects[:-1])
+        ),
+    ]
 
 
 async def parent_login_cannot_send_as_the_subcompany(world: Sandbox) -> None:
@@ -384,11 +470,11 @@ EFFECTS: dict[str, Callable[[Sandbox], Awaitable[None]]] = {
     "no-mx": no_mx,
     "spf-too-many-lookups": spf_too_many_lookups,
     "dmarc-reject": dmarc_reject,
-    "sender-parent-only": world_is_healthy,
-    "sender-subcompany-without-smtp": world_is_healthy,
-    "sender-unknown-subcompany": world_is_healthy,
-    "sender-name-with-newline": world_is_healthy,
-    "sender-international-names": world_is_healthy,
+    "sender-parent-only": sender_parent_only,
+    "sender-subcompany-without-smtp": sender_subcompany_without_smtp,
+    "sender-unknown-subcompany": sender_unknown_subcompany,
+    "sender-name-with-newline": sender_name_with_newline,
+    "sender-international-names": sender_international_names,
     "sender-three-subcompanies": four_logins_work,
     "sender-subcompany-account-mismatch": parent_login_cannot_send_as_the_subcompany,
     "demo": demo,
