@@ -22,7 +22,8 @@ applies to and ``skip`` for one it does not apply to. Whether it applies is read
 - ``config.schema``: one ``pass`` for a valid file, about the company.
 
 :data:`RULES` is that table, one row per check of SPEC section 5. A scenario names only what
-its fault changes; :func:`expected_findings` lays its entries over the baseline.
+its fault changes; :func:`expected_findings` lays its entries over the baseline, and
+:func:`report_of` gives the result in report order, for tests that compare whole reports.
 """
 
 from __future__ import annotations
@@ -269,6 +270,35 @@ def expected_findings(
     expected.subtract(b.key for _, b in pairs if b is not None)
     expected.update((e.check, e.subject or company, e.status, e.cause) for e, _ in pairs)
     return +expected
+
+
+def in_report_order(base: Sequence[Expected], entries: Iterable[Entry], company: str) -> list[Key]:
+    """The baseline in report order, each finding a scenario entry replaces given as the entry
+    says: what a whole report of the scenario lists, finding by finding, for a test that
+    compares the order too. An entry that adds a finding has no place in that order:
+    ValueError names it."""
+    pairs = overlay(base, entries, company)
+    added = [e for e, b in pairs if b is None]
+    if added:
+        named = "; ".join(f"{e.check} {e.subject or company} {e.status}" for e in added)
+        raise ValueError(f"entries that replace no baseline finding have no report order: {named}")
+    # By identity: equal baseline findings (two employees' names) stay apart.
+    replacing = {id(b): e for e, b in pairs if b is not None}
+    ordered: list[Key] = []
+    for finding in base:
+        entry = replacing.get(id(finding))
+        if entry is None:
+            ordered.append(finding.key)
+        else:
+            ordered.append((entry.check, entry.subject or company, entry.status, entry.cause))
+    return ordered
+
+
+def report_of(config_path: Path, entries: Iterable[Entry]) -> list[Key]:
+    """:func:`in_report_order` for the account file at ``config_path`` and a scenario's
+    ``expect`` entries: (check, subject, status, cause) of each finding, in report order."""
+    base = baseline_of(config_path)
+    return in_report_order(base, entries, base[0].subject)
 
 
 def restating(base: Sequence[Expected], entries: Iterable[Entry], company: str) -> list[str]:

@@ -30,6 +30,8 @@ from tests.scenario_baseline import (
     baseline,
     baseline_of,
     expected_findings,
+    in_report_order,
+    report_of,
     restating,
 )
 
@@ -61,20 +63,34 @@ def test_the_baseline_has_a_rule_for_every_check_in_report_order() -> None:
     assert list(CHECK_IDS) == list(all_checks())
 
 
-def test_healthy_expects_exactly_the_baseline_in_report_order() -> None:
-    # The command-line tests compare a healthy report with healthy's list, in order: it must
-    # be the derived baseline, not a list of its own.
-    scenario = load_scenario("healthy")
+def test_healthy_expects_the_baseline_and_nothing_of_its_own() -> None:
+    # Healthy has no fault: its audit is the derived baseline, which the command-line,
+    # notebook and installed-package tests compare whole reports with.
+    assert load_scenario("healthy").expect == ()
+
+
+def test_a_whole_report_in_order_is_the_baseline_with_the_entries_in_place() -> None:
+    scenario = load_scenario("demo")
+    ordered = report_of(scenario.config_path(), scenario.expect)
     base = baseline_of(scenario.config_path())
-    assert [(e.check, e.subject, e.status, e.cause) for e in scenario.expect] == [
-        b.key for b in base
-    ]
+    assert [key[:2] for key in ordered] == [b.key[:2] for b in base]
+    assert Counter(ordered) == expected_findings(base, scenario.expect, base[0].subject)
+    assert ordered[0] == ("config.schema", "Acme GmbH", "pass", None)
+    assert ("headers.dkim", "Acme GmbH", "fail", "policy_rejected") in ordered
+
+
+def test_an_entry_that_adds_a_finding_has_no_place_in_the_report_order() -> None:
+    base = baseline(made_up_account())
+    extra = Expectation(check="dns.mx", subject="Nobody", status="fail", why="not in the file")
+    with pytest.raises(ValueError, match=r"dns\.mx Nobody fail"):
+        in_report_order(base, [extra], "Parent")
 
 
 @pytest.mark.parametrize("name", scenario_names())
 def test_each_expectation_says_why_and_differs_from_the_baseline_as_it_says(name: str) -> None:
     scenario = load_scenario(name)
-    assert scenario.expect, f"scenario {name} names no finding it is about"
+    # Every scenario but healthy has a fault, and names the findings it changes or is about.
+    assert scenario.expect or name == "healthy", f"scenario {name} names no finding it is about"
     assert all(e.why for e in scenario.expect)
     if not invalid_account(scenario):
         base = baseline_for(scenario)
