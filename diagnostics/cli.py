@@ -34,6 +34,8 @@ from diagnostics.redact import RedactingFilter, redact
 # that need them, so that `maildiag --help` answers at once.
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+# Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 
@@ -287,7 +289,33 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     batch = commands.add_parser("batch", help="one papermill audit per account file, and an index")
     if wanted("batch"):
         batch.add_argument("configs", nargs="+", type=Path, metavar="CONFIG", help="account files")
-        batch.add_argument("--jobs", type=int, default=2, help="audits at a time (default 2)")
+        batch.add_argument(
+            "--jobs", type=int, default=4, help="audits at a time in each process (default 4)"
+        )
+        batch.add_argument(
+            "--processes",
+            type=int,
+            metavar="N",
+            help="processes running audits (default: one per core)",
+        )
+        batch.add_argument(
+            "--per-host",
+            type=int,
+            default=4,
+            metavar="N",
+            help="audits at a time talking to the same SMTP host, in each process (default 4)",
+        )
+        batch.add_argument(
+            "--notebooks",
+            choices=("all", "failing", "none"),
+            default="failing",
+            help="which accounts get the executed audit notebook, a kernel each (default failing)",
+        )
+        batch.add_argument(
+            "--resume",
+            action="store_true",
+            help="keep the accounts an earlier, interrupted run of this batch finished",
+        )
         batch.add_argument(
             "--sandbox",
             default="",
@@ -727,9 +755,28 @@ def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     missing = [str(config) for config in args.configs if not config.is_file()]
     if missing:
         raise ValueError(f"no such account file: {', '.join(missing)}")
-    runs = run_batch(
-        args.configs, report_dir=args.report_dir, jobs=args.jobs, sandbox=args.sandbox, progress=err
-    )
+    from diagnostics.batch import BatchInterrupted
+
+    try:
+        runs = run_batch(
+            args.configs,
+            report_dir=args.report_dir,
+            jobs=args.jobs,
+            sandbox=args.sandbox,
+            progress=err,
+            notebooks=args.notebooks,
+            resume=args.resume,
+            processes=args.processes,
+            per_host=args.per_host,
+        )
+    except BatchInterrupted as stopped:
+        print(
+            f"maildiag: interrupted: {len(stopped.runs)} account(s) finished, "
+            f"{len(stopped.not_run)} did not run; index: {args.report_dir / 'index.html'}; "
+            "run the same command with --resume to finish",
+            file=err,
+        )
+        return EXIT_INTERRUPTED
     for run in runs:
         state = f"error: {run.error}" if run.error else f"verdict {run.verdict}"
         print(f"{run.config}: {state} ({run.directory})", file=out)

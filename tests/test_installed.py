@@ -173,15 +173,17 @@ def test_batch_from_the_users_folder_with_a_relative_report_dir(
 
     run = installed.run(
         folder, "maildiag", "batch", "globex.yaml", "initech.yaml", "umbrella.yaml",
-        "--sandbox", "healthy", "--report-dir", "out",
+        "--sandbox", "healthy", "--report-dir", "out", "--notebooks", "all",
     )  # fmt: skip
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("globex", "initech", "umbrella"):
         report = folder / "out" / name / "report.json"
         assert json.loads(report.read_text(encoding="utf-8"))["verdict"] == "pass", name
-        assert (folder / "out" / name / "audit.ipynb").is_file()
+        assert (folder / "out" / name / "audit.ipynb").is_file()  # --notebooks all
     assert (folder / "out" / "index.html").is_file()
+    summary = json.loads((folder / "out" / "index.json").read_text(encoding="utf-8"))
+    assert summary["verdicts"] == {"pass": 3} and summary["need_action"] == 0
 
 
 @pytest.mark.timeout(900)

@@ -1,0 +1,171 @@
+"""Many audits in one process: each account's audit runs in this process's event loop, beside
+the others, with a bound on how many run at once and on how many at once talk to the same SMTP
+host; each account's report folder is written as soon as its audit ends.
+
+:func:`audit_accounts` is what one process does (the command line starts one per core, a Dask
+worker runs it too); :func:`shard_main` is the entry of such a process, which sends each
+finished run to its parent through a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from diagnostics.batch.model import BatchRun
+from diagnostics.batch.plan import fingerprint
+from diagnostics.redact import redact
+
+# Audits at once in one process, and at once per SMTP host (over all of the process's audits).
+DEFAULT_JOBS = 4
+DEFAULT_PER_HOST = 4
+
+
+# How late the event loop may run before no further audit starts (seconds), and how often it
+# is measured.
+MAX_LAG_S = 0.05
+_LAG_TICK_S = 0.02
+
+
+class _LoopLag:
+    """How late this event loop wakes a sleeper, smoothed: how busy it is."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(_LAG_TICK_S)
+            late = max(0.0, loop.time() - started - _LAG_TICK_S)
+            self.seconds = 0.7 * self.seconds + 0.3 * late
+
+
+def smtp_hosts(config: Path) -> list[str]:
+    """The SMTP hosts the account file names (read within bounds; none when unreadable: the
+    audit reports why)."""
+    import yaml
+
+    from diagnostics.limits import read_bounded
+    from diagnostics.safeyaml import load_bounded
+
+    try:
+        raw = load_bounded(read_bounded(config, "config").decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return []
+    hosts: set[str] = set()
+    identities = [raw.get("company")] if isinstance(raw, dict) else []
+    if isinstance(raw, dict) and isinstance(raw.get("subcompanies"), list):
+        identities += raw["subcompanies"]
+    for identity in identities:
+        smtp = identity.get("smtp") if isinstance(identity, dict) else None
+        host = smtp.get("host") if isinstance(smtp, dict) else None
+        if isinstance(host, str) and host:
+            hosts.add(host.lower().rstrip("."))
+    return sorted(hosts)
+
+
+async def audit_one(config: Path, directory: Path, *, sandbox: str, ran_on: str) -> BatchRun:
+    """Audit ``config`` (in the world ``sandbox`` plays for it, when given) and write its report
+    folder; the run, or why it could not run."""
+    from diagnostics.audit import run_audit, write_report
+    from diagnostics.errors import DiagnosticsError
+    from diagnostics.sandbox.account import sandbox_for
+
+    stamp = fingerprint(config)
+    try:
+        if sandbox:
+            async with sandbox_for(sandbox, config) as world:
+                result = await run_audit(config, sandbox=world)
+        else:
+            result = await run_audit(config)
+        # Four files, each written and synced to disk: in a thread, so that the other audits'
+        # servers in this loop are not kept waiting on the disk.
+        await asyncio.to_thread(write_report, result.report, directory)
+    except (DiagnosticsError, OSError, ValueError) as exc:
+        # What the account's file or world says is wrong (an unknown scenario, say).
+        return BatchRun(
+            config, directory, error=redact(f"{type(exc).__name__}: {exc}"[:2000]),
+            ran_on=ran_on, fingerprint=stamp, scenario=sandbox,
+        )  # fmt: skip
+    return BatchRun.from_report(
+        config,
+        directory,
+        result.report.to_dict(),
+        ran_on=ran_on,
+        fingerprint=stamp,
+        scenario=sandbox,
+    )
+
+
+async def audit_accounts(
+    items: Sequence[tuple[Path, Path, str]],
+    *,
+    on_done: Callable[[BatchRun], None],
+    jobs: int = DEFAULT_JOBS,
+    per_host: int = DEFAULT_PER_HOST,
+    ran_on: str = "",
+) -> None:
+    """Audit each (account file, report folder, sandbox scenario or "" for live) of ``items``,
+    ``jobs`` at a time and at most ``per_host`` at a time per SMTP host; ``on_done`` hears of
+    each run as it ends."""
+    running = asyncio.Semaphore(max(1, jobs))
+    per_host_limits: dict[str, asyncio.Semaphore] = {}
+    who = ran_on or f"process {os.getpid()}"
+    lag = _LoopLag()
+    watcher = asyncio.create_task(lag.watch())
+    active = 0
+
+    async def one(config: Path, directory: Path, sandbox: str) -> None:
+        nonlocal active
+        async with running, contextlib.AsyncExitStack() as held:
+            # A busy loop answers every audit's servers late, and a round trip measured in a
+            # late loop reads as a slow company server: start another audit only while the
+            # loop keeps time (and always when none runs).
+            while active and lag.seconds > MAX_LAG_S:  # noqa: ASYNC110 - a measure, no event
+                await asyncio.sleep(_LAG_TICK_S)
+            active += 1
+            held.callback(_done_one)
+            # Taken in name order, so that two audits sharing two hosts cannot wait on each other.
+            for host in smtp_hosts(config):
+                limit = per_host_limits.setdefault(host, asyncio.Semaphore(max(1, per_host)))
+                await held.enter_async_context(limit)
+            try:
+                run = await audit_one(config, directory, sandbox=sandbox, ran_on=who)
+            except Exception as exc:  # a bug in one audit must not end the others'
+                message = f"internal error (a bug in maildiag): {type(exc).__name__}: {exc}"
+                run = BatchRun(
+                    config, directory, error=redact(message[:2000]), ran_on=who, scenario=sandbox
+                )
+        on_done(run)
+
+    def _done_one() -> None:
+        nonlocal active
+        active -= 1
+
+    try:
+        await asyncio.gather(*(one(*item) for item in items))
+    finally:
+        watcher.cancel()
+
+
+def shard_main(items: list[tuple[str, str, str]], options: dict[str, Any], results: Any) -> None:
+    """A child process's work: audit ``items`` and put each run (as a dict) on ``results``.
+
+    It leaves Ctrl-C to its parent, which stops it once it has recorded what finished.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(
+        audit_accounts(
+            [(Path(c), Path(d), scenario) for c, d, scenario in items],
+            jobs=options["jobs"],
+            per_host=options["per_host"],
+            on_done=lambda run: results.put(run.to_dict()),
+        )
+    )
