@@ -12,6 +12,7 @@ import email.errors
 import email.header
 import email.policy
 import email.utils
+import functools
 import re
 from collections.abc import Sequence
 from email.headerregistry import AddressHeader
@@ -66,8 +67,23 @@ def parse_message(data: bytes) -> EmailMessage:
     return message
 
 
+# The analysis reads one message in many passes, each given its bytes: a message up to this
+# size is parsed once for all of them (the readers never change it), at most this many kept.
+_SHARED_BYTES = 256 * 1024
+_SHARED_MESSAGES = 64
+
+
+@functools.lru_cache(maxsize=_SHARED_MESSAGES)
+def _shared(data: bytes) -> EmailMessage:
+    return parse_message(data)
+
+
 def as_message(message: MessageInput) -> Message:
-    return parse_message(message) if isinstance(message, bytes) else message
+    """``message`` as a parsed message (bytes parsed with :func:`parse_message`; the same
+    small message's bytes parsed once, and shared: a reader must not change it)."""
+    if not isinstance(message, bytes):
+        return message
+    return _shared(message) if len(message) <= _SHARED_BYTES else parse_message(message)
 
 
 def squash(text: str) -> str:
