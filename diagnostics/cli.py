@@ -328,6 +328,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             default=Path("reports/batch"),
             help="where the folders and index.html go",
         )
+        batch.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="run the audits on this Dask scheduler's workers (tcp://HOST:PORT; the report "
+            "folder must be reachable by them; needs pip install 'maildiag[dask]')",
+        )
 
     demo = commands.add_parser(
         "demo", help="run the audit notebook on the sandbox's demo scenario (reports/demo/)"
@@ -744,8 +750,15 @@ def _diagnose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Exit 0 when every audit ran and none failed, 1 otherwise; 2 for an unknown scenario or
-    a missing account file, found before any kernel starts."""
+    a missing account file, found before any kernel starts, or --scheduler without the
+    ``dask`` extra."""
     from diagnostics.batch import run_batch
+
+    if args.scheduler:
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise ValueError("--scheduler needs Dask distributed: pip install 'maildiag[dask]'")
 
     if args.sandbox:
         from diagnostics.sandbox.account import load_account_world
@@ -768,6 +781,7 @@ def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             resume=args.resume,
             processes=args.processes,
             per_host=args.per_host,
+            scheduler=args.scheduler,
         )
     except BatchInterrupted as stopped:
         print(

@@ -3,6 +3,8 @@
 - :mod:`.model`: one account's run (:class:`BatchRun`).
 - :mod:`.plan`: report folders, and what an earlier run finished (``--resume``).
 - :mod:`.local`: many audits in one process's event loop, bounded per process and per host.
+- :mod:`.distributed`: the audits on a Dask distributed cluster (``--scheduler``; the ``dask``
+  extra).
 - :mod:`.runner`: processes, progress, notebooks, Ctrl-C, the index.
 - :mod:`.index`: ``index.html`` and its orders, ``index.json``.
 """

@@ -4,7 +4,8 @@ notebook for the accounts that ask for it, and the index.
 
 Ctrl-C stops the batch: the reports finished by then stay, complete, and ``index.json`` and the
 pages list what ran and what did not; ``--resume`` runs the rest. A process that dies loses
-no account: what it had not finished runs again in a new one (at most twice).
+no account: what it had not finished runs again in a new one (at most twice). With a Dask
+scheduler's address, the audits run on its cluster instead (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -145,10 +146,15 @@ def run_batch(
     resume: bool = False,
     processes: int | None = None,
     per_host: int = DEFAULT_PER_HOST,
+    scheduler: str | None = None,
 ) -> list[BatchRun]:
     """Audit every file of ``configs`` (in the sandbox scenario ``sandbox`` names, for all or
     per file); write each report folder, the notebooks ``notebooks`` asks for, and the index;
     the runs, in the order of ``configs``.
+
+    With ``scheduler`` (a Dask scheduler's address) the audits run on that cluster's workers
+    (:mod:`diagnostics.batch.distributed`; ``report_dir`` must be reachable by them), and the
+    notebooks still run here.
 
     BatchInterrupted on Ctrl-C, once the index of what ran is written.
     """
@@ -193,7 +199,13 @@ def run_batch(
         task = bar.add_task("audits", total=len(configs), completed=len(done), rate="")
         started, saved = time.monotonic(), 0.0
         try:
-            stream = run_local(items, jobs=jobs, per_host=per_host, processes=processes)
+            if scheduler is None:
+                stream = run_local(items, jobs=jobs, per_host=per_host, processes=processes)
+            else:
+                # Imported only here: distributed is an optional extra, and slow to import.
+                from diagnostics.batch.distributed import run_distributed
+
+                stream = run_distributed(items, scheduler=scheduler, jobs=jobs, per_host=per_host)
             for count, run in enumerate(stream, start=1):
                 results[run.config] = run
                 elapsed = time.monotonic() - started
