@@ -21,7 +21,29 @@ from email.parser import BytesParser
 
 MessageInput = bytes | Message
 
-_PARSER = BytesParser(policy=email.policy.default)
+
+
+# A header field is parsed again each time it is read (``message["Content-Type"]``,
+# ``get_content_type()``), and the analysis reads the same few fields of every part many
+# times over: short fields are parsed once per text. The parsed headers are immutable.
+_SHARED_FIELD = 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_field(name: str, value: str) -> object:
+    return email.policy.default.header_fetch_parse(name, value)
+
+
+class _SharedFieldsPolicy(email.policy.EmailPolicy):
+    """``email.policy.default``, with short fields parsed once for all the messages."""
+
+    def header_fetch_parse(self, name: str, value: str) -> object:  # type: ignore[override]
+        if type(value) is str and len(value) <= _SHARED_FIELD:
+            return _parsed_field(name, value)
+        return super().header_fetch_parse(name, value)
+
+
+_PARSER = BytesParser(policy=_SharedFieldsPolicy())
 MAX_DEPTH = 40
 # The stdlib's header parser takes time that grows with the square of a field's length (a
 # field of 250,000 encoded words: minutes and gigabytes). Real fields stay far below this
