@@ -96,14 +96,15 @@ class Maildir:
         FileNotFoundError.
         """
         self.root = pathlib.Path(root)
-        if create:
+        # Opened again and again (each look into a mailbox): one stat when it is complete,
+        # where creating each folder again costs a write lock on its parent.
+        missing = [sub for sub in _SUBDIRS if not (self.root / sub).is_dir()]
+        if missing and not create:
+            raise FileNotFoundError(f"not a Maildir, {missing[0]}/ is missing: {self.root}")
+        if missing:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for sub in _SUBDIRS:
+            for sub in missing:
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-        else:
-            for sub in _SUBDIRS:
-                if not (self.root / sub).is_dir():
-                    raise FileNotFoundError(f"not a Maildir, {sub}/ is missing: {self.root}")
 
     def deliver(self, data: bytes) -> str:
         """Store ``data`` byte for byte and return its key once it is durable on disk.
