@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -23,8 +24,14 @@ if TYPE_CHECKING:
 
     from diagnostics.model.account import AccountConfig
     from diagnostics.roundtrip import Mailboxes, RoundTripOptions
+    from diagnostics.smtpgreeting import GreetingProber
 
 Mode = Literal["live", "sandbox"]
+
+#: The greeting prober of the contexts made while it is set: how a batch on a cluster sends
+#: the greeting probes of an egress IP to the worker that owns it, around audits it does not
+#: build the context of.
+GREETING_PROBER: ContextVar[GreetingProber | None] = ContextVar("greeting_prober", default=None)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,11 @@ class Context:
     # Live mode: the round trip the user asked for (``--roundtrip``), watched in the company's
     # own mailbox over IMAP; None leaves the redirect checks to say what to do by hand.
     roundtrip: RoundTripOptions | None = None
+    # Where allowlist.reachability's greeting probes run (None: here); by default the one
+    # GREETING_PROBER holds when the context is made.
+    greeting_prober: GreetingProber | None = field(
+        default_factory=GREETING_PROBER.get, compare=False, repr=False
+    )
     # Results shared by the checks of one run (one SMTP session per setting, so one AUTH).
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 

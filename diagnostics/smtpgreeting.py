@@ -8,6 +8,10 @@ first), :func:`probe_greeting` connects from one egress IP and reads the greetin
 came to is a :class:`ProbeResult` with an :class:`Admission`: :func:`classify_greeting` for a
 greeting's reply code, :func:`greeting_problem` and :func:`parse_greeting` for a greeting that
 is no SMTP reply. A failure of the connection is never raised: the result says how it ended.
+
+A probe can run elsewhere, on the machine that owns its egress IP (a Dask worker, say): it is
+then a :class:`GreetingProbe`, plain data that :func:`run_greeting_probe` runs where it lands,
+and the context's ``greeting_prober`` (a :class:`GreetingProber`) decides where each goes.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from diagnostics.config import SmtpSettings
-from diagnostics.context import Context
+from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.errors import DialError, ProbeError, SandboxError, StepTimeout
 from diagnostics.net import Dialer, DNSQueries
 from diagnostics.netblocks import INTERNAL, contains
@@ -67,6 +71,8 @@ class ProbeResult:
     tls: str | None = None  # the TLS version, for implicit TLS
     # The connection's steps as the SMTP client recorded them (connect, tls, banner).
     steps: tuple[Step, ...] = field(default=(), compare=False)
+    # Who made the connection, when not this run: the worker that owns the egress IP.
+    probed_by: str = field(default="", compare=False)
 
     def row(self) -> dict[str, Any]:
         """The evidence row of this connection."""
@@ -157,10 +163,13 @@ class _Ended(ProbeError):
         self.reply = reply
 
 
-async def _connect(address: str, port: int, *, source: str, context: Context) -> socket.socket:
-    timeout = context.timeouts.connect
+async def _connect(
+    address: str, port: int, *, source: str, endpoints: Endpoints, timeout: float
+) -> socket.socket:
     try:
-        return await Dialer.of(context).connect(address, port, source=source, timeout=timeout)
+        return await Dialer(endpoints=endpoints).connect(
+            address, port, source=source, timeout=timeout
+        )
     except StepTimeout:
         raise _Ended(
             Admission.CONNECT_TIMEOUT, "connect", f"no connection within {timeout:g} s"
@@ -172,7 +181,7 @@ async def _connect(address: str, port: int, *, source: str, context: Context) ->
     except SandboxError as exc:
         # In the world, a host that serves other ports refuses this one; an address nothing
         # plays does not answer at all.
-        if any(known == address for known, _ in context.endpoints.routes):
+        if any(known == address for known, _ in endpoints.routes):
             raise _Ended(Admission.REFUSED, "connect", "connection refused") from exc
         raise _Ended(Admission.UNREACHABLE, "connect", str(exc)) from exc
 
@@ -235,7 +244,23 @@ async def probe_greeting(
     bounded: connect and TLS by ``timeouts.connect``, the whole greeting by
     ``timeouts.banner``, QUIT and closing by ``timeouts.command``.
     """
-    timeouts = context.timeouts
+    return await _probe(
+        address, port, egress_ip=egress_ip, source=source, tls_hostname=tls_hostname,
+        timeouts=context.timeouts, trust=context.trust, endpoints=context.endpoints,
+    )  # fmt: skip
+
+
+async def _probe(
+    address: str,
+    port: int,
+    *,
+    egress_ip: str,
+    source: str,
+    tls_hostname: str | None,
+    timeouts: Timeouts,
+    trust: ssl.SSLContext,
+    endpoints: Endpoints,
+) -> ProbeResult:
     started = time.perf_counter()
     tls_version: str | None = None
     transcript = Transcript()
@@ -265,7 +290,10 @@ async def probe_greeting(
         return result(Admission.UNREACHABLE, error=message, step="connect")
     try:
         sock = await transcript.step(
-            "connect", lambda: _connect(address, port, source=source, context=context)
+            "connect",
+            lambda: _connect(
+                address, port, source=source, endpoints=endpoints, timeout=timeouts.connect
+            ),
         )
     except _Ended as end:
         return ended(end)
@@ -274,7 +302,7 @@ async def probe_greeting(
             sock,
             server_name=tls_hostname or address,
             timeout=timeouts.connect,
-            implicit_tls=context.trust if tls_hostname is not None else None,
+            implicit_tls=trust if tls_hostname is not None else None,
             transcript=transcript,
             max_line=MAX_LINE_BYTES,
             max_lines=MAX_GREETING_LINES,
@@ -304,6 +332,63 @@ async def probe_greeting(
 
 
 @dataclass(frozen=True)
+class GreetingProbe:
+    """One greeting probe as plain data, to be run where its egress IP is owned
+    (:func:`run_greeting_probe`): everything :func:`probe_greeting` takes from the context."""
+
+    address: str
+    port: int
+    egress_ip: str
+    source: str
+    tls_hostname: str | None
+    timeouts: Timeouts
+    #: The routes of ``address`` (world address and port -> socket address), and whether an
+    #: address without one is refused (the sandbox).
+    routes: tuple[tuple[tuple[str, int], tuple[str, int]], ...]
+    strict: bool
+    #: The trusted CA certificates (DER), for implicit TLS.
+    ca_certs: tuple[bytes, ...]
+
+    @classmethod
+    def of(
+        cls,
+        address: str,
+        port: int,
+        *,
+        egress_ip: str,
+        source: str,
+        context: Context,
+        tls_hostname: str | None = None,
+    ) -> GreetingProbe:
+        """The probe :func:`probe_greeting` would make with these arguments."""
+        routes = context.endpoints.routes
+        return cls(
+            address, port, egress_ip, source, tls_hostname, context.timeouts,
+            tuple((key, dial) for key, dial in routes.items() if key[0] == address),
+            context.endpoints.strict,
+            tuple(context.trust.get_ca_certs(binary_form=True)),
+        )  # fmt: skip
+
+
+async def run_greeting_probe(probe: GreetingProbe) -> ProbeResult:
+    """Run ``probe`` here, as :func:`probe_greeting` would have where it was made."""
+    trust = ssl.create_default_context(cadata=b"".join(probe.ca_certs) or None)
+    trust.minimum_version = ssl.TLSVersion.TLSv1_2
+    return await _probe(
+        probe.address, probe.port, egress_ip=probe.egress_ip, source=probe.source,
+        tls_hostname=probe.tls_hostname, timeouts=probe.timeouts, trust=trust,
+        endpoints=Endpoints(dict(probe.routes), strict=probe.strict),
+    )  # fmt: skip
+
+
+class GreetingProber(Protocol):
+    """Where a run's greeting probes go: the result of ``probe`` made elsewhere, or None to
+    make it here."""
+
+    async def __call__(self, probe: GreetingProbe) -> ProbeResult | None: ...
+
+
+@dataclass(frozen=True)
 class ServerProbe:
     """Every egress IP's connection to one SMTP host and port; ``dns_error`` when the host
     did not resolve (and nothing was probed)."""
@@ -317,14 +402,26 @@ async def probe_server(
     smtp: SmtpSettings, *, context: Context, egress_sources: Mapping[str, str]
 ) -> ServerProbe:
     """Connect to ``smtp``'s host and port from each egress IP in ``egress_sources`` (egress
-    IP -> local source address) at once, as the platform does."""
+    IP -> local source address) at once, as the platform does; each where the context's
+    ``greeting_prober`` sends it, when it has one."""
     try:
         addresses = await query_addresses(smtp.host, context=context)
     except ProbeError as exc:
         return ServerProbe((), (), str(exc))
     tls_hostname = smtp.host if smtp.encryption == "tls" else None
-    probes = [
-        probe_greeting(
+
+    async def probe(address: str, egress_ip: str, source: str) -> ProbeResult:
+        prober = context.greeting_prober
+        if prober is not None:
+            made = await prober(
+                GreetingProbe.of(
+                    address, smtp.port, egress_ip=egress_ip, source=source, context=context,
+                    tls_hostname=tls_hostname,
+                )
+            )  # fmt: skip
+            if made is not None:
+                return made
+        return await probe_greeting(
             address,
             smtp.port,
             egress_ip=egress_ip,
@@ -332,6 +429,9 @@ async def probe_server(
             context=context,
             tls_hostname=tls_hostname,
         )
+
+    probes = [
+        probe(address, egress_ip, source)
         for egress_ip, source in egress_sources.items()
         for address in addresses
     ]

@@ -1,6 +1,7 @@
 """``maildiag batch --scheduler``: the audits on a Dask cluster on loopback (two worker
-processes, one thread each) give the findings a local run gives; a worker killed mid-batch
-loses no account, and the index says which ran again.
+processes, one thread each, each owning different egress IPs of the platform) give the
+findings a local run gives, with each egress IP's greeting probes made by the worker that owns
+it; a worker killed mid-batch loses no account, and the index says which ran again.
 """
 
 from __future__ import annotations
@@ -80,6 +81,28 @@ def test_the_cluster_gives_the_findings_of_a_local_run(
         assert there.ran_on.startswith("dask worker tcp://127.0.0.1:")
         assert there.attempts == 1
     assert {run.verdict for run in remote} == {"pass", "fail"}
+
+    with Client(cluster, set_as_default=False) as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    owner = {
+        resource.removeprefix("egress-"): address
+        for address, worker in workers.items()
+        for resource in worker["resources"]
+    }
+    assert set(owner) == {ip for ips in OWNED.values() for ip in ips}
+    for run in remote:
+        report = json.loads((run.directory / "report.json").read_text(encoding="utf-8"))
+        probed = [
+            f
+            for f in report["findings"]
+            if f["check"] == "allowlist.reachability" and f["evidence"].get("probes")
+        ]
+        assert probed, run.config.name
+        for finding in probed:
+            probed_by = finding["evidence"]["probed_by"]
+            assert set(probed_by) == set(owner)
+            for ip, worker in probed_by.items():
+                assert worker.startswith(f"dask worker {owner[ip]} (egress "), (ip, worker)
 
 
 @pytest.mark.timeout(180)

@@ -9,6 +9,13 @@ A task lost with its worker is run again by Dask on another worker. Each start o
 noted in ``.starts`` in its report folder (one line per start, naming the worker) before the
 audit begins, so a run knows how many times it was started, and the index says so.
 
+A worker may own egress IPs of the platform: it sends from them, and says so with a resource
+``egress-<IP>`` (``dask worker ADDRESS --resources "egress-3.121.59.239=1"``). The greeting
+probes of ``allowlist.reachability`` from an owned egress IP are tasks of their own that
+only its owner runs (:class:`DaskProber`); those of an egress IP no worker owns run in the
+audit, as in a local batch. In the sandbox a worker plays the egress IP by the loopback
+source address the world gives it, as a local run does.
+
 On a worker, an audit task leaves the worker's thread pool at once (``secede``): it waits on
 the network, and the greeting probes it submits must find a free thread even on a worker
 with one. At most ``jobs`` audits run at once in one worker process, and at most
@@ -29,7 +36,9 @@ from typing import Any
 
 from diagnostics.batch.local import audit_accounts, smtp_hosts
 from diagnostics.batch.model import BatchRun
+from diagnostics.context import GREETING_PROBER
 from diagnostics.redact import redact
+from diagnostics.smtpgreeting import GreetingProbe, ProbeResult, run_greeting_probe
 
 Item = tuple[Path, Path, str]  # account file, report folder, sandbox scenario ("" live)
 #: The file in a report folder that notes each start of the account's audit task.
@@ -78,19 +87,67 @@ def starts(directory: Path) -> list[str]:
         return []
 
 
+def greeting_task(probe: GreetingProbe) -> ProbeResult:
+    """A Dask task: make the greeting probe ``probe`` from this worker, which owns its egress
+    IP; its result, naming the worker."""
+    from distributed import get_worker
+
+    who = _who(get_worker())
+    return replace(asyncio.run(run_greeting_probe(probe)), probed_by=who)
+
+
+class DaskProber:
+    """Sends each greeting probe of an egress IP that a worker owns to that worker (as a
+    task restricted to its ``egress-<IP>`` resource); a probe of any other egress IP is made
+    where the audit runs."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        self.owned = {ip for w in workers for ip in worker_egress_ips(w.get("resources", {}))}
+
+    async def __call__(self, probe: GreetingProbe) -> ProbeResult | None:
+        if probe.egress_ip not in self.owned:
+            return None
+        return await asyncio.to_thread(self._remote, probe)
+
+    def _remote(self, probe: GreetingProbe) -> ProbeResult | None:
+        from distributed import TimeoutError as DaskTimeout
+
+        timeouts = probe.timeouts
+        # The probe's own bounds, and time for the owner to be free (or to come back).
+        wait = timeouts.connect * 2 + timeouts.banner + timeouts.command + 30
+        future = self.client.submit(
+            greeting_task, probe, resources={f"{EGRESS_RESOURCE}{probe.egress_ip}": 1},
+            pure=False, priority=10,
+        )  # fmt: skip
+        try:
+            result: ProbeResult = future.result(timeout=wait)
+        except (DaskTimeout, TimeoutError, Exception):
+            # The owner could not make it (gone for good, or too late): made here instead,
+            # an answer if not from the owner.
+            future.cancel()
+            return None
+        return result
+
+
 def audit_task(
     config: str, directory: str, scenario: str, options: dict[str, int]
 ) -> dict[str, Any]:
     """A Dask task: audit one account on this worker and write its report folder; the run,
     as a dict."""
-    from distributed import get_worker, secede
+    from distributed import get_client, get_worker, secede
 
     worker = get_worker()
     who = _who(worker)
     attempts = note_start(Path(directory), who)
+    prober = DaskProber(get_client())
     secede()
     runs: list[BatchRun] = []
     with ExitStack() as held:
+        # Read by the check context the audit makes (in asyncio.run's copy of this context).
+        GREETING_PROBER.set(prober)
+        held.callback(GREETING_PROBER.set, None)
         held.enter_context(_bound(_slots, "jobs", options["jobs"]))
         # Taken in name order, so that two audits sharing two hosts cannot wait on each other.
         for host in smtp_hosts(Path(config)):

@@ -300,6 +300,10 @@ async def reachability(context: Context) -> list[Finding]:
                 "server_family": family,
                 "snippets": render_snippets(refused, port=smtp.port, server_family=family),
             }
+            probed_by = {r.egress_ip: r.probed_by for r in probe.results if r.probed_by}
+            if probed_by:
+                # Made by the machines that own those egress IPs (a batch on a cluster).
+                evidence["probed_by"] = probed_by
             if verdict.refused:
                 # One fix however many ports and subcompanies show it: permit these egress
                 # IPs on this host.
