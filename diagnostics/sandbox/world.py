@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import dns.asyncresolver
+import dns.resolver
 
 from diagnostics.context import Context, Endpoints, Timeouts
 from diagnostics.errors import SandboxError
@@ -397,9 +398,14 @@ class Sandbox:
                 "roundtrip_warn": 3,
             }
             timeouts = Timeouts(**{**defaults, **self.scenario.timeouts})
+        # One audit's checks ask the same names again and again (the SMTP host from every
+        # check that connects): remembered for the audit's life, as the stub resolver of any
+        # machine would, within their TTLs. What does not answer is asked again.
+        resolver = self.resolver(timeout=timeouts.dns)
+        resolver.cache = dns.resolver.Cache()
         return Context(
             config=config,
-            resolver=self.resolver(timeout=timeouts.dns),
+            resolver=resolver,
             trust=self.trust(),
             mode="sandbox",
             endpoints=self.endpoints,
