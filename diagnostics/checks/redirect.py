@@ -38,6 +38,7 @@ from diagnostics.smtpclient import SMTPRefused
 from diagnostics.unplayed import refused, unplayed_outcome
 
 POLL_S = 0.05
+MAX_POLL_S = 0.25
 _STATUS = re.compile(r"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.MULTILINE | re.IGNORECASE)
 _DIAGNOSTIC = re.compile(r"^Diagnostic-Code:\s*(.+)$", re.MULTILINE | re.IGNORECASE)
 
@@ -78,12 +79,16 @@ async def probe_roundtrip(context: Context, address: str) -> RoundTrip:
         return trip
     trip.accepted_at = time.time()
     deadline = started + context.timeouts.roundtrip
+    # The latency comes from the arrival's own time stamp, not from when it is seen: the
+    # mailboxes are looked into less often as the wait goes on.
+    poll = POLL_S
     while time.perf_counter() < deadline:
         trip.arrivals = mailboxes.arrived(trip.token)
         trip.bounces = mailboxes.bounces(trip.token)
         if trip.arrivals or trip.bounces:
             break
-        await asyncio.sleep(POLL_S)
+        await asyncio.sleep(poll)
+        poll = min(poll * 1.5, MAX_POLL_S)
     trip.waited_s = time.perf_counter() - started
     if trip.arrivals:
         # From the MX's acceptance: the company's queue and filters, not the sending session.

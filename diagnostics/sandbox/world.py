@@ -127,6 +127,8 @@ class Sandbox:
         self.submissions: dict[str, SubmissionHandler] = {}
         self.inbound: dict[str, InboundAccount] = {}
         self.candidate_server: CandidateHandler | None = None
+        # Mailboxes looked into, by folder (each look no longer stats a Maildir's folders).
+        self._opened: dict[Path, Maildir] = {}
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -352,18 +354,26 @@ class Sandbox:
         """A client TLS context that trusts the sandbox CA (and nothing else)."""
         return self.ca.client_context()
 
+    def _maildir(self, *parts: str) -> Maildir:
+        """The Maildir under the state folder at ``parts``, opened once."""
+        path = self.state_dir.joinpath(*parts)
+        box = self._opened.get(path)
+        if box is None or not box.root.is_dir():
+            box = self._opened[path] = Maildir(path)
+        return box
+
     def company_mailbox(self, address: str) -> Maildir:
         """The company's local mailbox of ``address`` (an internationalised domain in either
         form: the world keeps it by its A-label)."""
-        return Maildir(self.state_dir / "company" / "mailboxes" / envelope_address(address).lower())
+        return self._maildir("company", "mailboxes", envelope_address(address).lower())
 
     def platform_mailbox(self, account: str, folder: str = "unassigned") -> Maildir:
         """The platform's inbound ``folder`` (``unassigned`` or ``candidates/<id>``) of ``account``."""
-        return Maildir(self.state_dir / "platform" / account / folder)
+        return self._maildir("platform", account, *folder.split("/"))
 
     def candidate_mailbox(self, address: str) -> Maildir:
         """The mailbox of candidate ``address``."""
-        return Maildir(self.state_dir / "candidates" / address.lower())
+        return self._maildir("candidates", address.lower())
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until the company relay has delivered (or bounced) everything queued."""
