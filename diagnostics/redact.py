@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 
-from diagnostics.secrets import MASK, known_snapshot
+from diagnostics.secrets import MASK, known_snapshot, known_version
 
 # AUTH PLAIN sends base64("\0login\0password"): the password's own base64 form is not a
 # substring of that, so base64-looking tokens are decoded and masked whole when they hold a
@@ -23,26 +23,53 @@ _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 
 class _Matcher:
     """The known values, found in a text in one pass (Aho-Corasick) however many there are:
-    a batch of a thousand accounts knows thousands of passwords."""
+    a batch of a thousand accounts knows thousands of passwords. Values learnt since the
+    automaton was built are looked for one by one until there are enough of them to build it
+    again, so that a growing batch does not rebuild it for each new account."""
 
     def __init__(self, values: frozenset[str]) -> None:
         import ahocorasick
 
+        self.values = values
         self.automaton = ahocorasick.Automaton()
         for value in values:
             self.automaton.add_word(value, len(value))
         if values:
             self.automaton.make_automaton()
-        self.empty = not values
+        self.recent: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and not self.recent
+
+    def learn(self, values: frozenset[str]) -> _Matcher:
+        """This matcher with ``values`` (a superset of what it knows): the same automaton
+        and the new values beside it, or a new automaton when they are many."""
+        new = tuple(v for v in values if v not in self.values)
+        if len(new) > max(32, len(self.values) // 8):
+            return _Matcher(values)
+        self.recent = new
+        return self
 
     def found(self, text: str) -> bool:
-        return next(self.automaton.iter(text), None) is not None
+        if self.values and next(self.automaton.iter(text), None) is not None:
+            return True
+        return any(value in text for value in self.recent)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """The stretches of ``text`` that a known value covers, merged where they touch."""
-        spans = sorted((end - length + 1, end + 1) for end, length in self.automaton.iter(text))
+        found = (
+            [(end - length + 1, end + 1) for end, length in self.automaton.iter(text)]
+            if self.values
+            else []
+        )
+        for value in self.recent:
+            at = text.find(value)
+            while at >= 0:
+                found.append((at, at + len(value)))
+                at = text.find(value, at + 1)
         merged: list[tuple[int, int]] = []
-        for start, end in spans:
+        for start, end in sorted(found):
             if merged and start <= merged[-1][1]:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], end))
             else:
@@ -56,10 +83,13 @@ _matcher_lock = threading.Lock()
 
 def _current() -> _Matcher:
     global _matcher
-    version, values = known_snapshot()
+    version = known_version()
     with _matcher_lock:
         if _matcher is None or _matcher[0] != version:
-            _matcher = (version, _Matcher(values))
+            # Read with the version, so that a value added meanwhile makes the next call look.
+            version, values = known_snapshot()
+            matcher = _Matcher(values) if _matcher is None else _matcher[1].learn(values)
+            _matcher = (version, matcher)
         return _matcher[1]
 
 

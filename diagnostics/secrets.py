@@ -141,6 +141,11 @@ def known_values() -> list[str]:
         return sorted(_known_values, key=len, reverse=True)
 
 
+def known_version() -> int:
+    """A number that changes whenever a secret value is added (cheap: nothing is copied)."""
+    return _known_version
+
+
 def known_snapshot() -> tuple[int, frozenset[str]]:
     """(version, values): the values of :func:`known_values`, and a number that changes
     whenever one is added."""

@@ -306,6 +306,13 @@ def test_thousands_of_secrets_are_all_masked_and_matched_in_one_pass() -> None:
     text = " | ".join(values[::7])
     assert redact(text) == " | ".join([MASK] * len(values[::7]))
     assert module._current() is first  # nothing new: the same matcher
+    # One more value joins the automaton's values beside it, without a rebuild ...
     Secret("batch-pw-new-one", source="env:NEW")
-    assert module._current() is not first
-    assert redact("x batch-pw-new-one y") == f"x {MASK} y"
+    assert module._current() is first
+    assert redact("x batch-pw-new-one y batch-pw-00007-x") == f"x {MASK} y {MASK}"
+    # ... and many more make a new automaton holding them all.
+    for index in range(500):
+        Secret(f"batch-pw-more-{index:04d}", source=f"env:M{index}")
+    rebuilt = module._current()
+    assert rebuilt is not first and "batch-pw-more-0499" in rebuilt.values
+    assert redact("batch-pw-more-0123|batch-pw-new-one") == f"{MASK}|{MASK}"
