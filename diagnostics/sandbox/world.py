@@ -24,7 +24,7 @@ import tempfile
 import weakref
 from collections import ChainMap
 from collections.abc import Mapping
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -64,6 +64,25 @@ PROBE_LOCAL_PART = "maildiag-probe"
 
 
 @cache
+def _world_ca() -> SandboxCA:
+    """The CA of every world in this process: each world trusts it alone, and a batch of many
+    worlds would otherwise make a CA and a certificate per server for each."""
+    return SandboxCA()
+
+
+@lru_cache(maxsize=1024)
+def _certificate(hostname: str, variant: str) -> IssuedCert:
+    """The server certificate of ``hostname`` in ``variant``, issued once per process."""
+    return _world_ca().issue([hostname], variant=variant)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1024)
+def _server_context(certificate: IssuedCert) -> ssl.SSLContext:
+    """A TLS server context serving ``certificate`` (one serves any number of listeners)."""
+    return certificate.server_context()
+
+
+@cache
 def _candidates_key(domain: str) -> DKIMKey:
     """The key the candidates' domain signs the round trip's message with: one per process,
     as a 2048-bit RSA key takes tens of milliseconds to make, which a batch of many worlds
@@ -98,7 +117,7 @@ class Sandbox:
         world_by_source = {source: egress for egress, source in self.egress_sources.items()}
         world_by_source[_RELAY_SOURCE] = scenario.company_mx.address
         self.peers = PeerMap(world_by_source)
-        self.ca = SandboxCA()
+        self.ca = _world_ca()
         # The round trip's test sender writes as a candidate would, DKIM-signed with a key
         # published in the candidates' zone.
         self.probe_sender = f"{PROBE_LOCAL_PART}@{scenario.candidates.domains[0]}"
@@ -244,7 +263,7 @@ class Sandbox:
             for user in sub.users
         }
         handler = SubmissionHandler(hostname=sub.hostname, accounts=accounts, queue=queue)
-        certificate = self.ca.issue([sub.hostname], variant=sub.certificate)
+        certificate = _certificate(sub.hostname, sub.certificate)
         allowlist = (
             tuple(ipaddress.ip_network(n) for n in sub.allowlist)
             if sub.allowlist is not None
@@ -262,7 +281,7 @@ class Sandbox:
             await self._serve(
                 (sub.address, port),
                 handler,
-                tls_context=None if sub.starttls == "absent" else certificate.server_context(),
+                tls_context=None if sub.starttls == "absent" else _server_context(certificate),
                 require_starttls=sub.starttls == "required",
                 auth_require_tls=not sub.plaintext_auth,
                 **common,
@@ -271,7 +290,7 @@ class Sandbox:
             await self._serve(
                 (sub.address, port),
                 handler,
-                ssl_context=certificate.server_context(),
+                ssl_context=_server_context(certificate),
                 # aiosmtpd only knows STARTTLS sessions as encrypted; this one is from byte one.
                 auth_require_tls=False,
                 **common,
