@@ -9,6 +9,7 @@ applied by :func:`~diagnostics.sandbox.faults.apply_faults`. Errors are
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,21 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     ``why`` is one.
     """
     path = scenario_path(name_or_path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _load(path)  # _read_raw says what is wrong with it
+    return _load_unchanged(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=128)
+def _load_unchanged(path: Path, mtime_ns: int, size: int) -> Scenario:
+    """:func:`_load` of a file as it is on disk (a batch plays one scenario for many accounts;
+    the scenario is frozen, and an edited file is read again)."""
+    return _load(path)
+
+
+def _load(path: Path) -> Scenario:
     raw = _read_raw(path)
     unexplained = _unexplained(raw.get("expect"))
     if unexplained:
