@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from diagnostics.errors import SandboxError
 
@@ -24,9 +24,16 @@ if TYPE_CHECKING:
 
     from diagnostics.model.account import AccountConfig
     from diagnostics.roundtrip import Mailboxes, RoundTripOptions
-    from diagnostics.smtpgreeting import GreetingProber
 
 Mode = Literal["live", "sandbox"]
+
+
+class GreetingProber(Protocol):
+    """Where a run's greeting probes go: the ``ProbeResult`` of a ``GreetingProbe``
+    (:mod:`diagnostics.smtpgreeting`) made elsewhere, or None to make it here. Typed loosely
+    here, as smtpgreeting depends on this module."""
+
+    async def __call__(self, probe: Any) -> Any: ...
 
 #: The greeting prober of the contexts made while it is set: how a batch on a cluster sends
 #: the greeting probes of an egress IP to the worker that owns it, around audits it does not

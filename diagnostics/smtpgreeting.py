@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from diagnostics.config import SmtpSettings
 from diagnostics.context import Context, Endpoints, Timeouts
@@ -381,13 +381,6 @@ async def run_greeting_probe(probe: GreetingProbe) -> ProbeResult:
     )  # fmt: skip
 
 
-class GreetingProber(Protocol):
-    """Where a run's greeting probes go: the result of ``probe`` made elsewhere, or None to
-    make it here."""
-
-    async def __call__(self, probe: GreetingProbe) -> ProbeResult | None: ...
-
-
 @dataclass(frozen=True)
 class ServerProbe:
     """Every egress IP's connection to one SMTP host and port; ``dns_error`` when the host
@@ -420,6 +413,7 @@ async def probe_server(
                 )
             )  # fmt: skip
             if made is not None:
+                assert isinstance(made, ProbeResult)
                 return made
         return await probe_greeting(
             address,
