@@ -21,6 +21,7 @@ import secrets
 import shutil
 import ssl
 import tempfile
+import threading
 import weakref
 from collections import ChainMap
 from collections.abc import Mapping
@@ -63,11 +64,18 @@ _SERVER_IDLE_S = 60
 PROBE_LOCAL_PART = "maildiag-probe"
 
 
-@cache
+_CA_LOCK = threading.Lock()
+_CA: list[SandboxCA] = []
+
+
 def _world_ca() -> SandboxCA:
     """The CA of every world in this process: each world trusts it alone, and a batch of many
-    worlds would otherwise make a CA and a certificate per server for each."""
-    return SandboxCA()
+    worlds would otherwise make a CA and a certificate per server for each. Made under a lock:
+    worlds started at once in several threads (a Dask worker's audits) must get the same."""
+    with _CA_LOCK:
+        if not _CA:
+            _CA.append(SandboxCA())
+        return _CA[0]
 
 
 @lru_cache(maxsize=1024)
