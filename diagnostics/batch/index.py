@@ -9,6 +9,7 @@ The pages carry no script: sorting is three pages of one table.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -76,7 +77,7 @@ def render_page(
     )
     rows = []
     for run in _order(runs, by):
-        link = text(run.directory.relative_to(report_dir).as_posix() + "/report.html")
+        link = text(Path(os.path.relpath(run.directory, report_dir)).as_posix() + "/report.html")
         account = f'{text(run.company or "—")}<br><span class="meta">{text(run.config)}</span>'
         if run.error is not None:
             rows.append(
@@ -92,7 +93,7 @@ def render_page(
         )
         notes = []
         if run.notebook is not None:
-            href = text(run.notebook.relative_to(report_dir).as_posix())
+            href = text(Path(os.path.relpath(run.notebook, report_dir)).as_posix())
             notes.append(f'<a href="{href}">notebook</a>')
         if run.attempts > 1:
             notes.append(f'<span class="meta">ran {run.attempts} times: its worker died</span>')

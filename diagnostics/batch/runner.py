@@ -247,7 +247,8 @@ def _notebooks(
             run = futures[future]
             path, error = future.result()
             if error is None:
-                results[run.config] = replace(run, notebook=Path(path))
+                # Named as the run's folder is (relative when the report folder is).
+                results[run.config] = replace(run, notebook=run.directory / Path(path).name)
             else:
                 results[run.config] = replace(run, extra={**run.extra, "notebook_error": error})
             progress.advance(task)
