@@ -30,6 +30,8 @@ _ESCAPED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 def split_mbox(data: bytes) -> list[bytes]:
     """The messages of mbox ``data`` without their envelope lines, ``>From`` unquoted; data
     that does not start with an envelope line is one message."""
+    if not data.startswith(b"From "):
+        return [data]  # an mbox starts with an envelope line
     starts = [
         m
         for m in _ENVELOPE.finditer(data)

@@ -18,12 +18,15 @@ from typing import Any
 # Characters outside ASCII that a case-insensitive pattern matches to an ASCII letter, and
 # which lower-casing does not turn into it (the Kelvin sign K does become k).
 _ASCII_FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+_FOLDED_TO_ASCII = ("\u0130", "\u0131", "\u017f")
 _REPEATS = frozenset({_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT})
 
 
 def fold_case(text: str) -> str:
     """``text`` in lower case, as the words of :func:`required_words` are looked up in it."""
-    return text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
+    if text.isascii() or not any(c in text for c in _FOLDED_TO_ASCII):
+        return text.lower()
+    return text.translate(_ASCII_FOLDS).lower()
 
 
 def words_in(folded: str, vocabulary: Iterable[str]) -> frozenset[str]:
