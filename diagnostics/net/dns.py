@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -167,6 +168,13 @@ def _server_failure(exc: dns.resolver.NoNameservers) -> tuple[AnswerKind, str]:
     return "servfail", f"no DNS server gave a usable answer ({'; '.join(answers)})"
 
 
+# Per resolver that caches, the questions on their way: asked at once by several checks, a
+# question goes out once and all of them hear its answer (as the cache would, a moment later).
+_IN_FLIGHT: weakref.WeakKeyDictionary[
+    dns.asyncresolver.Resolver, dict[tuple[str, str, float, bool], asyncio.Future[DNSAnswer]]
+] = weakref.WeakKeyDictionary()
+
+
 async def query_dns(
     resolver: dns.asyncresolver.Resolver,
     name: str,
@@ -177,7 +185,33 @@ async def query_dns(
 ) -> DNSAnswer:
     """Ask ``resolver`` for ``name`` ``rdtype`` within ``lifetime`` seconds; never raises for
     what DNS answers (or does not). In the ``sandbox`` a REFUSED answer marks the name as one
-    the world does not play."""
+    the world does not play. A resolver with a cache asks a question that is already on its
+    way only once."""
+    if resolver.cache is None:
+        return await _query_dns(resolver, name, rdtype, lifetime=lifetime, sandbox=sandbox)
+    pending = _IN_FLIGHT.setdefault(resolver, {})
+    key = (name.rstrip(".").lower(), rdtype, lifetime, sandbox)
+    future = pending.get(key)
+    if future is None or future.get_loop() is not asyncio.get_running_loop():
+        future = asyncio.ensure_future(
+            _query_dns(resolver, name, rdtype, lifetime=lifetime, sandbox=sandbox)
+        )
+        pending[key] = future
+        future.add_done_callback(
+            lambda done: pending.pop(key, None) if pending.get(key) is done else None
+        )
+    # Shielded: one asker giving up does not take the answer from the others.
+    return await asyncio.shield(future)
+
+
+async def _query_dns(
+    resolver: dns.asyncresolver.Resolver,
+    name: str,
+    rdtype: str,
+    *,
+    lifetime: float,
+    sandbox: bool,
+) -> DNSAnswer:
     shown = name.rstrip(".").lower() or "."
     asked = describe_resolver(resolver)
     try:
