@@ -35,6 +35,7 @@ class GreetingProber(Protocol):
 
     async def __call__(self, probe: Any) -> Any: ...
 
+
 #: The greeting prober of the contexts made while it is set: how a batch on a cluster sends
 #: the greeting probes of an egress IP to the worker that owns it, around audits it does not
 #: build the context of.

@@ -22,7 +22,6 @@ from email.parser import BytesParser
 MessageInput = bytes | Message
 
 
-
 # A header field is parsed again each time it is read (``message["Content-Type"]``,
 # ``get_content_type()``), and the analysis reads the same few fields of every part many
 # times over: short fields are parsed once per text. The parsed headers are immutable.
