@@ -133,6 +133,27 @@ def parse_config(
         raise error_type(source, problems) from None
 
 
+def raw_smtp_settings(path: Path) -> list[Mapping[str, object]]:
+    """The ``smtp`` mappings of the account file's company and subcompanies as written (no
+    validation, no secret resolved), read within the bounds of every account file; none when
+    the file cannot be read (:func:`load_config` says why). For those who need a look at the
+    file before the audit loads it: the sandbox (password references), a batch (SMTP hosts)."""
+    try:
+        raw = load_bounded(read_bounded(path, "config").decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return []  # InputTooLarge and YAMLLimit are ValueErrors
+    if not isinstance(raw, dict):
+        return []
+    identities = [raw.get("company")]
+    if isinstance(raw.get("subcompanies"), list):
+        identities += raw["subcompanies"]
+    return [
+        identity["smtp"]
+        for identity in identities
+        if isinstance(identity, dict) and isinstance(identity.get("smtp"), dict)
+    ]
+
+
 def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> AccountConfig:
     """Load and validate the account file at ``path`` (``password_file`` is relative to it)."""
     path = Path(path)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from diagnostics.cli import main
 from diagnostics.config import load_config
@@ -205,7 +206,7 @@ def test_the_sandbox_reads_a_hostile_account_file_within_the_same_bounds(
     path = tmp_path / "bomb.yaml"
     path.write_text(HEAD + laughs() + "company: {name: ACME, smtp: {password: *a9}}\n")
     expanded: list[str] = []
-    monkeypatch.setattr(account.yaml, "safe_load", lambda text: expanded.append(text))
+    monkeypatch.setattr(yaml, "safe_load", lambda text: expanded.append(text))
     assert account._password_references(path) == []
     assert expanded == []  # never handed to an unbounded loader
     world = account.load_account_world("healthy", path)

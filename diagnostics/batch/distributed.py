@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from diagnostics.batch.local import audit_accounts, smtp_hosts
-from diagnostics.batch.model import BatchRun
+from diagnostics.batch.model import BatchRun, Item
 from diagnostics.context import GREETING_PROBER
 from diagnostics.redact import redact
 from diagnostics.smtpgreeting import GreetingProbe, ProbeResult, run_greeting_probe
 
-Item = tuple[Path, Path, str]  # account file, report folder, sandbox scenario ("" live)
 #: The file in a report folder that notes each start of the account's audit task.
 STARTS = ".starts"
 #: The prefix of a Dask worker resource naming an egress IP the worker sends from.

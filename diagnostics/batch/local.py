@@ -48,26 +48,14 @@ class _LoopLag:
 
 
 def smtp_hosts(config: Path) -> list[str]:
-    """The SMTP hosts the account file names (read within bounds; none when unreadable: the
-    audit reports why)."""
-    import yaml
+    """The SMTP hosts the account file names (none when unreadable: the audit reports why)."""
+    from diagnostics.config import raw_smtp_settings
 
-    from diagnostics.limits import read_bounded
-    from diagnostics.safeyaml import load_bounded
-
-    try:
-        raw = load_bounded(read_bounded(config, "config").decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
-        return []
-    hosts: set[str] = set()
-    identities = [raw.get("company")] if isinstance(raw, dict) else []
-    if isinstance(raw, dict) and isinstance(raw.get("subcompanies"), list):
-        identities += raw["subcompanies"]
-    for identity in identities:
-        smtp = identity.get("smtp") if isinstance(identity, dict) else None
-        host = smtp.get("host") if isinstance(smtp, dict) else None
-        if isinstance(host, str) and host:
-            hosts.add(host.lower().rstrip("."))
+    hosts = {
+        host.lower().rstrip(".")
+        for smtp in raw_smtp_settings(config)
+        if isinstance(host := smtp.get("host"), str) and host
+    }
     return sorted(hosts)
 
 

@@ -9,6 +9,9 @@ from typing import Any
 from diagnostics.findings import Status
 
 # Verdicts worst first, as the index sorts them; a run that did not happen is worse still.
+# What a batch runs: an account file, its report folder, its sandbox scenario ("" for live).
+Item = tuple[Path, Path, str]
+
 _GRAVITY = {s.value: rank for rank, s in enumerate(sorted(Status, reverse=True), start=1)}
 
 

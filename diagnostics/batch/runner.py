@@ -22,7 +22,7 @@ from typing import Any, Literal, TextIO
 
 from diagnostics.batch.index import write_index, write_state
 from diagnostics.batch.local import DEFAULT_JOBS, DEFAULT_PER_HOST, shard_main
-from diagnostics.batch.model import BatchRun
+from diagnostics.batch.model import BatchRun, Item
 from diagnostics.batch.plan import finished, folders
 from diagnostics.redact import redact
 
@@ -40,9 +40,6 @@ class BatchInterrupted(Exception):
         super().__init__(f"interrupted: {len(runs)} finished, {len(not_run)} not run")
         self.runs = runs
         self.not_run = not_run
-
-
-Item = tuple[Path, Path, str]  # account file, report folder, sandbox scenario ("" live)
 
 
 def run_local(

@@ -19,17 +19,12 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from diagnostics.config import load_config
+from diagnostics.config import load_config, raw_smtp_settings
 from diagnostics.errors import ConfigError, ConfigProblem
 from diagnostics.fields import envelope_address
-from diagnostics.limits import read_bounded
 from diagnostics.model.account import AccountConfig, SmtpSettings
 from diagnostics.profiles import get_profile
-from diagnostics.safeyaml import load_bounded
 from diagnostics.sandbox.faults import apply_faults, zone_of
 from diagnostics.sandbox.scenario import (
     CompanyMX,
@@ -290,24 +285,12 @@ def is_own_account(scenario: Scenario, config_path: Path) -> bool:
 
 def _password_references(config_path: Path) -> list[str]:
     """The ``${NAME}`` references of the account file's SMTP passwords."""
-    try:
-        # Within the bounds every account file is read with: it may be anyone's.
-        raw = load_bounded(read_bounded(config_path, "config").decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
-        return []  # load_config names the problem (InputTooLarge and YAMLLimit included)
-    identities: list[Any] = []
-    if isinstance(raw, dict):
-        identities.append(raw.get("company"))
-        subcompanies = raw.get("subcompanies")
-        if isinstance(subcompanies, list):
-            identities += subcompanies
-    names = []
-    for identity in identities:
-        smtp = identity.get("smtp") if isinstance(identity, dict) else None
-        password = smtp.get("password") if isinstance(smtp, dict) else None
-        if isinstance(password, str) and (name := env_reference_name(password)):
-            names.append(name)
-    return names
+    return [
+        name
+        for smtp in raw_smtp_settings(config_path)
+        if isinstance(password := smtp.get("password"), str)
+        and (name := env_reference_name(password))
+    ]
 
 
 def load_account_world(
