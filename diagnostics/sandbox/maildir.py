@@ -1,7 +1,11 @@
-"""Durable Maildir mailboxes for the sandbox mail world.
+"""Maildir mailboxes for the sandbox mail world.
 
-The sandbox SMTP servers store every accepted message here before answering 250, so a
-delivery is only reported done once the message and its directory entry are on disk.
+The sandbox SMTP servers store every accepted message here before answering 250. By default a
+mailbox is durable: a delivery is only reported done once the message and its directory entry
+are on disk (fsync). A mailbox whose folder goes with the process can be opened without
+durability: its messages still appear in ``new/`` whole, by the same rename, but are not
+flushed to disk. A lazy mailbox makes its folders with its first message and reads as empty
+until then, so that a world of many mailboxes makes folders only for those that get mail.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Collection
 
 __all__ = ["Maildir"]
 
 _SUBDIRS = ("tmp", "new", "cur")
+# tmp/ made last: a delivery that finds it renames into new/ at once, so new/ must be there
+# already when several deliveries make a lazy mailbox at the same time.
+_MADE_IN_ORDER = ("new", "cur", "tmp")
 _LISTED = ("new", "cur")
 
 # Key layout: <sec>.M<usec>P<pid>Q<seq>R<random>.<host>, the usual Maildir shape; ordering
@@ -89,27 +97,59 @@ class Maildir:
     unique per process and carry a random part against clashes between processes.
     """
 
-    def __init__(self, root: pathlib.Path, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        root: pathlib.Path,
+        *,
+        create: bool = True,
+        lazy: bool = False,
+        durable: bool = True,
+    ) -> None:
         """Open the Maildir at ``root``, creating it and its subdirectories (0700) if asked.
 
         With ``create=False`` a missing ``tmp/``, ``new/`` or ``cur/`` raises
-        FileNotFoundError.
+        FileNotFoundError. With ``lazy=True`` nothing is looked at or made now: the first
+        delivery makes the folders (and makes them again if they were removed meanwhile),
+        and until then the mailbox reads as empty. With ``durable=False`` a delivery is not
+        fsynced; it is still renamed from ``tmp/`` into ``new/`` whole.
         """
+        if lazy and not create:
+            raise ValueError("a lazy Maildir creates its folders with its first message")
         self.root = pathlib.Path(root)
+        self.lazy = lazy
+        self.durable = durable
+        if lazy:
+            return
         # Opened again and again (each look into a mailbox): one stat when it is complete,
         # where creating each folder again costs a write lock on its parent.
         missing = [sub for sub in _SUBDIRS if not (self.root / sub).is_dir()]
         if missing and not create:
             raise FileNotFoundError(f"not a Maildir, {missing[0]}/ is missing: {self.root}")
         if missing:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for sub in missing:
+            self._make(missing)
+
+    def _make(self, subdirs: Collection[str] = _SUBDIRS) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for sub in _MADE_IN_ORDER:
+            if sub in subdirs:
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
 
-    def deliver(self, data: bytes) -> str:
-        """Store ``data`` byte for byte and return its key once it is durable on disk.
+    def _open_tmp(self, path: pathlib.Path) -> int:
+        """Create ``path`` in ``tmp/``; a lazy box makes its folders when they are missing."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            return os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            if not self.lazy:
+                raise
+        self._make()
+        return os.open(path, flags, 0o600)
 
-        Blocks on fsync; from async code use ``adeliver``. On failure nothing is left in
+    def deliver(self, data: bytes) -> str:
+        """Store ``data`` byte for byte and return its key once it is in ``new/`` (and, if
+        durable, on disk).
+
+        Blocks on the disk; from async code use ``adeliver``. On failure nothing is left in
         the mailbox.
         """
         if not isinstance(data, bytes):
@@ -117,16 +157,18 @@ class Maildir:
         key = _new_key()
         tmp_path = self.root / "tmp" / key
         new_path = self.root / "new" / key
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = self._open_tmp(tmp_path)
         placed = tmp_path
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if self.durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.rename(tmp_path, new_path)
             placed = new_path
-            _fsync_dir(new_path.parent)
+            if self.durable:
+                _fsync_dir(new_path.parent)
         except BaseException:
             with contextlib.suppress(OSError):
                 placed.unlink()
@@ -134,14 +176,20 @@ class Maildir:
         return key
 
     async def adeliver(self, data: bytes) -> str:
-        """Run ``deliver`` in a worker thread so the fsync does not block the event loop."""
+        """Run ``deliver`` in a worker thread so the disk does not block the event loop."""
         return await asyncio.to_thread(self.deliver, data)
 
     def keys(self) -> list[str]:
         """List the keys in ``new/`` and ``cur/`` in delivery order; ``tmp/`` is never listed."""
         names: set[str] = set()
         for sub in _LISTED:
-            with os.scandir(self.root / sub) as entries:
+            try:
+                listing = os.scandir(self.root / sub)
+            except FileNotFoundError:
+                if self.lazy:
+                    continue  # no mail yet, or the folder was removed: empty
+                raise
+            with listing as entries:
                 names.update(
                     entry.name
                     for entry in entries

@@ -67,7 +67,8 @@ class CompanyMXHandler(Handler):
             data = self.received(server, session, recipient=rcpt, ident=ident) + content
             target = self.redirects.get(rcpt.lower())
             box = self.mailboxes.get(rcpt.lower())
-            # Both writes are durable before the 250; they need not wait for each other.
+            # Both writes are stored (durably, if the world keeps its mail) before the 250;
+            # they need not wait for each other.
             writes: list[Awaitable[str]] = []
             if box is not None and (target is None or faults.local_copy):
                 writes.append(box.adeliver(data))

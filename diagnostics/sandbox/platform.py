@@ -13,7 +13,7 @@ import email.policy
 import email.utils
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -33,12 +33,17 @@ log = logging.getLogger("diagnostics.sandbox")
 
 @dataclass(frozen=True)
 class InboundAccount:
-    """One platform account's inbound address, known candidates and mailbox root."""
+    """One platform account's inbound address, known candidates and mailbox root.
+
+    ``open_maildir`` opens the account's folders: the world's, so that they store mail as the
+    world's other mailboxes do.
+    """
 
     account: str
     inbound_address: str
     candidates: Mapping[str, str]
     root: Path
+    open_maildir: Callable[[Path], Maildir] = field(default=Maildir, compare=False, repr=False)
 
     def folder(self, sender: str) -> str:
         """Where a message from ``sender`` is filed: ``candidates/<id>`` or ``unassigned``."""
@@ -46,7 +51,7 @@ class InboundAccount:
         return f"candidates/{candidate}" if candidate else "unassigned"
 
     def mailbox(self, folder: str = "unassigned") -> Maildir:
-        return Maildir(self.root / folder)
+        return self.open_maildir(self.root / folder)
 
 
 class PlatformInboundHandler(Handler):
@@ -55,11 +60,11 @@ class PlatformInboundHandler(Handler):
     def __init__(self, *, hostname: str, accounts: Mapping[str, InboundAccount]) -> None:
         self.hostname = hostname
         self.by_address = {a.inbound_address.casefold(): a for a in accounts.values()}
-        # Opened (and created) once per folder rather than for every message.
+        # Opened once per folder rather than for every message.
         self._mailboxes: dict[tuple[str, str], Maildir] = {}
 
     async def _file(self, account: InboundAccount, folder: str, data: bytes) -> None:
-        """Store ``data`` durably in ``folder`` of ``account``."""
+        """Store ``data`` in ``folder`` of ``account``."""
         box = self._mailboxes.get((account.account, folder))
         if box is not None:
             try:
@@ -93,13 +98,22 @@ class PlatformInboundHandler(Handler):
 class CandidateHandler(Handler):
     """aiosmtpd handler of the candidates' mail server: every address has a mailbox."""
 
-    def __init__(self, *, hostname: str, domains: set[str], root: Path) -> None:
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        domains: set[str],
+        root: Path,
+        open_maildir: Callable[[Path], Maildir] = Maildir,
+    ) -> None:
         self.hostname = hostname
         self.domains = {d.lower() for d in domains}
         self.root = root
+        # The world's, so that candidates' mailboxes store mail as its other mailboxes do.
+        self.open_maildir = open_maildir
 
     def mailbox(self, address: str) -> Maildir:
-        return Maildir(self.root / address.lower())
+        return self.open_maildir(self.root / address.lower())
 
     def refuse_recipient(self, address: str) -> str | None:
         if address.rsplit("@", 1)[-1].lower() not in self.domains:

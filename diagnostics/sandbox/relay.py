@@ -1,4 +1,4 @@
-"""Store-and-forward for the sandbox: a durable queue and the relay that empties it.
+"""Store-and-forward for the sandbox: a queue on disk and the relay that empties it.
 
 A server that accepts a message for another host puts it in a :class:`Queue` (a Maildir whose
 entries carry their envelope) before it answers 250. The :class:`Relay` delivers each entry to
@@ -69,7 +69,8 @@ class QueuedMessage:
 
 
 class Queue:
-    """A durable outbound queue: one Maildir entry per message, envelope in its first line."""
+    """An outbound queue: one Maildir entry per message, envelope in its first line; as
+    durable as its Maildir."""
 
     def __init__(self, maildir: Maildir) -> None:
         self.maildir = maildir
@@ -81,7 +82,7 @@ class Queue:
     async def put(
         self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes, *, delay_s: float = 0.0
     ) -> str:
-        """Queue ``data`` durably; returns the entry's key once it is on disk."""
+        """Queue ``data``; returns the entry's key once it is stored in the Maildir."""
         not_before = time.time() + delay_s
         envelope = {"from": mail_from, "to": list(rcpt_tos), "not_before": not_before}
         line = _ENVELOPE_MARK + json.dumps(envelope).encode() + b"\r\n"

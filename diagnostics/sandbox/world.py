@@ -7,8 +7,11 @@ between them. DNS answers world addresses (documentation ranges); :attr:`Sandbox
 maps each world address and port to the loopback socket that plays it. The platform's egress
 IPs are played by their own loopback source addresses (127.0.10.x).
 
-Mail is stored in Maildirs under ``state_dir``; a sandbox started again on the same folder
-has all its mail and delivers what was still queued.
+Mail is stored in Maildirs under ``state_dir``, each made with its first message (a mailbox
+that never got mail has no folder and reads as empty). On a ``state_dir`` given to it, a
+sandbox stores every message durably (fsync) before it answers 250, and a sandbox started again
+on the same folder has all its mail and delivers what was still queued. Without one, it works
+in a temporary folder that it removes at stop, and stores mail without fsync.
 """
 
 from __future__ import annotations
@@ -99,7 +102,11 @@ def _candidates_key(domain: str) -> DKIMKey:
 
 
 class Sandbox:
-    """The local mail world of one scenario; an async context manager."""
+    """The local mail world of one scenario; an async context manager.
+
+    ``state_dir`` is the folder kept for its mail across restarts; without it the world uses
+    a temporary folder of its own, removed at stop.
+    """
 
     def __init__(
         self,
@@ -113,6 +120,10 @@ class Sandbox:
         self.state_dir = (
             Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="maildiag-sandbox-"))
         )
+        # Every mailbox of this world is opened through this, so that all of them store mail
+        # alike. A world on its own temporary folder removes it at stop: its mail cannot
+        # outlive the process, so an fsync would only make each delivery wait for the disk.
+        self._new_maildir = partial(Maildir, lazy=True, durable=not self._own_state)
         self.profile = get_profile(scenario.platform.profile)
         base_env = environ if environ is not None else os.environ
         self._generated: dict[str, str] = {}
@@ -154,7 +165,7 @@ class Sandbox:
         self.submissions: dict[str, SubmissionHandler] = {}
         self.inbound: dict[str, InboundAccount] = {}
         self.candidate_server: CandidateHandler | None = None
-        # Mailboxes looked into, by folder (each look no longer stats a Maildir's folders).
+        # Mailboxes looked into, by folder, each opened once.
         self._opened: dict[Path, Maildir] = {}
 
     # -- life cycle -------------------------------------------------------------------------
@@ -175,7 +186,7 @@ class Sandbox:
         self._started = True
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.ca_file = self.ca.write_ca(self.state_dir / "sandbox-ca.pem")
+            self.ca_file = self._write_ca()
             await self.dns.start()
             await self._start_servers()
         except BaseException:
@@ -183,7 +194,8 @@ class Sandbox:
             raise
 
     async def stop(self) -> None:
-        """Stop every server; queued mail stays on disk. Idempotent."""
+        """Stop every server; queued mail stays in a given state folder, and a temporary one
+        is removed. Idempotent."""
         if self._relay is not None:
             await self._relay.stop()
             self._relay = None
@@ -201,9 +213,20 @@ class Sandbox:
         await self.dns.stop()
         self._started = False
         if self._own_state:
-            # Hundreds of Maildir folders: removed in a thread, so that the event loop goes on
-            # serving the other worlds of a batch meanwhile.
+            # Removed in a thread, so that the event loop goes on serving the other worlds of a
+            # batch meanwhile.
             await asyncio.to_thread(shutil.rmtree, self.state_dir, ignore_errors=True)
+
+    def _write_ca(self) -> Path:
+        """The CA certificate as a file in the state folder, for clients of the world."""
+        path = self.state_dir / "sandbox-ca.pem"
+        if not self._own_state:
+            return self.ca.write_ca(path)
+        # A fresh folder of this process, removed at stop: no one reads the file before this
+        # returns, and it need not survive a crash, so it is written without fsync.
+        path.write_bytes(self.ca.ca_pem)
+        path.chmod(0o644)
+        return path
 
     async def _serve(
         self,
@@ -308,12 +331,15 @@ class Sandbox:
     async def _start_servers(self) -> None:
         scenario = self.scenario
         root = self.state_dir
-        queue = Queue(Maildir(root / "company" / "queue"))
-        self.postmaster = Maildir(root / "company" / "postmaster")
+        new_maildir = self._new_maildir
+        queue = Queue(new_maildir(root / "company" / "queue"))
+        self.postmaster = new_maildir(root / "company" / "postmaster")
         resolver = self.dns.resolver(timeout=5.0)
 
         mx = scenario.company_mx
-        mailboxes = {a: Maildir(root / "company" / "mailboxes" / a.lower()) for a in mx.mailboxes}
+        mailboxes = {
+            a: new_maildir(root / "company" / "mailboxes" / a.lower()) for a in mx.mailboxes
+        }
         domains = {a.rsplit("@", 1)[-1] for a in (*mx.mailboxes, *mx.redirects)}
         self.company_mailboxes = mailboxes
         await self._serve(
@@ -336,6 +362,7 @@ class Sandbox:
                 self.profile.inbound_address_for(account),
                 candidates,
                 root / "platform" / account,
+                open_maildir=new_maildir,
             )
         await self._serve(
             (platform.address, 25),
@@ -346,7 +373,10 @@ class Sandbox:
 
         cand = scenario.candidates
         self.candidate_server = CandidateHandler(
-            hostname=cand.hostname, domains=set(cand.domains), root=root / "candidates"
+            hostname=cand.hostname,
+            domains=set(cand.domains),
+            root=root / "candidates",
+            open_maildir=new_maildir,
         )
         await self._serve(
             (cand.address, 25), self.candidate_server, hostname=cand.hostname, ident="ESMTP"
@@ -382,11 +412,13 @@ class Sandbox:
         return self.ca.client_context()
 
     def _maildir(self, *parts: str) -> Maildir:
-        """The Maildir under the state folder at ``parts``, opened once."""
+        """The Maildir under the state folder at ``parts``, opened once: it reads as empty
+        while it has no folder (no mail yet, or removed meanwhile), and the next message to
+        it makes the folder again."""
         path = self.state_dir.joinpath(*parts)
         box = self._opened.get(path)
-        if box is None or not box.root.is_dir():
-            box = self._opened[path] = Maildir(path)
+        if box is None:
+            box = self._opened[path] = self._new_maildir(path)
         return box
 
     def company_mailbox(self, address: str) -> Maildir:
@@ -548,8 +580,9 @@ class SandboxMailboxes:
             if not root.exists():
                 continue
             for new in sorted(root.rglob("new")):
-                folder = str(new.parent.relative_to(root))
-                found += _with_token(Maildir(new.parent), token, folder)
+                folder = new.parent.relative_to(root).as_posix()
+                box = self.world.platform_mailbox(account, folder)
+                found += _with_token(box, token, folder)
         return found
 
     def local_copies(self, address: str, token: str) -> list[Arrival]:

@@ -1,4 +1,4 @@
-"""Tests for the durable sandbox Maildir."""
+"""Tests for the sandbox Maildir: durable by default, lazy and non-durable when asked."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 import email.message
 import os
 import pathlib
+import shutil
 import stat
+from typing import Any
 
 import pytest
 
@@ -98,9 +100,9 @@ def test_file_is_in_new_and_tmp_is_empty_when_deliver_returns(maildir: Maildir) 
     assert listing(maildir.root / "new") == [key]
 
 
-def test_deliver_fsyncs_file_then_renames_then_fsyncs_new_dir(
-    maildir: Maildir, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def disk_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every fsync (of a file, by its folder, or of a folder) and rename, in order."""
     events: list[tuple[str, str]] = []
     real_fsync, real_rename = os.fsync, os.rename
 
@@ -121,8 +123,100 @@ def test_deliver_fsyncs_file_then_renames_then_fsyncs_new_dir(
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
-    maildir.deliver(SAMPLE)
-    assert events == [("fsync", "file:tmp"), ("rename", "tmp->new"), ("fsync", "dir:new")]
+    return events
+
+
+@pytest.mark.parametrize("options", [{}, {"lazy": True}], ids=["default", "lazy"])
+def test_deliver_fsyncs_file_then_renames_then_fsyncs_new_dir(
+    tmp_path: pathlib.Path, disk_events: list[tuple[str, str]], options: dict[str, bool]
+) -> None:
+    Maildir(tmp_path / "inbox", **options).deliver(SAMPLE)
+    assert disk_events == [("fsync", "file:tmp"), ("rename", "tmp->new"), ("fsync", "dir:new")]
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+def test_non_durable_delivery_renames_into_new_without_fsync(
+    tmp_path: pathlib.Path, disk_events: list[tuple[str, str]], lazy: bool
+) -> None:
+    box = Maildir(tmp_path / "inbox", lazy=lazy, durable=False)
+    key = box.deliver(SAMPLE)
+    assert disk_events == [("rename", "tmp->new")]
+    assert listing(box.root / "tmp") == []
+    assert listing(box.root / "new") == [key]
+    assert (box.root / "new" / key).read_bytes() == SAMPLE
+    assert stat.S_IMODE((box.root / "new" / key).stat().st_mode) == 0o600
+
+
+def test_lazy_maildir_makes_nothing_and_reads_empty_until_its_first_delivery(
+    tmp_path: pathlib.Path,
+) -> None:
+    root = tmp_path / "company" / "inbox"
+    box = Maildir(root, lazy=True)
+    assert box.keys() == []
+    assert len(box) == 0
+    assert box.messages() == []
+    assert "1700000000.M000001P1Q1Rdeadbeefdeadbeef.host" not in box
+    with pytest.raises(KeyError):
+        box.read("1700000000.M000001P1Q1Rdeadbeefdeadbeef.host")
+    with pytest.raises(KeyError):
+        box.remove("1700000000.M000001P1Q1Rdeadbeefdeadbeef.host")
+    assert not (tmp_path / "company").exists()
+    key = box.deliver(SAMPLE)
+    assert listing(root) == ["cur", "new", "tmp"]
+    for sub in ("cur", "new", "tmp"):
+        assert stat.S_IMODE((root / sub).stat().st_mode) == 0o700
+    assert listing(root / "tmp") == []
+    assert box.keys() == [key]
+    assert box.read(key) == SAMPLE
+    assert [m["Message-ID"] for m in box.messages()] == ["<1@hr.sandbox.test>"]
+    assert Maildir(root, create=False).keys() == [key]
+
+
+def test_lazy_maildir_reads_a_removed_folder_as_empty_and_makes_it_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    box = Maildir(tmp_path / "inbox", lazy=True)
+    box.deliver(b"Subject: before\r\n\r\n")
+    shutil.rmtree(box.root)
+    assert box.keys() == []
+    assert len(box) == 0
+    key = box.deliver(b"Subject: after\r\n\r\n")
+    assert box.keys() == [key]
+    assert box.read(key) == b"Subject: after\r\n\r\n"
+
+
+def test_a_delivery_arriving_while_a_lazy_maildir_is_made_lands(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery that finds tmp/ renames into new/ at once: new/ must already be there."""
+    box = Maildir(tmp_path / "inbox", lazy=True, durable=False)
+    real_mkdir = pathlib.Path.mkdir
+    racing: list[str] = []
+
+    def mkdir(path: pathlib.Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(path, *args, **kwargs)
+        if path.name == "tmp" and not racing:
+            racing.append("started")
+            racing.append(box.deliver(b"Subject: racing\r\n\r\n"))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    first = box.deliver(b"Subject: first\r\n\r\n")
+    assert box.keys() == [first, racing[1]]
+    assert listing(box.root / "tmp") == []
+
+
+def test_eager_maildir_still_reports_a_removed_folder(maildir: Maildir) -> None:
+    shutil.rmtree(maildir.root)
+    with pytest.raises(FileNotFoundError):
+        maildir.keys()
+    with pytest.raises(FileNotFoundError):
+        maildir.deliver(SAMPLE)
+    assert not maildir.root.exists()
+
+
+def test_lazy_maildir_cannot_be_asked_not_to_create(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="creates its folders with its first message"):
+        Maildir(tmp_path / "inbox", lazy=True, create=False)
 
 
 def test_failed_delivery_leaves_nothing_behind(

@@ -1,14 +1,17 @@
 """The sandbox mail world over real sockets: DNS, submission (STARTTLS, implicit TLS, AUTH,
-sender ownership, allowlist), the MX redirection with its local copy, and durability."""
+sender ownership, allowlist), the MX redirection with its local copy, durability on a kept state
+folder, and mail folders only for mailboxes that get mail."""
 
 from __future__ import annotations
 
 import asyncio
 import email.policy
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -442,3 +445,73 @@ async def test_a_session_introduces_itself_by_its_source_address(world: Sandbox)
     async with submission(world, 587) as client:
         assert client.local_hostname == f"[{world.egress_sources[EGRESS[0]]}]"
         assert client.last_ehlo_response is not None
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path of every file and folder fsynced from now on."""
+    paths: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return paths
+
+
+async def redirect_one(world: Sandbox, token: str) -> None:
+    """A candidate's mail to the custom address, through the MX, queue and relay."""
+    await world.platform_client.send_direct(
+        mail_from="max.mustermann@example.org",
+        rcpt_tos=["jobs@acme.example"],
+        data=candidate_mail(token),
+    )
+    await world.drain(5)
+
+
+async def test_a_world_on_its_own_folder_makes_folders_only_for_mail_and_never_fsyncs(
+    healthy: Scenario, environ: dict[str, str], fsynced: list[str]
+) -> None:
+    async with Sandbox(healthy, environ=environ) as world:
+        state = world.state_dir
+        await redirect_one(world, "throwaway")
+        mailboxes = state / "company" / "mailboxes"
+        assert sorted(p.name for p in mailboxes.iterdir()) == ["jobs@acme.example"]
+        assert (mailboxes / "jobs@acme.example" / "new").is_dir()
+        assert (state / "company" / "queue" / "new").is_dir()
+        assert sorted(p.name for p in (state / "platform" / "acme").iterdir()) == ["unassigned"]
+        assert not (state / "company" / "postmaster").exists()
+        assert not (state / "candidates").exists()
+        # Mailboxes that never got mail read as empty, and looking does not make them.
+        assert len(world.company_mailbox("jobs@retail.acme.example")) == 0
+        assert world.postmaster.keys() == []
+        assert len(world.candidate_mailbox("anna.schmidt@candidates.example")) == 0
+        assert len(world.platform_mailbox("acme", "candidates/c-1001")) == 0
+        assert not (mailboxes / "jobs@retail.acme.example").exists()
+        assert not (state / "candidates").exists()
+        assert len(world.company_mailbox("jobs@acme.example")) == 1
+        assert [a.folder for a in world.mailboxes().arrived("throwaway")] == ["unassigned"]
+    assert fsynced == []
+    assert not state.exists()
+
+
+async def test_a_world_on_a_given_folder_fsyncs_every_delivery(
+    make_world: Callable[..., Sandbox], healthy: Scenario, tmp_path: Path, fsynced: list[str]
+) -> None:
+    state = tmp_path / "kept"
+    async with make_world(healthy, state_dir=state) as world:
+        fsynced.clear()  # the CA certificate written at start
+        await redirect_one(world, "kept")
+    synced: dict[str, list[str]] = {}
+    for path in map(Path, fsynced):
+        # A message's file while still in tmp/, then the new/ folder it was renamed into.
+        kind, box = (
+            ("file", path.parent.parent) if path.parent.name == "tmp" else (path.name, path.parent)
+        )
+        synced.setdefault(box.relative_to(state).as_posix(), []).append(kind)
+    boxes = ("company/mailboxes/jobs@acme.example", "company/queue", "platform/acme/unassigned")
+    assert synced == {box: ["file", "new"] for box in boxes}
+    # Kept or not, a world makes folders only for the mailboxes that got mail.
+    assert not (state / "company" / "mailboxes" / "jobs@retail.acme.example").exists()
