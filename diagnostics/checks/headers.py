@@ -13,7 +13,6 @@ import email.message
 import email.policy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from email import message_from_bytes
 from typing import Any
 
 from diagnostics.checks.redirect import per_roundtrip
@@ -28,6 +27,7 @@ from diagnostics.parse.headers.forwarding import (
     subject_tag,
     unexplained_changes,
 )
+from diagnostics.parse.headers.message import as_message
 from diagnostics.parse.headers.retention import compare_retention
 from diagnostics.registry import check
 from diagnostics.roundtrip import RoundTrip
@@ -45,7 +45,7 @@ def _not_arrived(trip: RoundTrip) -> Outcome:
 
 def attribution(arrived: bytes, address: str) -> str | None:
     """The header in which ``address`` survived (To, Cc, Delivered-To, X-Original-To)."""
-    message = message_from_bytes(arrived, policy=email.policy.default)
+    message = as_message(arrived)
     # An internationalised domain is written by its A-label or in Unicode (RFC 6532): either.
     forms = {address.casefold(), envelope_address(address).casefold()}
     for name in ATTRIBUTION_HEADERS:
@@ -195,7 +195,9 @@ Judged = tuple[Outcome, dict[str, Any] | None]
 
 
 def _attached(data: bytes) -> bytes | None:
-    message = message_from_bytes(data, policy=email.policy.default)
+    # The parse the header analysis shares (read only: writing out a parsed part changes it
+    # only for a multipart without a boundary, which a parser never makes).
+    message = as_message(data)
     for part in message.walk():
         if part.get_content_type() == "message/rfc822":
             payload = part.get_payload()

@@ -11,8 +11,6 @@ per custom address per run, shared by these checks and the ``headers`` family. P
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +29,7 @@ from diagnostics.liveroundtrip import probe_live_roundtrip
 from diagnostics.model.account import Company, Subcompany
 from diagnostics.net.delivery import deliver_to_mx
 from diagnostics.parse.headers.family import server_family
+from diagnostics.parse.headers.message import as_message
 from diagnostics.profiles import PlatformProfile
 from diagnostics.registry import check
 from diagnostics.roundtrip import RoundTrip, new_token, probe_message
@@ -165,7 +164,7 @@ def parse_bounce(data: bytes) -> tuple[str | None, str | None]:
 
 def is_gmail_confirmation(data: bytes) -> bool:
     """Whether ``data`` is Gmail's "(#123) Gmail Forwarding Confirmation" message."""
-    message = email.message_from_bytes(data, policy=email.policy.default)
+    message = as_message(data)
     sender = str(message.get("From", "")).lower()
     subject = str(message.get("Subject", ""))
     return "forwarding-noreply@google.com" in sender and "Forwarding Confirmation" in subject
@@ -366,7 +365,7 @@ def classify_loop(trip: RoundTrip, profile: PlatformProfile) -> Outcome:
         return Outcome(
             Status.PASS, "No loop seen", "The test message did not arrive; nothing circled back."
         )
-    message = email.message_from_bytes(arrival.data, policy=email.policy.default)
+    message = as_message(arrival.data)
     hops = len(message.get_all("Received", []))
     delivered = [str(v).lower() for v in message.get_all("Delivered-To", [])]
     if len(delivered) != len(set(delivered)) or hops > 25:
