@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,11 +123,11 @@ class Finding:
             raise ValueError(f"a {self.status.value} finding of {self.check} needs a cause")
 
     def with_duration(self, duration_ms: float) -> Finding:
-        """The same finding with its duration set (the runner measures it)."""
-        return Finding(**{**self._fields(), "duration_ms": duration_ms})
-
-    def _fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        """The same finding with its duration set (the runner measures it); its evidence,
+        frozen already, is shared rather than frozen again."""
+        timed = copy.copy(self)
+        object.__setattr__(timed, "duration_ms", duration_ms)
+        return timed
 
     def to_dict(self) -> dict[str, Any]:
         """The finding as JSON-ready data (report schema ``maildiag.report/1``)."""
