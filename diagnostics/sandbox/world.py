@@ -122,8 +122,10 @@ class Sandbox:
         )
         # Every mailbox of this world is opened through this, so that all of them store mail
         # alike. A world on its own temporary folder removes it at stop: its mail cannot
-        # outlive the process, so an fsync would only make each delivery wait for the disk.
-        self._new_maildir = partial(Maildir, lazy=True, durable=not self._own_state)
+        # outlive the process, so an fsync would only make each delivery wait for the disk,
+        # and a folder no mail reaches is made for nothing. A world on a kept folder (``sandbox
+        # up --state``) keeps every mailbox's folders from the start, for a mail client to open.
+        self._new_maildir = partial(Maildir, lazy=self._own_state, durable=not self._own_state)
         self.profile = get_profile(scenario.platform.profile)
         base_env = environ if environ is not None else os.environ
         self._generated: dict[str, str] = {}

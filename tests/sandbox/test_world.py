@@ -513,5 +513,5 @@ async def test_a_world_on_a_given_folder_fsyncs_every_delivery(
         synced.setdefault(box.relative_to(state).as_posix(), []).append(kind)
     boxes = ("company/mailboxes/jobs@acme.example", "company/queue", "platform/acme/unassigned")
     assert synced == {box: ["file", "new"] for box in boxes}
-    # Kept or not, a world makes folders only for the mailboxes that got mail.
-    assert not (state / "company" / "mailboxes" / "jobs@retail.acme.example").exists()
+    # A kept world has every mailbox's folders from the start, for a mail client to open.
+    assert (state / "company" / "mailboxes" / "jobs@retail.acme.example" / "new").is_dir()
