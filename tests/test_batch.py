@@ -10,6 +10,7 @@ subjects renamed as the generated file renames the example's.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from diagnostics.batch import run_batch
 from diagnostics.batch.index import causes_across, render_page
 from diagnostics.batch.model import BatchRun
+from diagnostics.batch.runner import run_local
 from diagnostics.sandbox.generate import generate_accounts, subject_of
 from diagnostics.sandbox.scenario import Expectation
 from diagnostics.sandbox.scenariofile import load_scenario
@@ -229,3 +231,30 @@ def test_only_the_failing_accounts_get_the_executed_notebook_by_default(tmp_path
     assert runs[1].notebook.is_file()
     page = (tmp_path / "batch" / "index.html").read_text(encoding="utf-8")
     assert f'<a href="{failing.stem}/audit.ipynb">notebook</a>' in page
+
+
+@pytest.mark.timeout(600)
+def test_a_process_killed_mid_batch_loses_no_account_and_its_accounts_run_again(
+    tmp_path: Path,
+) -> None:
+    configs = generate_accounts(12, tmp_path / "accounts", shapes=("acme.yaml",))
+    items = [(config, tmp_path / "batch" / config.stem, "healthy") for config in configs]
+    runs: list[BatchRun] = []
+    killed = 0
+    for run in run_local(items, jobs=2, per_host=4, processes=2):
+        runs.append(run)
+        if not killed:
+            # The first account is back: both processes hold accounts handed out to them.
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed = victim.pid
+    assert sorted(run.config for run in runs) == sorted(configs)  # each once
+    assert [(run.error, run.verdict) for run in runs] == [(None, "pass")] * 12
+    again = [run for run in runs if run.attempts == 2]
+    # What the killed process held ran again elsewhere, and only that.
+    assert again and all(run.ran_on != f"process {killed}" for run in again)
+    assert all(run.attempts == 1 for run in runs if run not in again)
+    for run in runs:
+        assert (run.directory / "report.json").is_file()
+    page = render_page(runs, tmp_path / "batch")
+    assert page.count("ran 2 times") == len(again)

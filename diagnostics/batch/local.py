@@ -3,8 +3,8 @@ the others, with a bound on how many run at once and on how many at once talk to
 host; each account's report folder is written as soon as its audit ends.
 
 :func:`audit_accounts` is what one process does (the command line starts one per core, a Dask
-worker runs it too); :func:`shard_main` is the entry of such a process, which sends each
-finished run to its parent through a queue.
+worker runs it too); :func:`worker_main` is the entry of such a process, which takes accounts
+from its parent as it has room for them and sends each finished run back through a queue.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from diagnostics.batch.model import BatchRun
+from diagnostics.batch.model import BatchRun, Item
 from diagnostics.batch.plan import fingerprint
 from diagnostics.redact import redact
 
@@ -93,16 +94,16 @@ async def audit_one(config: Path, directory: Path, *, sandbox: str, ran_on: str)
 
 
 async def audit_accounts(
-    items: Sequence[tuple[Path, Path, str]],
+    items: Sequence[Item] | AsyncIterable[Item],
     *,
     on_done: Callable[[BatchRun], None],
     jobs: int = DEFAULT_JOBS,
     per_host: int = DEFAULT_PER_HOST,
     ran_on: str = "",
 ) -> None:
-    """Audit each (account file, report folder, sandbox scenario or "" for live) of ``items``,
-    ``jobs`` at a time and at most ``per_host`` at a time per SMTP host; ``on_done`` hears of
-    each run as it ends."""
+    """Audit each (account file, report folder, sandbox scenario or "" for live) of ``items``
+    (a list, or items as they are handed in), ``jobs`` at a time and at most ``per_host`` at a
+    time per SMTP host; ``on_done`` hears of each run as it ends."""
     running = asyncio.Semaphore(max(1, jobs))
     per_host_limits: dict[str, asyncio.Semaphore] = {}
     who = ran_on or f"process {os.getpid()}"
@@ -137,23 +138,61 @@ async def audit_accounts(
         nonlocal active
         active -= 1
 
+    started: set[asyncio.Task[None]] = set()
     try:
-        await asyncio.gather(*(one(*item) for item in items))
+        if isinstance(items, AsyncIterable):
+            async for item in items:
+                task = asyncio.create_task(one(*item))
+                started.add(task)
+                task.add_done_callback(started.discard)
+        else:
+            started.update(asyncio.create_task(one(*item)) for item in items)
+        await asyncio.gather(*started)
     finally:
         watcher.cancel()
+        for task in started:
+            task.cancel()
 
 
-def shard_main(items: list[tuple[str, str, str]], options: dict[str, Any], results: Any) -> None:
-    """A child process's work: audit ``items`` and put each run (as a dict) on ``results``.
+def worker_main(worker: int, inbox: Any, results: Any, options: dict[str, Any]) -> None:
+    """A child process's work: audit each (account file, report folder, scenario) its parent
+    sends on the pipe ``inbox`` until ``None`` comes, and send each run on the pipe
+    ``results`` as a dict.
 
-    It leaves Ctrl-C to its parent, which stops it once it has recorded what finished.
+    The parent hands out a few accounts more than ``jobs`` and one more as each ends, so
+    that a process with slow accounts does not hold the batch's others while its siblings
+    wait. Each process has pipes of its own: one that is killed mid-write can spoil only its
+    own, never stall its siblings'. It leaves Ctrl-C to its parent, which stops it once it
+    has recorded what finished.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(
-        audit_accounts(
-            [(Path(c), Path(d), scenario) for c, d, scenario in items],
-            jobs=options["jobs"],
-            per_host=options["per_host"],
-            on_done=lambda run: results.put(run.to_dict()),
-        )
+    asyncio.run(_serve(inbox, results, options))
+
+
+async def _serve(inbox: Any, results: Any, options: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    handed: asyncio.Queue[tuple[str, str, str] | None] = asyncio.Queue()
+
+    def receive() -> None:
+        # The pipe only blocks: read in a thread, handed to the loop. A parent gone is the end.
+        item: tuple[str, str, str] | None = None
+        try:
+            while (item := inbox.recv()) is not None:
+                loop.call_soon_threadsafe(handed.put_nowait, item)
+        except (EOFError, OSError):
+            pass
+        loop.call_soon_threadsafe(handed.put_nowait, None)
+
+    threading.Thread(target=receive, name="batch-inbox", daemon=True).start()
+
+    async def items() -> AsyncIterator[Item]:
+        while (item := await handed.get()) is not None:
+            config, directory, scenario = item
+            yield Path(config), Path(directory), scenario
+
+    await audit_accounts(
+        items(),
+        jobs=options["jobs"],
+        per_host=options["per_host"],
+        on_done=lambda run: results.send(run.to_dict()),
     )

@@ -4,7 +4,7 @@ notebook for the accounts that ask for it, and the index.
 
 Ctrl-C stops the batch: the reports finished by then stay, complete, and ``index.json`` and the
 pages list what ran and what did not; ``--resume`` runs the rest. A process that dies loses
-no account: what it had not finished runs again in a new one (at most twice). With a Dask
+no account: what it held and had not finished runs again (at most twice more). With a Dask
 scheduler's address, the audits run on its cluster instead (:mod:`.distributed`).
 """
 
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from diagnostics.batch.index import write_index, write_state
-from diagnostics.batch.local import DEFAULT_JOBS, DEFAULT_PER_HOST, shard_main
+from diagnostics.batch.local import DEFAULT_JOBS, DEFAULT_PER_HOST, worker_main
 from diagnostics.batch.model import BatchRun, Item
 from diagnostics.batch.plan import finished, folders
 from diagnostics.redact import redact
@@ -29,8 +30,11 @@ from diagnostics.redact import redact
 Notebooks = Literal["all", "failing", "none"]
 # Times a process's unfinished accounts are started again after it died.
 RETRIES = 2
-# index.json is rewritten at most this often while accounts finish (and at the end).
+# index.json is rewritten at most this often while accounts finish (and at the end), and
+# never more than this share of the parent's time: each write holds every run so far, so a
+# batch of thousands writes it less often as it grows.
 _STATE_EVERY_S = 1.0
+_STATE_SHARE = 0.05
 
 
 class BatchInterrupted(Exception):
@@ -42,6 +46,23 @@ class BatchInterrupted(Exception):
         self.not_run = not_run
 
 
+@dataclass
+class _Worker:
+    """A child process, its two pipes, and the accounts it holds (handed out, not yet back)."""
+
+    process: Any
+    inbox: Any
+    results: Any
+    holding: dict[Path, Item] = field(default_factory=dict)
+    closed: bool = False
+    gone: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Whether it takes more accounts."""
+        return not self.closed and not self.gone and self.process.is_alive()
+
+
 def run_local(
     items: Sequence[Item],
     *,
@@ -50,66 +71,121 @@ def run_local(
     processes: int | None = None,
 ) -> Iterator[BatchRun]:
     """Each run of ``items`` as it ends, audited in ``processes`` child processes (one per
-    core by default), each running up to ``jobs`` audits at once."""
+    core by default), each running up to ``jobs`` audits at once.
+
+    Accounts are handed out as the processes have room for them (``jobs`` and a few more
+    each), not split up front: a process whose accounts are slow (a server that times out)
+    does not keep the others' share waiting while its siblings are idle. What a process that
+    died held runs again in another (at most :data:`RETRIES` more times).
+    """
     if not items:
         return
     context = multiprocessing.get_context("spawn")
-    results: Any = context.Queue()
     options = {"jobs": jobs, "per_host": per_host}
     count = max(1, min(processes or os.cpu_count() or 1, len(items)))
+    # Handed to a process beyond what it runs, so that it never waits for the next one.
+    window = max(1, jobs) + max(2, jobs // 2)
     attempts = {item[0]: 1 for item in items}
-    shards = [list(items[index::count]) for index in range(count)]
-    live: dict[Any, list[Item]] = {}
+    todo = deque(items)
+    workers: list[_Worker] = []
+    by_name = {str(item[0]): item[0] for item in items}
+    pending = set(attempts)
 
-    def start(shard: list[Item]) -> None:
+    def start() -> None:
+        inbox_out, inbox_in = context.Pipe(duplex=False)
+        results_out, results_in = context.Pipe(duplex=False)
         process = context.Process(
-            target=shard_main,
-            args=([(str(c), str(d), s) for c, d, s in shard], options, results),
+            target=worker_main,
+            args=(len(workers), inbox_out, results_in, options),
             daemon=True,
         )
         process.start()
-        live[process] = shard
+        # Only the child keeps these ends: its death is then the end of its pipes.
+        inbox_out.close()
+        results_in.close()
+        workers.append(_Worker(process, inbox_in, results_out))
 
-    for shard in shards:
-        start(shard)
-    pending = {item[0] for item in items}
-    by_name = {str(item[0]): item for item in items}
+    def hand(worker: _Worker, message: tuple[str, str, str] | None) -> None:
+        try:
+            worker.inbox.send(message)
+        except OSError:
+            worker.gone = True
+
+    def feed() -> None:
+        """Hand out what waits (starting processes for it); close the inboxes once nothing
+        does."""
+        while todo and sum(w.open for w in workers) < count:
+            start()
+        for worker in [w for w in workers if w.open]:
+            while todo and len(worker.holding) < window and not worker.gone:
+                item = todo.popleft()
+                worker.holding[item[0]] = item
+                hand(worker, (str(item[0]), str(item[1]), item[2]))
+            if not todo:
+                hand(worker, None)
+                worker.closed = True
+
+    def take(worker: _Worker) -> BatchRun | None:
+        """The run ``worker`` sent, unless it is one already had; None too when its pipe
+        ended (the process is gone)."""
+        try:
+            data = worker.results.recv()
+        except (EOFError, OSError):
+            worker.gone = True
+            return None
+        run = BatchRun.from_dict(data)
+        config = by_name[str(run.config)]
+        worker.holding.pop(config, None)
+        if config not in pending:
+            return None
+        pending.discard(config)
+        return replace(run, config=config, attempts=attempts[config])
+
+    def arrived(wait: float) -> Iterator[BatchRun]:
+        """Every run the processes have sent (waiting up to ``wait`` for one)."""
+        listening = {w.results: w for w in workers if not w.gone}
+        for reader in mp_connection.wait(list(listening), timeout=wait):
+            worker = listening[reader]
+            while not worker.gone:
+                if (run := take(worker)) is not None:
+                    yield run
+                if not worker.gone and not worker.results.poll():
+                    break
+
+    def buried() -> Iterator[BatchRun]:
+        """The runs given up on in processes that died; their other accounts wait again."""
+        for worker in [w for w in workers if w.gone or not w.process.is_alive()]:
+            # What it sent before it ended is read first: only what it still held is lost.
+            while not worker.gone and worker.results.poll():
+                if (run := take(worker)) is not None:
+                    yield run
+            workers.remove(worker)
+            worker.process.join(5)
+            worker.results.close()
+            worker.inbox.close()
+            for config, item in worker.holding.items():
+                if attempts[config] > RETRIES:
+                    pending.discard(config)
+                    yield BatchRun(
+                        config, item[1], attempts=attempts[config], scenario=item[2],
+                        error=f"the process auditing it died (exit code "
+                        f"{worker.process.exitcode}) {attempts[config]} times",
+                    )  # fmt: skip
+                else:
+                    attempts[config] += 1
+                    todo.appendleft(item)
+
     try:
         while pending:
-            try:
-                data = results.get(timeout=0.5)
-            except queue.Empty:
-                for process in [p for p in live if not p.is_alive()]:
-                    shard = live.pop(process)
-                    left = [item for item in shard if item[0] in pending]
-                    if not left:
-                        continue
-                    retry = [item for item in left if attempts[item[0]] <= RETRIES]
-                    for config, directory, scenario in left:
-                        if attempts[config] > RETRIES:
-                            pending.discard(config)
-                            yield BatchRun(
-                                config, directory, attempts=attempts[config], scenario=scenario,
-                                error=f"the process auditing it died (exit code "
-                                f"{process.exitcode}) {attempts[config]} times",
-                            )  # fmt: skip
-                    for config, _, _ in retry:
-                        attempts[config] += 1
-                    if retry:
-                        start(retry)
-                continue
-            run = BatchRun.from_dict(data)
-            config = by_name[str(run.config)][0]
-            if config not in pending:
-                continue
-            pending.discard(config)
-            yield replace(run, config=config, attempts=attempts[config])
+            feed()
+            yield from arrived(0.5)
+            yield from buried()
     finally:
-        for process in live:
-            if process.is_alive():
-                process.terminate()
-        for process in live:
-            process.join(5)
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in workers:
+            worker.process.join(5)
 
 
 def _notebook(config: Path, directory: Path, sandbox: str) -> tuple[str, str | None]:
@@ -194,7 +270,7 @@ def run_batch(
     console = None if progress is None else _console(progress)
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("audits", total=len(configs), completed=len(done), rate="")
-        started, saved = time.monotonic(), 0.0
+        started, saved, pause = time.monotonic(), 0.0, _STATE_EVERY_S
         try:
             if scheduler is None:
                 stream = run_local(items, jobs=jobs, per_host=per_host, processes=processes)
@@ -207,9 +283,11 @@ def run_batch(
                 results[run.config] = run
                 elapsed = time.monotonic() - started
                 bar.update(task, advance=1, rate=f"{count / max(elapsed, 1e-6):.1f}/s")
-                if time.monotonic() - saved >= _STATE_EVERY_S:
+                if time.monotonic() - saved >= pause:
+                    began = time.monotonic()
                     write_state(report_dir, ordered(), not_run=missing(), interrupted=True)
                     saved = time.monotonic()
+                    pause = max(_STATE_EVERY_S, (saved - began) / _STATE_SHARE)
         except KeyboardInterrupt:
             write_index(report_dir, ordered(), not_run=missing(), interrupted=True)
             raise BatchInterrupted(ordered(), missing()) from None
