@@ -9,6 +9,7 @@ varied companies, domains and subcompany shapes) and spread over four scenarios 
 egress-ip-missing, bad-password, starttls-not-offered); ``maildiag batch`` runs them as one
 command (one process per core, the default concurrency). Printed per size: the wall time, the
 accounts per second, the cost per account (wall and CPU, so that growth with the size shows),
+the CPU the parent process took (the progress bar and the index),
 the peak memory of the whole process tree (sampled every 0.1 s from /proc), and how many
 accounts got the verdict their scenario gives. The goal: 1,000 accounts under 2 minutes on
 2 cores, under 1 GiB.
@@ -36,7 +37,7 @@ EXPECTED = {
 }
 
 SCRIPT = """
-import json, sys
+import json, resource, sys
 from pathlib import Path
 from diagnostics.batch import run_batch
 plan = json.loads(Path(sys.argv[1]).read_text())
@@ -47,7 +48,14 @@ runs = run_batch(
     notebooks=plan["notebooks"],
     progress=sys.stderr,
 )
-json.dump([[str(r.config), r.verdict, r.error] for r in runs], sys.stdout)
+own = resource.getrusage(resource.RUSAGE_SELF)
+json.dump(
+    {
+        "runs": [[str(r.config), r.verdict, r.error] for r in runs],
+        "parent_cpu": own.ru_utime + own.ru_stime,
+    },
+    sys.stdout,
+)
 """
 
 
@@ -119,10 +127,10 @@ def run(size: int, notebooks: str) -> dict[str, float]:
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        results = json.loads(out)
+        document = json.loads(out)
         right = sum(
             verdict == EXPECTED[scenarios[config]] and error is None
-            for config, verdict, error in results
+            for config, verdict, error in document["runs"]
         )
     return {
         "size": size,
@@ -130,6 +138,8 @@ def run(size: int, notebooks: str) -> dict[str, float]:
         "rate": size / wall,
         "wall_ms_per_account": 1000 * wall / size,
         "cpu_ms_per_account": 1000 * cpu / size,
+        # The parent's share: progress, index.json while running, the pages at the end.
+        "parent_cpu_s": document["parent_cpu"],
         "peak_mib": peak / 2**20,
         "right": right,
     }
@@ -142,12 +152,16 @@ def main() -> int:
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; --notebooks {args.notebooks}")
     print(f"{'accounts':>8} {'wall':>8} {'per s':>7} {'wall/acct':>10} {'cpu/acct':>9} "
-          f"{'peak':>9} {'verdicts right':>15}")  # fmt: skip
+          f"{'× first':>8} {'parent cpu':>11} {'peak':>9} {'verdicts right':>15}")  # fmt: skip
+    first = None
     for size in (int(s) for s in args.sizes.split(",")):
         row = run(size, args.notebooks)
+        # The growth, as the CPU per account against the first (smallest) size of this run.
+        first = first or row["cpu_ms_per_account"]
         print(
             f"{row['size']:>8} {row['wall_s']:>7.1f}s {row['rate']:>7.1f} "
             f"{row['wall_ms_per_account']:>8.0f}ms {row['cpu_ms_per_account']:>7.0f}ms "
+            f"{row['cpu_ms_per_account'] / first:>7.2f}× {row['parent_cpu_s']:>10.1f}s "
             f"{row['peak_mib']:>6.0f} MiB {int(row['right']):>8}/{row['size']}",
             flush=True,
         )
