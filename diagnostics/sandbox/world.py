@@ -101,6 +101,33 @@ def _candidates_key(domain: str) -> DKIMKey:
     return DKIMKey.generate(domain)
 
 
+# A throwaway world's mail is a few messages of a few KB; this much room left in memory-backed
+# /dev/shm is plenty (a container may give it only 64 MB, shared with others).
+_SHM = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a private (0700) folder in it
+_SHM_ROOM = 32 * 2**20
+
+
+@cache
+def _throwaway_parent() -> str | None:
+    """Where a world on its own folder keeps it: memory-backed /dev/shm when the machine has
+    one with room, else the usual temporary folder (None).
+
+    Such a world's mail is removed when it stops and never needs to reach a disk; on a disk
+    file system each folder made and removed and each message written costs a journal
+    entry, and a batch makes thousands of them. An explicit TMPDIR is the user's choice and
+    is kept.
+    """
+    if os.environ.get("TMPDIR"):
+        return None
+    try:
+        room = os.statvfs(_SHM)
+    except OSError:
+        return None
+    if not os.access(_SHM, os.W_OK | os.X_OK) or room.f_bavail * room.f_frsize < _SHM_ROOM:
+        return None
+    return str(_SHM)
+
+
 class Sandbox:
     """The local mail world of one scenario; an async context manager.
 
@@ -118,7 +145,9 @@ class Sandbox:
         self.scenario = scenario
         self._own_state = state_dir is None
         self.state_dir = (
-            Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="maildiag-sandbox-"))
+            Path(state_dir)
+            if state_dir
+            else Path(tempfile.mkdtemp(prefix="maildiag-sandbox-", dir=_throwaway_parent()))
         )
         # Every mailbox of this world is opened through this, so that all of them store mail
         # alike. A world on its own temporary folder removes it at stop: its mail cannot

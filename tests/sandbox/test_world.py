@@ -8,6 +8,7 @@ import asyncio
 import email.policy
 import os
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from email import message_from_bytes
@@ -21,6 +22,7 @@ from diagnostics.config import AccountConfig
 from diagnostics.context import Endpoints
 from diagnostics.errors import SandboxError
 from diagnostics.net import connect_socket, smtp_session
+from diagnostics.sandbox import world as world_module
 from diagnostics.sandbox.scenario import Scenario
 from diagnostics.sandbox.smtpserver import require_loopback
 from diagnostics.sandbox.world import Sandbox
@@ -495,6 +497,39 @@ async def test_a_world_on_its_own_folder_makes_folders_only_for_mail_and_never_f
         assert [a.folder for a in world.mailboxes().arrived("throwaway")] == ["unassigned"]
     assert fsynced == []
     assert not state.exists()
+
+
+def _shm_with_room() -> bool:
+    try:
+        room = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return room.f_bavail * room.f_frsize >= world_module._SHM_ROOM and os.access(
+        "/dev/shm", os.W_OK | os.X_OK
+    )
+
+
+async def test_a_throwaway_world_lives_in_dev_shm_unless_tmpdir_says_otherwise(
+    healthy: Scenario, environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TMPDIR", raising=False)
+    world_module._throwaway_parent.cache_clear()
+    try:
+        async with Sandbox(healthy, environ=environ) as world:
+            await redirect_one(world, "in-memory")
+            expected = Path("/dev/shm") if _shm_with_room() else Path(tempfile.gettempdir())
+            assert world.state_dir.parent == expected
+            assert oct(world.state_dir.stat().st_mode & 0o777) == oct(0o700)
+            assert len(world.company_mailbox("jobs@acme.example")) == 1
+        assert not world.state_dir.exists()
+        # A TMPDIR the user set is where throwaway worlds go, /dev/shm or not.
+        world_module._throwaway_parent.cache_clear()
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+        async with Sandbox(healthy, environ=environ) as world:
+            assert world.state_dir.parent == tmp_path
+    finally:
+        world_module._throwaway_parent.cache_clear()
 
 
 async def test_a_world_on_a_given_folder_fsyncs_every_delivery(
