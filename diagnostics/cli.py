@@ -286,11 +286,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         )
         diagnose.add_argument("--report-dir", type=Path, help="with --confirm: the report folder")
 
-    batch = commands.add_parser("batch", help="one papermill audit per account file, and an index")
+    batch = commands.add_parser(
+        "batch", help="many accounts' audits at once: a report folder each, and an index"
+    )
     if wanted("batch"):
+        from diagnostics.batch.local import DEFAULT_JOBS, DEFAULT_PER_HOST
+
         batch.add_argument("configs", nargs="+", type=Path, metavar="CONFIG", help="account files")
         batch.add_argument(
-            "--jobs", type=int, default=4, help="audits at a time in each process (default 4)"
+            "--jobs",
+            type=int,
+            default=DEFAULT_JOBS,
+            help=f"audits at a time in each process (default {DEFAULT_JOBS})",
         )
         batch.add_argument(
             "--processes",
@@ -301,9 +308,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         batch.add_argument(
             "--per-host",
             type=int,
-            default=4,
+            default=DEFAULT_PER_HOST,
             metavar="N",
-            help="audits at a time talking to the same SMTP host, in each process (default 4)",
+            help=f"audits at a time talking to the same SMTP host, in each process "
+            f"(default {DEFAULT_PER_HOST})",
         )
         batch.add_argument(
             "--notebooks",

@@ -23,7 +23,10 @@ from diagnostics.batch.plan import fingerprint
 from diagnostics.redact import redact
 
 # Audits at once in one process, and at once per SMTP host (over all of the process's audits).
-DEFAULT_JOBS = 4
+# An audit mostly waits (on servers, on mail to arrive), so a process keeps many going; the
+# loop's lag (below) stops it from starting more than its core can serve, and the bound per
+# host keeps a company's server from seeing more than a few sessions of the batch at once.
+DEFAULT_JOBS = 16
 DEFAULT_PER_HOST = 4
 
 
