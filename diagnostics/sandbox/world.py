@@ -42,9 +42,9 @@ from diagnostics.fields import envelope_address
 from diagnostics.model.account import AccountConfig
 from diagnostics.parse.dkim import DKIMKey
 from diagnostics.profiles import get_profile
-from diagnostics.roundtrip import TOKEN_HEADER, Arrival
 from diagnostics.sandbox.certs import IssuedCert, SandboxCA
 from diagnostics.sandbox.dns import SandboxDNS, ZoneRecord
+from diagnostics.sandbox.mailboxes import SandboxMailboxes
 from diagnostics.sandbox.maildir import Maildir
 from diagnostics.sandbox.mx import CompanyMXHandler
 from diagnostics.sandbox.platform import (
@@ -576,65 +576,3 @@ class Sandbox:
             for user in sub.users
             if (name := env_reference_name(user.password)) is not None
         ]
-
-
-def _with_token(box: Maildir, token: str, folder: str) -> list[Arrival]:
-    found = []
-    needle = f"{TOKEN_HEADER}: {token}".encode()
-    for key in box.keys():
-        data = box.read(key)
-        if needle in data or token.encode() in data:
-            found.append(
-                Arrival(
-                    folder,
-                    data,
-                    (box.root / "new" / key).stat().st_mtime
-                    if (box.root / "new" / key).exists()
-                    else 0.0,
-                )
-            )
-    return found
-
-
-class SandboxMailboxes:
-    """The round trip's mailboxes in a sandbox: the platform's, the company's, the sender's."""
-
-    def __init__(self, world: Sandbox) -> None:
-        self.world = world
-        self.sender = world.probe_sender
-        self.dkim_key: DKIMKey | None = world.dkim_key
-
-    def arrived(self, token: str) -> list[Arrival]:
-        found = []
-        for account in self.world.inbound:
-            root = self.world.state_dir / "platform" / account
-            if not root.exists():
-                continue
-            for new in sorted(root.rglob("new")):
-                folder = new.parent.relative_to(root).as_posix()
-                box = self.world.platform_mailbox(account, folder)
-                found += _with_token(box, token, folder)
-        return found
-
-    def local_copies(self, address: str, token: str) -> list[Arrival]:
-        return _with_token(self.world.company_mailbox(address), token, address.lower())
-
-    def bounces(self, token: str) -> list[Arrival]:
-        return _with_token(self.world.candidate_mailbox(self.sender), token, self.sender)
-
-    def received_by(self, address: str) -> list[Arrival]:
-        box = self.world.candidate_mailbox(address)
-        return [Arrival(address.lower(), box.read(key), 0.0) for key in box.keys()]
-
-    def arrived_since(self, since: float) -> list[Arrival]:
-        found = []
-        for account in self.world.inbound:
-            root = self.world.state_dir / "platform" / account
-            for new in sorted(root.rglob("new")) if root.exists() else []:
-                for path in sorted(new.iterdir()):
-                    stored = path.stat().st_mtime
-                    if stored >= since:
-                        found.append(
-                            Arrival(str(new.parent.relative_to(root)), path.read_bytes(), stored)
-                        )
-        return found
