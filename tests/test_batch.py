@@ -9,6 +9,7 @@ subjects renamed as the generated file renames the example's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ import pytest
 
 from diagnostics.batch import run_batch
 from diagnostics.batch.index import causes_across, render_page
+from diagnostics.batch.local import audit_accounts
 from diagnostics.batch.model import BatchRun
 from diagnostics.batch.runner import run_local
 from diagnostics.sandbox.generate import generate_accounts, subject_of
@@ -258,3 +260,27 @@ def test_a_process_killed_mid_batch_loses_no_account_and_its_accounts_run_again(
         assert (run.directory / "report.json").is_file()
     page = render_page(runs, tmp_path / "batch")
     assert page.count("ran 2 times") == len(again)
+
+
+@pytest.mark.timeout(300)
+def test_an_audit_waiting_for_its_smtp_host_keeps_no_place_from_other_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("ACME_SMTP_PASSWORD", "ACME_RETAIL_SMTP_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    first, other = generate_accounts(2, tmp_path / "accounts", shapes=("acme.yaml",))
+    # Three account files on the same SMTP hosts, then one on hosts of its own.
+    same = [first]
+    for copy in (1, 2):
+        same.append(first.with_name(f"{first.stem}-copy{copy}.yaml"))
+        same[-1].write_text(first.read_text(encoding="utf-8"), encoding="utf-8")
+    items = [(config, tmp_path / "batch" / config.stem, "healthy") for config in (*same, other)]
+    done: list[BatchRun] = []
+
+    asyncio.run(audit_accounts(items, on_done=done.append, jobs=2, per_host=1))
+
+    assert [(run.error, run.verdict) for run in done] == [(None, "pass")] * 4
+    # One audit at a time per host: the copies run one after the other. Waiting for their
+    # host, they hold none of the two places, so the other account ran beside the first
+    # and ended among the first two (behind two copies, it would have been third at best).
+    assert other in [run.config for run in done][:2]

@@ -116,7 +116,14 @@ async def audit_accounts(
 
     async def one(config: Path, directory: Path, sandbox: str) -> None:
         nonlocal active
-        async with running, contextlib.AsyncExitStack() as held:
+        async with contextlib.AsyncExitStack() as held:
+            # The hosts first, in name order (so that two audits sharing two hosts cannot wait
+            # on each other), then a place among the ``jobs``: an audit waiting for its host
+            # keeps no place from the accounts of other hosts.
+            for host in smtp_hosts(config):
+                limit = per_host_limits.setdefault(host, asyncio.Semaphore(max(1, per_host)))
+                await held.enter_async_context(limit)
+            await held.enter_async_context(running)
             # A busy loop answers every audit's servers late, and a round trip measured in a
             # late loop reads as a slow company server: start another audit only while the
             # loop keeps time (and always when none runs).
@@ -124,10 +131,6 @@ async def audit_accounts(
                 await asyncio.sleep(_LAG_TICK_S)
             active += 1
             held.callback(_done_one)
-            # Taken in name order, so that two audits sharing two hosts cannot wait on each other.
-            for host in smtp_hosts(config):
-                limit = per_host_limits.setdefault(host, asyncio.Semaphore(max(1, per_host)))
-                await held.enter_async_context(limit)
             try:
                 run = await audit_one(config, directory, sandbox=sandbox, ran_on=who)
             except Exception as exc:  # a bug in one audit must not end the others'
