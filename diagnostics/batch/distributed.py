@@ -147,10 +147,11 @@ def audit_task(
         # Read by the check context the audit makes (in asyncio.run's copy of this context).
         GREETING_PROBER.set(prober)
         held.callback(GREETING_PROBER.set, None)
-        held.enter_context(_bound(_slots, "jobs", options["jobs"]))
-        # Taken in name order, so that two audits sharing two hosts cannot wait on each other.
+        # The hosts first, in name order (so that two audits sharing two hosts cannot wait on
+        # each other), then a place among the ``jobs``: one waiting for its host keeps none.
         for host in smtp_hosts(Path(config)):
             held.enter_context(_bound(_per_host, (host, options["per_host"]), options["per_host"]))
+        held.enter_context(_bound(_slots, "jobs", options["jobs"]))
         asyncio.run(
             audit_accounts(
                 [(Path(config), Path(directory), scenario)],
