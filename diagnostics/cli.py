@@ -310,8 +310,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             type=int,
             default=DEFAULT_PER_HOST,
             metavar="N",
-            help=f"audits at a time talking to the same SMTP host, in each process "
-            f"(default {DEFAULT_PER_HOST})",
+            help=f"audits at a time talking to the same SMTP host, across the batch "
+            f"(on a Dask cluster: in each worker process; default {DEFAULT_PER_HOST})",
         )
         batch.add_argument(
             "--notebooks",

@@ -284,3 +284,26 @@ def test_an_audit_waiting_for_its_smtp_host_keeps_no_place_from_other_hosts(
     # host, they hold none of the two places, so the other account ran beside the first
     # and ended among the first two (behind two copies, it would have been third at best).
     assert other in [run.config for run in done][:2]
+
+
+@pytest.mark.timeout(300)
+def test_the_accounts_of_one_smtp_host_run_in_one_process_so_the_bound_holds_batch_wide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("ACME_SMTP_PASSWORD", "ACME_RETAIL_SMTP_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    first, *others = generate_accounts(4, tmp_path / "accounts", shapes=("acme.yaml",))
+    same = [first]
+    for copy in (1, 2, 3):
+        same.append(first.with_name(f"{first.stem}-copy{copy}.yaml"))
+        same[-1].write_text(first.read_text(encoding="utf-8"), encoding="utf-8")
+    # The first process is handed four accounts (two jobs and two more) before the second
+    # gets any: without regard to hosts, the copies after the first four would go there.
+    order = [first, *others, *same[1:]]
+    items = [(config, tmp_path / "batch" / config.stem, "healthy") for config in order]
+
+    runs = list(run_local(items, jobs=2, per_host=1, processes=2))
+
+    assert [(run.error, run.verdict) for run in runs] == [(None, "pass")] * 7
+    by_config = {run.config: run.ran_on for run in runs}
+    assert len({by_config[config] for config in same}) == 1

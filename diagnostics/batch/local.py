@@ -22,12 +22,17 @@ from diagnostics.batch.model import BatchRun, Item
 from diagnostics.batch.plan import fingerprint
 from diagnostics.redact import redact
 
-# Audits at once in one process, and at once per SMTP host (over all of the process's audits).
+# Audits at once in one process, and at once per SMTP host (the batch hands the accounts of
+# one host to one process, so that this bounds the whole batch's audits against a server).
 # An audit mostly waits (on servers, on mail to arrive), so a process keeps many going; the
-# loop's lag (below) stops it from starting more than its core can serve, and the bound per
-# host keeps a company's server from seeing more than a few sessions of the batch at once.
+# loop's lag (below) stops it from starting more than its core can serve. One audit per host:
+# an audit of an account with three subcompanies holds up to 15 connections at once to its
+# SMTP host (measured in the sandbox), and Exchange's receive connectors take 20 at once from
+# one source by default (MaxInboundConnectionPerSource), Postfix 50
+# (smtpd_client_connection_count_limit); a second audit beside it would have the server
+# refuse connections, which the report would blame on the company.
 DEFAULT_JOBS = 16
-DEFAULT_PER_HOST = 4
+DEFAULT_PER_HOST = 1
 
 
 # How late the event loop may run before no further audit starts (seconds), and how often it

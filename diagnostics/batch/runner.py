@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from diagnostics.batch.index import write_index, write_state
-from diagnostics.batch.local import DEFAULT_JOBS, DEFAULT_PER_HOST, worker_main
+from diagnostics.batch.local import DEFAULT_JOBS, DEFAULT_PER_HOST, smtp_hosts, worker_main
 from diagnostics.batch.model import BatchRun, Item
 from diagnostics.batch.plan import finished, folders
 from diagnostics.redact import redact
@@ -63,6 +63,36 @@ class _Worker:
         return not self.closed and not self.gone and self.process.is_alive()
 
 
+class _HostOwners:
+    """Which process holds accounts of which SMTP host, and how many."""
+
+    def __init__(self) -> None:
+        self.owner: dict[str, _Worker] = {}
+        self.held: Counter[str] = Counter()
+        self._hosts: dict[Path, list[str]] = {}
+
+    def of(self, item: Item) -> list[str]:
+        if item[0] not in self._hosts:
+            self._hosts[item[0]] = smtp_hosts(item[0])
+        return self._hosts[item[0]]
+
+    def free_for(self, item: Item, worker: _Worker) -> bool:
+        """Whether no other process holds accounts of ``item``'s hosts."""
+        return all(self.owner.get(host, worker) is worker for host in self.of(item))
+
+    def take(self, item: Item, worker: _Worker) -> None:
+        for host in self.of(item):
+            self.owner[host] = worker
+            self.held[host] += 1
+
+    def give_back(self, item: Item) -> None:
+        for host in self.of(item):
+            self.held[host] -= 1
+            if self.held[host] <= 0:
+                del self.held[host]
+                self.owner.pop(host, None)
+
+
 def run_local(
     items: Sequence[Item],
     *,
@@ -75,8 +105,10 @@ def run_local(
 
     Accounts are handed out as the processes have room for them (``jobs`` and a few more
     each), not split up front: a process whose accounts are slow (a server that times out)
-    does not keep the others' share waiting while its siblings are idle. What a process that
-    died held runs again in another (at most :data:`RETRIES` more times).
+    does not keep the others' share waiting while its siblings are idle. An account whose
+    SMTP host a process already has accounts for goes to that process, so that ``per_host``
+    bounds the whole batch's audits against one server, not each process's. What a process
+    that died held runs again in another (at most :data:`RETRIES` more times).
     """
     if not items:
         return
@@ -86,8 +118,9 @@ def run_local(
     # Handed to a process beyond what it runs, so that it never waits for the next one.
     window = max(1, jobs) + max(2, jobs // 2)
     attempts = {item[0]: 1 for item in items}
-    todo = deque(items)
+    todo = list(items)
     workers: list[_Worker] = []
+    hosts = _HostOwners()
     by_name = {str(item[0]): item[0] for item in items}
     pending = set(attempts)
 
@@ -117,9 +150,13 @@ def run_local(
         while todo and sum(w.open for w in workers) < count:
             start()
         for worker in [w for w in workers if w.open]:
-            while todo and len(worker.holding) < window and not worker.gone:
-                item = todo.popleft()
+            while len(worker.holding) < window and not worker.gone:
+                at = next((i for i, item in enumerate(todo) if hosts.free_for(item, worker)), -1)
+                if at < 0:
+                    break
+                item = todo.pop(at)
                 worker.holding[item[0]] = item
+                hosts.take(item, worker)
                 hand(worker, (str(item[0]), str(item[1]), item[2]))
             if not todo:
                 hand(worker, None)
@@ -135,7 +172,8 @@ def run_local(
             return None
         run = BatchRun.from_dict(data)
         config = by_name[str(run.config)]
-        worker.holding.pop(config, None)
+        if (item := worker.holding.pop(config, None)) is not None:
+            hosts.give_back(item)
         if config not in pending:
             return None
         pending.discard(config)
@@ -164,6 +202,7 @@ def run_local(
             worker.results.close()
             worker.inbox.close()
             for config, item in worker.holding.items():
+                hosts.give_back(item)
                 if attempts[config] > RETRIES:
                     pending.discard(config)
                     yield BatchRun(
@@ -173,7 +212,7 @@ def run_local(
                     )  # fmt: skip
                 else:
                     attempts[config] += 1
-                    todo.appendleft(item)
+                    todo.insert(0, item)
 
     try:
         while pending:
