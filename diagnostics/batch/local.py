@@ -165,7 +165,7 @@ async def audit_accounts(
             task.cancel()
 
 
-def worker_main(worker: int, inbox: Any, results: Any, options: dict[str, Any]) -> None:
+def worker_main(inbox: Any, results: Any, options: dict[str, Any]) -> None:
     """A child process's work: audit each (account file, report folder, scenario) its parent
     sends on the pipe ``inbox`` until ``None`` comes, and send each run on the pipe
     ``results`` as a dict.

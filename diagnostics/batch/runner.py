@@ -125,18 +125,17 @@ def run_local(
     pending = set(attempts)
 
     def start() -> None:
-        inbox_out, inbox_in = context.Pipe(duplex=False)
-        results_out, results_in = context.Pipe(duplex=False)
+        # Pipe(duplex=False) gives (the end that reads, the end that writes).
+        child_reads, parent_writes = context.Pipe(duplex=False)
+        parent_reads, child_writes = context.Pipe(duplex=False)
         process = context.Process(
-            target=worker_main,
-            args=(len(workers), inbox_out, results_in, options),
-            daemon=True,
+            target=worker_main, args=(child_reads, child_writes, options), daemon=True
         )
         process.start()
         # Only the child keeps these ends: its death is then the end of its pipes.
-        inbox_out.close()
-        results_in.close()
-        workers.append(_Worker(process, inbox_in, results_out))
+        child_reads.close()
+        child_writes.close()
+        workers.append(_Worker(process, parent_writes, parent_reads))
 
     def hand(worker: _Worker, message: tuple[str, str, str] | None) -> None:
         try:
