@@ -53,6 +53,20 @@ def _renamed_entries(name: str, index: int) -> list[Expectation]:
     ]
 
 
+def _sandbox_generates_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's password variables unset: each world generates its own."""
+    for variable in ("ACME_SMTP_PASSWORD", "ACME_RETAIL_SMTP_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def _copies(config: Path, count: int) -> list[Path]:
+    """``count`` copies of the account file ``config`` beside it: the same SMTP hosts."""
+    copies = [config.with_name(f"{config.stem}-copy{n}.yaml") for n in range(1, count + 1)]
+    for copy in copies:
+        copy.write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    return copies
+
+
 def _findings(directory: Path) -> Counter[tuple[str, str, str, str | None]]:
     report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
     return Counter((f["check"], f["subject"], f["status"], f["cause"]) for f in report["findings"])
@@ -62,8 +76,7 @@ def _findings(directory: Path) -> Counter[tuple[str, str, str, str | None]]:
 def test_fifty_generated_accounts_across_three_scenarios_get_their_exact_findings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for variable in ("ACME_SMTP_PASSWORD", "ACME_RETAIL_SMTP_PASSWORD"):
-        monkeypatch.delenv(variable, raising=False)
+    _sandbox_generates_passwords(monkeypatch)
     scenario_of: dict[Path, str] = {}
     index_of: dict[Path, int] = {}
     start = 1
@@ -266,14 +279,10 @@ def test_a_process_killed_mid_batch_loses_no_account_and_its_accounts_run_again(
 def test_an_audit_waiting_for_its_smtp_host_keeps_no_place_from_other_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for variable in ("ACME_SMTP_PASSWORD", "ACME_RETAIL_SMTP_PASSWORD"):
-        monkeypatch.delenv(variable, raising=False)
+    _sandbox_generates_passwords(monkeypatch)
     first, other = generate_accounts(2, tmp_path / "accounts", shapes=("acme.yaml",))
     # Three account files on the same SMTP hosts, then one on hosts of its own.
-    same = [first]
-    for copy in (1, 2):
-        same.append(first.with_name(f"{first.stem}-copy{copy}.yaml"))
-        same[-1].write_text(first.read_text(encoding="utf-8"), encoding="utf-8")
+    same = [first, *_copies(first, 2)]
     items = [(config, tmp_path / "batch" / config.stem, "healthy") for config in (*same, other)]
     done: list[BatchRun] = []
 
@@ -290,13 +299,9 @@ def test_an_audit_waiting_for_its_smtp_host_keeps_no_place_from_other_hosts(
 def test_the_accounts_of_one_smtp_host_run_in_one_process_so_the_bound_holds_batch_wide(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for variable in ("ACME_SMTP_PASSWORD", "ACME_RETAIL_SMTP_PASSWORD"):
-        monkeypatch.delenv(variable, raising=False)
+    _sandbox_generates_passwords(monkeypatch)
     first, *others = generate_accounts(4, tmp_path / "accounts", shapes=("acme.yaml",))
-    same = [first]
-    for copy in (1, 2, 3):
-        same.append(first.with_name(f"{first.stem}-copy{copy}.yaml"))
-        same[-1].write_text(first.read_text(encoding="utf-8"), encoding="utf-8")
+    same = [first, *_copies(first, 3)]
     # The first process is handed four accounts (two jobs and two more) before the second
     # gets any: without regard to hosts, the copies after the first four would go there.
     order = [first, *others, *same[1:]]
