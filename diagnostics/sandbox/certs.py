@@ -192,8 +192,9 @@ class SandboxCA:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
-    def write_ca(self, path: pathlib.Path) -> pathlib.Path:
-        """Write the CA certificate as PEM to ``path`` atomically (mode 0644) and return it.
+    def write_ca(self, path: pathlib.Path, *, durable: bool = True) -> pathlib.Path:
+        """Write the CA certificate as PEM to ``path`` atomically (mode 0644) and return it;
+        on disk before it returns unless not ``durable`` (a folder that goes with the process).
 
         The parent directory must exist; an existing file is replaced.
         """
@@ -202,8 +203,9 @@ class SandboxCA:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(self.ca_pem)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, path)
         except BaseException:

@@ -7,11 +7,12 @@ between them. DNS answers world addresses (documentation ranges); :attr:`Sandbox
 maps each world address and port to the loopback socket that plays it. The platform's egress
 IPs are played by their own loopback source addresses (127.0.10.x).
 
-Mail is stored in Maildirs under ``state_dir``, each made with its first message (a mailbox
-that never got mail has no folder and reads as empty). On a ``state_dir`` given to it, a
-sandbox stores every message durably (fsync) before it answers 250, and a sandbox started again
-on the same folder has all its mail and delivers what was still queued. Without one, it works
-in a temporary folder that it removes at stop, and stores mail without fsync.
+Mail is stored in Maildirs under ``state_dir``. On a ``state_dir`` given to it, a sandbox
+makes every mailbox's folders at start and stores every message durably (fsync) before it
+answers 250, and a sandbox started again on the same folder has all its mail and delivers what
+was still queued. Without one, it works in a temporary folder that it removes at stop, makes a
+mailbox's folders with its first message (one that never got mail reads as empty), and stores
+mail without fsync.
 """
 
 from __future__ import annotations
@@ -217,7 +218,10 @@ class Sandbox:
         self._started = True
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.ca_file = self._write_ca()
+            # A throwaway world's folder goes with the process: no fsync (see _new_maildir).
+            self.ca_file = self.ca.write_ca(
+                self.state_dir / "sandbox-ca.pem", durable=not self._own_state
+            )
             await self.dns.start()
             await self._start_servers()
         except BaseException:
@@ -247,17 +251,6 @@ class Sandbox:
             # Removed in a thread, so that the event loop goes on serving the other worlds of a
             # batch meanwhile.
             await asyncio.to_thread(shutil.rmtree, self.state_dir, ignore_errors=True)
-
-    def _write_ca(self) -> Path:
-        """The CA certificate as a file in the state folder, for clients of the world."""
-        path = self.state_dir / "sandbox-ca.pem"
-        if not self._own_state:
-            return self.ca.write_ca(path)
-        # A fresh folder of this process, removed at stop: no one reads the file before this
-        # returns, and it need not survive a crash, so it is written without fsync.
-        path.write_bytes(self.ca.ca_pem)
-        path.chmod(0o644)
-        return path
 
     async def _serve(
         self,
@@ -443,12 +436,13 @@ class Sandbox:
         return self.ca.client_context()
 
     def _maildir(self, *parts: str) -> Maildir:
-        """The Maildir under the state folder at ``parts``, opened once: it reads as empty
-        while it has no folder (no mail yet, or removed meanwhile), and the next message to
-        it makes the folder again."""
+        """The Maildir under the state folder at ``parts``, opened once. In a throwaway world
+        it reads as empty while it has no folder (no mail yet, or removed meanwhile) and the
+        next message makes the folder again; in a kept one, a folder removed meanwhile is made
+        again when it is looked into."""
         path = self.state_dir.joinpath(*parts)
         box = self._opened.get(path)
-        if box is None:
+        if box is None or (not box.lazy and not box.root.is_dir()):
             box = self._opened[path] = self._new_maildir(path)
         return box
 

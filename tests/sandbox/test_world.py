@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import os
+import shutil
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -530,6 +531,17 @@ async def test_a_throwaway_world_lives_in_dev_shm_unless_tmpdir_says_otherwise(
             assert world.state_dir.parent == tmp_path
     finally:
         world_module._throwaway_parent.cache_clear()
+
+
+async def test_a_kept_world_makes_a_removed_mailbox_folder_again_when_looked_into(
+    make_world: Callable[..., Sandbox], healthy: Scenario, tmp_path: Path
+) -> None:
+    async with make_world(healthy, state_dir=tmp_path / "kept") as world:
+        box = world.company_mailbox("jobs@retail.acme.example")
+        assert len(box) == 0
+        shutil.rmtree(box.root)
+        again = world.company_mailbox("jobs@retail.acme.example")
+        assert len(again) == 0 and (again.root / "new").is_dir()
 
 
 async def test_a_world_on_a_given_folder_fsyncs_every_delivery(
