@@ -178,24 +178,23 @@ def run_local(
         pending.discard(config)
         return replace(run, config=config, attempts=attempts[config])
 
+    def drained(worker: _Worker) -> Iterator[BatchRun]:
+        """Every run ``worker`` has sent and not yet been read."""
+        while not worker.gone and worker.results.poll():
+            if (run := take(worker)) is not None:
+                yield run
+
     def arrived(wait: float) -> Iterator[BatchRun]:
         """Every run the processes have sent (waiting up to ``wait`` for one)."""
         listening = {w.results: w for w in workers if not w.gone}
         for reader in mp_connection.wait(list(listening), timeout=wait):
-            worker = listening[reader]
-            while not worker.gone:
-                if (run := take(worker)) is not None:
-                    yield run
-                if not worker.gone and not worker.results.poll():
-                    break
+            yield from drained(listening[reader])
 
     def buried() -> Iterator[BatchRun]:
         """The runs given up on in processes that died; their other accounts wait again."""
         for worker in [w for w in workers if w.gone or not w.process.is_alive()]:
             # What it sent before it ended is read first: only what it still held is lost.
-            while not worker.gone and worker.results.poll():
-                if (run := take(worker)) is not None:
-                    yield run
+            yield from drained(worker)
             workers.remove(worker)
             worker.process.join(5)
             worker.results.close()
