@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -105,3 +107,22 @@ def forms_of(password: str) -> list[str]:
         base64.b64encode(password.encode()).decode(),
         base64.b64encode(f"\0jobs@acme.example\0{password}".encode()).decode(),
     ]
+
+
+@pytest.fixture
+def log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger of its own, writing "LEVEL message" through the redacting filter into the
+    stream beside it."""
+    from diagnostics.redact import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"maildiag.test.{secrets.token_hex(4)}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, stream
+    logger.removeHandler(handler)
+    handler.close()

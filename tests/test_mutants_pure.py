@@ -15,7 +15,7 @@ import io
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
@@ -45,26 +45,11 @@ from diagnostics.parse.headers.received import parse_hop
 from diagnostics.parse.spf import MEASURE_CAP, IncludeCost, SpfSyntaxError, check_host
 from diagnostics.parse.spf import parse_record as spf_record
 from diagnostics.parse.spfmacro import MacroError, MacroValues
-from diagnostics.redact import RedactingFilter
 from diagnostics.secrets import MASK, Secret
 from diagnostics.sender import Identity, decode_from, encode_from, resolve, shown_from
 from tests.parse.headers.samples import application, received, redirected
 
 # -- redaction -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logger = logging.getLogger(f"maildiag.test.{secrets.token_hex(4)}")
-    logger.addHandler(handler)
-    logger.propagate = False
-    yield logger, stream
-    logger.removeHandler(handler)
-    handler.close()
 
 
 def test_an_exception_logged_without_being_raised_is_masked(

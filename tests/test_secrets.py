@@ -8,7 +8,7 @@ import io
 import logging
 import pickle
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -230,21 +230,6 @@ def test_redact_masks_a_longer_secret_whole_before_a_shorter_one() -> None:
 
 
 # -- RedactingFilter ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logger = logging.getLogger(f"maildiag.test.{secrets.token_hex(4)}")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    yield logger, stream
-    logger.removeHandler(handler)
-    handler.close()
 
 
 def test_filter_masks_record_args(
